@@ -1,0 +1,57 @@
+package redstream
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Codec turns payloads into the bytes stored in the payload field and back.
+// Implementations must be safe for concurrent use.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// JSON is the default [Codec]: encoding/json.
+var JSON Codec = jsonCodec{}
+
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// Fields is the payload type for untyped use: a [Producer] of Fields writes
+// the map as the entry's fields (no payload field, no codec), and a handler
+// of Fields receives every field of the entry.
+type Fields map[string]string
+
+// HeaderSource is implemented by payload types that want header fields
+// written next to the payload field, such as the guide's orderId, userId and
+// amount, so that operators and other tools can read them without decoding
+// the payload. [WithHeader] adds headers per publish.
+type HeaderSource interface {
+	Headers() map[string]string
+}
+
+// isFields reports whether T is Fields, the untyped payload.
+func isFields[T any]() bool {
+	var zero T
+	_, ok := any(zero).(Fields)
+	return ok
+}
+
+// appendHeader adds one header field, refusing names that would overwrite
+// the payload or another header.
+func appendHeader(values []any, seen map[string]struct{}, name, value, payloadField string) ([]any, error) {
+	if name == "" {
+		return nil, fmt.Errorf("%w: empty header name", ErrInvalidOption)
+	}
+	if name == payloadField {
+		return nil, fmt.Errorf("%w: header %q would overwrite the payload field", ErrInvalidOption, name)
+	}
+	if _, dup := seen[name]; dup {
+		return nil, fmt.Errorf("%w: header %q given twice", ErrInvalidOption, name)
+	}
+	seen[name] = struct{}{}
+	return append(values, name, value), nil
+}

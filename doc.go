@@ -1,0 +1,51 @@
+// Package redstream turns Redis Streams into a reliable message bus: typed
+// producers, consumer groups served by plain handler funcs, and
+// acknowledgement only after a handler succeeds.
+//
+// # A tour
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"}) // or a cluster/failover client
+//
+//	orders, err := redstream.NewProducer[Order](rdb, "orders:order:created", redstream.WithMaxLen(100_000))
+//	id, err := orders.Publish(ctx, order)                                      // XADD *
+//	id, err = orders.Publish(ctx, order, redstream.WithID("1694012345678-0")) // idempotent retry
+//
+//	c, err := redstream.NewConsumer(rdb, "billing", redstream.WithConcurrency(16))
+//	err = redstream.Handle(c, "orders:order:created", func(ctx context.Context, m *redstream.Message[Order]) error {
+//		return charge(ctx, m.Payload) // nil: XACK; error: stays pending for redelivery
+//	})
+//	err = c.Run(ctx) // blocks; returns nil after a graceful drain when ctx ends
+//
+// # The promise
+//
+// Delivery is at least once per consumer group while the Redis primary
+// survives: a message is acknowledged (XACK) only after its handler returns
+// nil. A handler error, a panic, a crash or a shutdown leaves the message in
+// the group's pending entries list, and it is delivered again: a consumer
+// drains its own pending entries first when it starts, so a restarted
+// consumer with a stable name ([WithConsumerName]) picks up where it
+// stopped. Duplicates happen only around a failure and are bounded by what
+// was in flight, so handlers should be idempotent. Redis replication is
+// asynchronous: a failover can lose writes Redis had acknowledged.
+//
+// # Streams and keys
+//
+// Stream keys follow the service:entity:action convention ([StreamName]).
+// The dead-letter stream of a stream lives in the same Redis Cluster hash
+// slot ([DeadLetterKey]), so scripts that touch both work on a cluster.
+//
+// # Payloads
+//
+// Payloads are encoded by a [Codec] (JSON by default) into one field
+// ("payload" unless [WithPayloadField] says otherwise). Header fields can be
+// written next to it with [WithHeader] or by a payload type that implements
+// [HeaderSource]. For untyped use, [Fields] writes and reads the entry's
+// fields as a map.
+//
+// # Concurrency
+//
+// [Producer] is safe for concurrent use. A [Consumer] runs its handlers on
+// up to [WithConcurrency] goroutines at once, with at most [WithMaxInFlight]
+// messages read but not finished. Neither ever closes the Redis client it
+// was given.
+package redstream

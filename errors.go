@@ -1,0 +1,112 @@
+package redstream
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrInvalidOption is wrapped by every error that reports a bad option or
+// argument to a constructor ([NewProducer], [NewConsumer]) or to [Handle].
+var ErrInvalidOption = errors.New("redstream: invalid option")
+
+// ErrInvalidStreamName is wrapped by the errors that [StreamName],
+// [ValidateStream], [NewProducer] and [Handle] return for a stream key that
+// redstream cannot use (empty, or with braces that do not form a Redis
+// Cluster hash tag).
+var ErrInvalidStreamName = errors.New("redstream: invalid stream name")
+
+// ErrInvalidID is wrapped by the error that [Producer.Publish] returns when
+// an explicit ID given with [WithID] is not a complete stream ID
+// ("<milliseconds>-<sequence>", greater than 0-0).
+var ErrInvalidID = errors.New("redstream: invalid stream ID")
+
+// ErrDuplicate is returned, with the ID, by [Producer.Publish] when an
+// explicit ID given with [WithID] already holds an entry in the stream: an
+// earlier attempt of the same publish succeeded, so a retry is a no-op. The
+// stored entry is not compared with the new payload.
+var ErrDuplicate = errors.New("redstream: an entry with this ID already exists")
+
+// ErrIDTooSmall is returned by [Producer.Publish] when an explicit ID given
+// with [WithID] is not greater than the stream's last ID and no entry holds
+// it (it was never written, or it was trimmed or deleted). Redis cannot
+// append it, and it is not a duplicate either.
+var ErrIDTooSmall = errors.New("redstream: ID is not greater than the stream's last ID")
+
+// ErrAlreadyStarted is returned by [Consumer.Run] when Run was called before
+// on the same Consumer; a Consumer runs once.
+var ErrAlreadyStarted = errors.New("redstream: consumer already started")
+
+// ErrNoHandlers is returned by [Consumer.Run] when no handler was registered
+// with [Handle].
+var ErrNoHandlers = errors.New("redstream: no handlers registered")
+
+// ErrShutdownTimeout is returned by [Consumer.Run] when handlers were still
+// running when the shutdown timeout ([WithShutdownTimeout]) passed: their
+// contexts were cancelled, and the messages they held stay pending for
+// redelivery.
+var ErrShutdownTimeout = errors.New("redstream: shutdown timeout: in-flight handlers were cancelled")
+
+// DecodeError reports an entry whose fields could not be decoded into the
+// handler's payload type: the payload field is missing or the codec rejected
+// it. The consumer logs it with the entry ID and passes it to the error
+// callback ([WithErrorHandler]); the handler is not called.
+type DecodeError struct {
+	Stream string
+	ID     string
+	// Field is the payload field that was expected.
+	Field string
+	// Err is the codec's error, or nil when the field was missing.
+	Err error
+}
+
+func (e *DecodeError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("redstream: decode %s %s: field %q is missing", e.Stream, e.ID, e.Field)
+	}
+	return fmt.Sprintf("redstream: decode %s %s: field %q: %v", e.Stream, e.ID, e.Field, e.Err)
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// PanicError is the error a handler's panic is turned into. The consumer
+// recovers the panic, logs Stack and treats the message as failed.
+type PanicError struct {
+	// Value is what the handler passed to panic.
+	Value any
+	// Stack is the goroutine's stack trace at the panic.
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("redstream: handler panic: %v", e.Value) }
+
+// Unwrap returns the panic value when it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// OpError is the error passed to the error callback ([WithErrorHandler]) for
+// a failure in the consumer's background work: a Redis call that failed, a
+// handler that returned an error, or an entry that could not be decoded.
+type OpError struct {
+	// Op names the operation: "create-group", "read", "ack", "handle", "decode".
+	Op     string
+	Stream string
+	Group  string
+	// ID is the entry concerned, if any.
+	ID  string
+	Err error
+}
+
+func (e *OpError) Error() string {
+	msg := "redstream: " + e.Op + " " + e.Stream
+	if e.Group != "" {
+		msg += " group " + e.Group
+	}
+	if e.ID != "" {
+		msg += " id " + e.ID
+	}
+	return msg + ": " + e.Err.Error()
+}
+
+func (e *OpError) Unwrap() error { return e.Err }

@@ -1,0 +1,88 @@
+// Package streamid parses, compares and formats Redis stream entry IDs
+// ("<milliseconds>-<sequence>").
+package streamid
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ID is a parsed stream entry ID.
+type ID struct {
+	Ms  uint64
+	Seq uint64
+}
+
+// ErrSyntax is returned by Parse for text that is not a complete stream ID.
+var ErrSyntax = errors.New("stream ID must be <milliseconds>-<sequence> with both parts unsigned 64-bit decimals")
+
+// Parse parses a complete ID such as "1694012345678-0". Special IDs ("*",
+// "$", ">", "-", "+") and incomplete IDs ("1694012345678", "5-*") are
+// rejected: callers that need an exact entry need both parts.
+func Parse(s string) (ID, error) {
+	msText, seqText, ok := strings.Cut(s, "-")
+	if !ok || !isDigits(msText) || !isDigits(seqText) {
+		return ID{}, ErrSyntax
+	}
+	ms, err := strconv.ParseUint(msText, 10, 64)
+	if err != nil {
+		return ID{}, ErrSyntax
+	}
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil {
+		return ID{}, ErrSyntax
+	}
+	return ID{Ms: ms, Seq: seq}, nil
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// String formats the ID as Redis does.
+func (id ID) String() string {
+	return strconv.FormatUint(id.Ms, 10) + "-" + strconv.FormatUint(id.Seq, 10)
+}
+
+// Compare returns -1, 0 or +1 as id is less than, equal to or greater than other.
+func (id ID) Compare(other ID) int {
+	switch {
+	case id.Ms < other.Ms:
+		return -1
+	case id.Ms > other.Ms:
+		return 1
+	case id.Seq < other.Seq:
+		return -1
+	case id.Seq > other.Seq:
+		return 1
+	}
+	return 0
+}
+
+// IsZero reports whether id is 0-0, which Redis never assigns to an entry.
+func (id ID) IsZero() bool { return id.Ms == 0 && id.Seq == 0 }
+
+// Time returns the wall-clock time encoded in the ID's millisecond part.
+func (id ID) Time() time.Time {
+	return time.UnixMilli(int64(min(id.Ms, uint64(1<<63-1))))
+}
+
+// FromTime returns the smallest ID at time t (sequence 0); times before the
+// Unix epoch give 0-0.
+func FromTime(t time.Time) ID {
+	ms := t.UnixMilli()
+	if ms < 0 {
+		return ID{}
+	}
+	return ID{Ms: uint64(ms)}
+}

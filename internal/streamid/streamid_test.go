@@ -1,0 +1,60 @@
+package streamid
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    ID
+		wantErr bool
+	}{
+		{in: "1694012345678-0", want: ID{Ms: 1694012345678}},
+		{in: "0-1", want: ID{Seq: 1}},
+		{in: "18446744073709551615-18446744073709551615", want: ID{Ms: 1<<64 - 1, Seq: 1<<64 - 1}},
+		{in: "18446744073709551616-0", wantErr: true},
+		{in: "1694012345678", wantErr: true},
+		{in: "1-*", wantErr: true},
+		{in: "*", wantErr: true},
+		{in: "$", wantErr: true},
+		{in: ">", wantErr: true},
+		{in: "-", wantErr: true},
+		{in: "", wantErr: true},
+		{in: "-1-0", wantErr: true},
+		{in: "+1-0", wantErr: true},
+		{in: "1-0-0", wantErr: true},
+		{in: " 1-0", wantErr: true},
+		{in: "1-", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := Parse(tt.in)
+		if tt.wantErr {
+			assert.ErrorIs(t, err, ErrSyntax, "input %q", tt.in)
+			continue
+		}
+		require.NoError(t, err, "input %q", tt.in)
+		assert.Equal(t, tt.want, got)
+		assert.Equal(t, tt.in, got.String(), "round trip")
+	}
+}
+
+func TestCompare(t *testing.T) {
+	a, b, c := ID{1, 5}, ID{2, 0}, ID{2, 1}
+	assert.Equal(t, -1, a.Compare(b))
+	assert.Equal(t, 1, c.Compare(b))
+	assert.Equal(t, -1, b.Compare(c))
+	assert.Equal(t, 0, c.Compare(ID{2, 1}))
+	assert.True(t, ID{}.IsZero())
+	assert.False(t, a.IsZero())
+}
+
+func TestTime(t *testing.T) {
+	ts := time.UnixMilli(1694012345678)
+	assert.Equal(t, ts, FromTime(ts).Time())
+	assert.Equal(t, ID{}, FromTime(time.Unix(-5, 0)))
+}

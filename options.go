@@ -1,0 +1,402 @@
+package redstream
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/redstream/redstream/internal/streamid"
+)
+
+// Defaults used when an option is not given.
+const (
+	// DefaultPayloadField is the entry field that holds the encoded payload.
+	DefaultPayloadField = "payload"
+	// DefaultConcurrency is the number of handler goroutines of a Consumer.
+	DefaultConcurrency = 10
+	// DefaultBatchSize is the COUNT of each XREADGROUP call.
+	DefaultBatchSize = 100
+	// DefaultMaxInFlight bounds the messages a Consumer holds at once, read
+	// but not yet handled, summed over its streams.
+	DefaultMaxInFlight = 256
+	// DefaultBlock is how long an XREADGROUP waits for new entries. It also
+	// bounds how long a shutdown waits for a read in progress.
+	DefaultBlock = time.Second
+	// DefaultShutdownTimeout is how long Run lets in-flight handlers finish
+	// after its context ends, before cancelling their contexts.
+	DefaultShutdownTimeout = 30 * time.Second
+	// DefaultGroupStart is the ID a new consumer group starts at: "$", only
+	// entries added after the group is created.
+	DefaultGroupStart = "$"
+	// DefaultErrorBackoffMin and DefaultErrorBackoffMax bound the exponential
+	// backoff (with jitter) after a failed Redis call in the consumer's loops.
+	DefaultErrorBackoffMin = 50 * time.Millisecond
+	DefaultErrorBackoffMax = 5 * time.Second
+)
+
+// ProducerOption configures a [Producer]. Options that configure both
+// producers and consumers have type [Option].
+type ProducerOption interface {
+	applyProducer(*producerConfig) error
+}
+
+// ConsumerOption configures a [Consumer]. Options that configure both
+// producers and consumers have type [Option].
+type ConsumerOption interface {
+	applyConsumer(*consumerConfig) error
+}
+
+// PublishOption configures one call of [Producer.Publish] or
+// [Producer.PublishBatch].
+type PublishOption interface {
+	applyPublish(*publishConfig) error
+}
+
+// Option configures what producers and consumers share (codec, payload field,
+// logger); it can be passed to [NewProducer] and to [NewConsumer].
+type Option interface {
+	ProducerOption
+	ConsumerOption
+}
+
+// commonConfig is what producers and consumers share.
+type commonConfig struct {
+	codec        Codec
+	payloadField string
+	logger       *slog.Logger
+}
+
+func defaultCommon() commonConfig {
+	return commonConfig{codec: JSON, payloadField: DefaultPayloadField, logger: discardLogger}
+}
+
+var discardLogger = slog.New(slog.DiscardHandler)
+
+type sharedOption func(*commonConfig) error
+
+func (o sharedOption) applyProducer(c *producerConfig) error { return o(&c.commonConfig) }
+func (o sharedOption) applyConsumer(c *consumerConfig) error { return o(&c.commonConfig) }
+
+// WithCodec sets the codec of the payload field. The default is [JSON]; nil
+// is an error. Handlers of [Fields] use no codec.
+func WithCodec(codec Codec) Option {
+	return sharedOption(func(c *commonConfig) error {
+		if codec == nil {
+			return fmt.Errorf("%w: nil codec", ErrInvalidOption)
+		}
+		c.codec = codec
+		return nil
+	})
+}
+
+// WithPayloadField sets the entry field that holds the encoded payload. The
+// default is [DefaultPayloadField] ("payload"); empty is an error.
+func WithPayloadField(name string) Option {
+	return sharedOption(func(c *commonConfig) error {
+		if name == "" {
+			return fmt.Errorf("%w: empty payload field name", ErrInvalidOption)
+		}
+		c.payloadField = name
+		return nil
+	})
+}
+
+// WithLogger sets the logger for background events (retries, reconnects,
+// recovered panics). nil, the default, discards them.
+func WithLogger(logger *slog.Logger) Option {
+	return sharedOption(func(c *commonConfig) error {
+		if logger == nil {
+			logger = discardLogger
+		}
+		c.logger = logger
+		return nil
+	})
+}
+
+// producerConfig is a Producer's configuration after options.
+type producerConfig struct {
+	commonConfig
+	maxLen int64
+	maxAge time.Duration
+}
+
+type producerOption func(*producerConfig) error
+
+func (o producerOption) applyProducer(c *producerConfig) error { return o(c) }
+
+// WithMaxLen trims the stream at every publish to about n entries (XADD
+// MAXLEN ~ n), atomically with the write. Redis trims whole macro-nodes, so
+// the stream may hold somewhat more than n. n must be positive; the default
+// is no trimming. This trim may drop entries no group has read yet: see the
+// trimming section of the README before using it. It cannot be combined with
+// [WithMaxAge].
+func WithMaxLen(n int64) ProducerOption {
+	return producerOption(func(c *producerConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithMaxLen(%d): must be positive", ErrInvalidOption, n)
+		}
+		c.maxLen = n
+		return nil
+	})
+}
+
+// WithMaxAge trims, at every publish, entries older than d (XADD MINID ~
+// now-d), atomically with the write. d must be positive; the default is no
+// trimming. It cannot be combined with [WithMaxLen].
+func WithMaxAge(d time.Duration) ProducerOption {
+	return producerOption(func(c *producerConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithMaxAge(%v): must be positive", ErrInvalidOption, d)
+		}
+		c.maxAge = d
+		return nil
+	})
+}
+
+func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
+	c := producerConfig{commonConfig: defaultCommon()}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyProducer(&c); err != nil {
+			return producerConfig{}, err
+		}
+	}
+	if c.maxLen > 0 && c.maxAge > 0 {
+		return producerConfig{}, fmt.Errorf("%w: WithMaxLen and WithMaxAge cannot be combined (XADD takes one trim strategy)", ErrInvalidOption)
+	}
+	return c, nil
+}
+
+// publishConfig is one publish call's configuration.
+type publishConfig struct {
+	id      string
+	minID   string
+	headers []string // name, value pairs
+}
+
+type publishOption func(*publishConfig) error
+
+func (o publishOption) applyPublish(c *publishConfig) error { return o(c) }
+
+// WithID publishes with an explicit entry ID instead of letting Redis pick
+// one, so that a retried publish is idempotent: if an entry with this ID
+// already exists, Publish returns the ID and [ErrDuplicate]. id must be a
+// complete ID ("1694012345678-0") greater than 0-0, else Publish returns an
+// error wrapping [ErrInvalidID]. Not allowed with [Producer.PublishBatch].
+func WithID(id string) PublishOption {
+	return publishOption(func(c *publishConfig) error {
+		parsed, err := streamid.Parse(id)
+		if err != nil {
+			return fmt.Errorf("%w: WithID(%q): %v", ErrInvalidID, id, err)
+		}
+		if parsed.IsZero() {
+			return fmt.Errorf("%w: WithID(%q): must be greater than 0-0", ErrInvalidID, id)
+		}
+		c.id = id
+		return nil
+	})
+}
+
+// WithMinID trims, with this publish, entries with IDs below id (XADD MINID
+// ~ id), atomically with the write. id must be a complete stream ID. It
+// overrides the producer's [WithMaxLen] or [WithMaxAge] for this call.
+func WithMinID(id string) PublishOption {
+	return publishOption(func(c *publishConfig) error {
+		if _, err := streamid.Parse(id); err != nil {
+			return fmt.Errorf("%w: WithMinID(%q): %v", ErrInvalidID, id, err)
+		}
+		c.minID = id
+		return nil
+	})
+}
+
+// WithHeader adds a field next to the payload field of the published entry.
+// name must be non-empty, distinct from the payload field and from the
+// other headers (including those of a [HeaderSource] payload).
+func WithHeader(name, value string) PublishOption {
+	return publishOption(func(c *publishConfig) error {
+		c.headers = append(c.headers, name, value)
+		return nil
+	})
+}
+
+// consumerConfig is a Consumer's configuration after options.
+type consumerConfig struct {
+	commonConfig
+	name            string
+	concurrency     int
+	batchSize       int
+	maxInFlight     int
+	block           time.Duration
+	shutdownTimeout time.Duration
+	groupStart      string
+	errorBackoffMin time.Duration
+	errorBackoffMax time.Duration
+	onError         func(error)
+}
+
+type consumerOption func(*consumerConfig) error
+
+func (o consumerOption) applyConsumer(c *consumerConfig) error { return o(c) }
+
+// WithConsumerName sets the consumer's name within its group. The default
+// is "<hostname>-<pid>", unique per process; set a stable name (a pod name,
+// say) so that a restarted process drains its own pending entries first.
+// Two live processes must never share a name.
+func WithConsumerName(name string) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		if name == "" {
+			return fmt.Errorf("%w: empty consumer name", ErrInvalidOption)
+		}
+		c.name = name
+		return nil
+	})
+}
+
+// WithConcurrency sets how many handlers run at once, over all streams of
+// the consumer. The default is [DefaultConcurrency]; n must be positive.
+func WithConcurrency(n int) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithConcurrency(%d): must be positive", ErrInvalidOption, n)
+		}
+		c.concurrency = n
+		return nil
+	})
+}
+
+// WithBatchSize sets the most entries one XREADGROUP asks for (COUNT). The
+// default is [DefaultBatchSize]; n must be positive.
+func WithBatchSize(n int) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithBatchSize(%d): must be positive", ErrInvalidOption, n)
+		}
+		c.batchSize = n
+		return nil
+	})
+}
+
+// WithMaxInFlight bounds the messages the consumer holds at once (read and
+// not yet finished), over all its streams. A read asks for no more than the
+// free room, so memory stays bounded however long the backlog. The default
+// is [DefaultMaxInFlight]; n must be positive, and is raised to the
+// concurrency if lower.
+func WithMaxInFlight(n int) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithMaxInFlight(%d): must be positive", ErrInvalidOption, n)
+		}
+		c.maxInFlight = n
+		return nil
+	})
+}
+
+// WithBlock sets how long XREADGROUP waits for new entries (BLOCK), which
+// is also the longest a shutdown waits for a read in progress. The default
+// is [DefaultBlock]; d must be at least 1ms.
+func WithBlock(d time.Duration) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		if d < time.Millisecond {
+			return fmt.Errorf("%w: WithBlock(%v): must be at least 1ms", ErrInvalidOption, d)
+		}
+		c.block = d
+		return nil
+	})
+}
+
+// WithShutdownTimeout sets how long [Consumer.Run] lets in-flight handlers
+// finish after its context ends. When it passes, their contexts are
+// cancelled, Run waits for them to return and returns [ErrShutdownTimeout];
+// the messages they held stay pending. The default is
+// [DefaultShutdownTimeout]; zero cancels handlers at once; negative is an
+// error.
+func WithShutdownTimeout(d time.Duration) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		if d < 0 {
+			return fmt.Errorf("%w: WithShutdownTimeout(%v): must not be negative", ErrInvalidOption, d)
+		}
+		c.shutdownTimeout = d
+		return nil
+	})
+}
+
+// WithGroupStart sets where a consumer group that does not exist yet starts:
+// "$" (the default, [DefaultGroupStart]) for entries added from now on, "0"
+// for the whole stream, or a complete entry ID. It has no effect on a group
+// that exists.
+func WithGroupStart(id string) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		if id != "$" && id != "0" {
+			if _, err := streamid.Parse(id); err != nil {
+				return fmt.Errorf("%w: WithGroupStart(%q): want \"$\", \"0\" or a stream ID", ErrInvalidOption, id)
+			}
+		}
+		c.groupStart = id
+		return nil
+	})
+}
+
+// WithErrorBackoff sets the exponential backoff (with jitter) after a failed
+// Redis call in the consumer's loops: min before the first retry, doubling
+// up to max. Defaults: [DefaultErrorBackoffMin], [DefaultErrorBackoffMax].
+// min must be positive and max at least min.
+func WithErrorBackoff(minDelay, maxDelay time.Duration) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		if minDelay <= 0 || maxDelay < minDelay {
+			return fmt.Errorf("%w: WithErrorBackoff(%v, %v): need 0 < min <= max", ErrInvalidOption, minDelay, maxDelay)
+		}
+		c.errorBackoffMin, c.errorBackoffMax = minDelay, maxDelay
+		return nil
+	})
+}
+
+// WithErrorHandler sets a callback for errors in the consumer's background
+// work: failed Redis calls, handler errors and panics, decode failures. Each
+// is an [*OpError]. The callback runs on the consumer's goroutines and must
+// not block; nil, the default, means errors are only logged.
+func WithErrorHandler(fn func(error)) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		c.onError = fn
+		return nil
+	})
+}
+
+func newConsumerConfig(opts []ConsumerOption) (consumerConfig, error) {
+	c := consumerConfig{
+		commonConfig:    defaultCommon(),
+		concurrency:     DefaultConcurrency,
+		batchSize:       DefaultBatchSize,
+		maxInFlight:     DefaultMaxInFlight,
+		block:           DefaultBlock,
+		shutdownTimeout: DefaultShutdownTimeout,
+		groupStart:      DefaultGroupStart,
+		errorBackoffMin: DefaultErrorBackoffMin,
+		errorBackoffMax: DefaultErrorBackoffMax,
+	}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyConsumer(&c); err != nil {
+			return consumerConfig{}, err
+		}
+	}
+	if c.name == "" {
+		c.name = defaultConsumerName()
+	}
+	c.maxInFlight = max(c.maxInFlight, c.concurrency)
+	return c, nil
+}
+
+func defaultConsumerName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "redstream"
+	}
+	return host + "-" + strconv.Itoa(os.Getpid())
+}
