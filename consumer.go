@@ -1,17 +1,20 @@
 package redstream
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redstream/redstream/internal/backoff"
+	"github.com/redstream/redstream/internal/scripts"
 )
 
 // HandlerFunc handles one message. Returning nil acknowledges the message
@@ -48,12 +51,20 @@ type route struct {
 	handle func(ctx context.Context, e *entry) error
 }
 
-// entry is a message between the reader and a worker.
+// entry is a message the consumer holds, from its read until it is
+// acknowledged, dead-lettered or given up.
 type entry struct {
 	route      *route
 	id         string
-	values     map[string]any
+	values     map[string]any // nil: deleted from the stream while pending
 	deliveries int64
+	// retry marks a message waiting for its next delivery, which must first
+	// be reclaimed by this consumer.
+	retry bool
+	// lost and cancel are guarded by runner.mu: lost is set when another
+	// consumer has taken the message, cancel while its handler runs.
+	lost   bool
+	cancel context.CancelFunc
 }
 
 // NewConsumer returns a Consumer in group. rdb may be any
@@ -179,17 +190,31 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return r.run(ctx)
 }
 
-// runner is one Run's state: the readers, workers and acker it owns.
+// runner is one Run's state: the readers, workers, acker, retry scheduler,
+// lease keeper and reaper it owns.
 type runner struct {
 	c       *Consumer
 	routes  []*route
 	log     *slog.Logger
-	backoff backoff.Policy
+	backoff backoff.Policy // after failed Redis calls
+	retry   backoff.Policy // between deliveries of a failed message
 
-	// room holds one token per message the consumer may still take in.
-	room chan struct{}
-	work chan *entry
-	acks chan *entry
+	// room holds one token per message the consumer may still take in. A
+	// message holds its token from its read until it is acknowledged,
+	// dead-lettered or given up, retries included.
+	room    chan struct{}
+	work    chan *entry
+	acks    chan *entry
+	retries chan retryAt
+
+	// held is every message the consumer holds, for lease renewal.
+	mu   sync.Mutex
+	held map[heldKey]*entry
+}
+
+type heldKey struct {
+	route *route
+	id    string
 }
 
 func newRunner(c *Consumer, routes []*route) *runner {
@@ -198,9 +223,12 @@ func newRunner(c *Consumer, routes []*route) *runner {
 		routes:  routes,
 		log:     c.cfg.logger.With(slog.String("group", c.group), slog.String("consumer", c.cfg.name)),
 		backoff: backoff.Policy{Base: c.cfg.errorBackoffMin, Max: c.cfg.errorBackoffMax},
+		retry:   backoff.Policy{Base: c.cfg.retryBackoffMin, Max: c.cfg.retryBackoffMax},
 		room:    make(chan struct{}, c.cfg.maxInFlight),
 		work:    make(chan *entry, c.cfg.maxInFlight),
 		acks:    make(chan *entry, c.cfg.maxInFlight),
+		retries: make(chan retryAt, c.cfg.maxInFlight),
+		held:    make(map[heldKey]*entry),
 	}
 	for range c.cfg.maxInFlight {
 		r.room <- struct{}{}
@@ -214,26 +242,31 @@ func (r *runner) run(ctx context.Context) error {
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 
-	var readers, workers sync.WaitGroup
+	// Feeders put messages in r.work and stop with ctx; workers drain it.
+	var feeders, workers sync.WaitGroup
 	perRead := max(1, min(r.c.cfg.batchSize, r.c.cfg.maxInFlight/len(r.routes)))
 	for _, rt := range r.routes {
-		readers.Go(func() { r.read(ctx, rt, perRead) })
+		feeders.Go(func() { r.read(ctx, rt, perRead) })
+	}
+	feeders.Go(func() { r.scheduleRetries(ctx) })
+	if r.c.cfg.reaper {
+		feeders.Go(func() { r.reap(ctx) })
 	}
 	for range r.c.cfg.concurrency {
 		workers.Go(func() { r.work1(handlerCtx) })
 	}
-	ackerDone := make(chan struct{})
-	go func() {
-		defer close(ackerDone)
-		r.ack(handlerCtx)
-	}()
+	// Leases are renewed until the last handler has returned.
+	stopLeases := make(chan struct{})
+	var background sync.WaitGroup
+	background.Go(func() { r.renewLeases(stopLeases) })
+	background.Go(func() { r.ack(handlerCtx) })
 
 	<-ctx.Done()
 	r.log.Debug("redstream: consumer draining")
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
-		readers.Wait()
+		feeders.Wait()
 		close(r.work)
 		workers.Wait()
 	}()
@@ -248,8 +281,9 @@ func (r *runner) run(ctx context.Context) error {
 		cancelHandlers()
 		<-drained
 	}
+	close(stopLeases)
 	close(r.acks)
-	<-ackerDone
+	background.Wait()
 	return err
 }
 
@@ -338,15 +372,23 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 		}
 		attempt = 0
 		r.giveRoom(n - len(entries))
-		for _, e := range entries {
-			if e.values == nil {
-				// Trimmed or deleted while pending: nothing left to handle.
-				r.log.Warn("redstream: pending entry was deleted from the stream; acknowledging it", slog.String("stream", rt.stream), slog.String("id", e.id))
-				r.acks <- e
-				continue
-			}
-			r.work <- e
+		r.dispatch(entries)
+	}
+}
+
+// dispatch hands read or claimed entries to the workers. Entries deleted
+// from the stream while pending have nothing left to handle: they are
+// acknowledged, which clears them from the pending list.
+func (r *runner) dispatch(entries []*entry) {
+	for _, e := range entries {
+		r.hold(e)
+		if e.values == nil {
+			r.log.Warn("redstream: pending entry was deleted from the stream; clearing it", slog.String("stream", e.route.stream), slog.String("id", e.id))
+			r.acks <- e
+			r.giveRoom(1)
+			continue
 		}
+		r.work <- e
 	}
 }
 
@@ -358,7 +400,12 @@ func (r *runner) takeRoom(ctx context.Context, want int) int {
 	case <-ctx.Done():
 		return 0
 	}
-	n := 1
+	return 1 + r.takeRoomNow(want-1)
+}
+
+// takeRoomNow takes up to want tokens without waiting.
+func (r *runner) takeRoomNow(want int) int {
+	n := 0
 	for n < want {
 		select {
 		case <-r.room:
@@ -374,6 +421,25 @@ func (r *runner) giveRoom(n int) {
 	for range n {
 		r.room <- struct{}{}
 	}
+}
+
+func (r *runner) hold(e *entry) {
+	r.mu.Lock()
+	r.held[heldKey{e.route, e.id}] = e
+	r.mu.Unlock()
+}
+
+// release forgets e and frees its room: the consumer is done with it
+// (dead-lettered, lost to another consumer, or left pending on purpose).
+func (r *runner) release(e *entry) {
+	r.forget(e)
+	r.giveRoom(1)
+}
+
+func (r *runner) forget(e *entry) {
+	r.mu.Lock()
+	delete(r.held, heldKey{e.route, e.id})
+	r.mu.Unlock()
 }
 
 // readNew reads up to n entries never delivered to the group, waiting up to
@@ -428,26 +494,32 @@ func (r *runner) readPending(ctx context.Context, rt *route, cursor string, n in
 	}
 	// Reading pending entries by ID counts as a delivery; XPENDING tells how
 	// many there have been.
-	pending, err := r.c.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream:   rt.stream,
-		Group:    r.c.group,
-		Start:    entries[0].id,
-		End:      entries[len(entries)-1].id,
-		Count:    int64(len(entries)),
-		Consumer: r.c.cfg.name,
-	}).Result()
-	if err != nil {
+	if err := r.fillDeliveries(ctx, rt.stream, entries); err != nil {
 		return nil, err
-	}
-	counts := make(map[string]int64, len(pending))
-	for _, p := range pending {
-		counts[p.ID] = p.RetryCount
-	}
-	for _, e := range entries {
-		e.deliveries = max(1, counts[e.id])
 	}
 	r.log.Info("redstream: redelivering own pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))
 	return entries, nil
+}
+
+// fillDeliveries sets each entry's delivery count from the pending list, in
+// one round trip.
+func (r *runner) fillDeliveries(ctx context.Context, stream string, entries []*entry) error {
+	cmds, err := r.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, e := range entries {
+			pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: r.c.group, Start: e.id, End: e.id, Count: 1})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, cmd := range cmds {
+		entries[i].deliveries = 1
+		if p := cmd.(*redis.XPendingExtCmd).Val(); len(p) == 1 {
+			entries[i].deliveries = max(1, p[0].RetryCount)
+		}
+	}
+	return nil
 }
 
 // recreateGroup creates the group again after NOGROUP: the stream was
@@ -469,34 +541,273 @@ func (r *runner) recreateGroup(ctx context.Context, stream string) {
 func (r *runner) work1(handlerCtx context.Context) {
 	for e := range r.work {
 		if handlerCtx.Err() != nil {
-			r.giveRoom(1)
+			r.release(e)
 			continue
 		}
-		err := e.route.handle(handlerCtx, e)
-		if err == nil {
-			r.acks <- e
-		} else {
-			r.handlerFailed(e, err)
-		}
-		r.giveRoom(1)
+		r.process(handlerCtx, e)
 	}
 }
 
-func (r *runner) handlerFailed(e *entry, err error) {
-	attrs := []any{slog.String("stream", e.route.stream), slog.String("id", e.id), slog.Int64("deliveries", e.deliveries), slog.Any("error", err)}
+// process runs e's handler and settles the outcome.
+func (r *runner) process(handlerCtx context.Context, e *entry) {
+	if e.retry && !r.reclaimForRetry(handlerCtx, e) {
+		return
+	}
+	ctx, cancel := context.WithCancel(handlerCtx)
+	defer cancel()
+	r.mu.Lock()
+	lost := e.lost
+	e.cancel = cancel
+	r.mu.Unlock()
+	if lost {
+		r.release(e)
+		return
+	}
+	err := e.route.handle(ctx, e)
+	r.mu.Lock()
+	lost = e.lost
+	e.cancel = nil
+	r.mu.Unlock()
+	r.settle(handlerCtx, e, err, lost)
+}
+
+// settle acts on a handler's outcome. A successful handler's message is
+// acknowledged even if its lease was lost meanwhile: it was handled, and
+// the acknowledgement only spares the new owner's duplicate.
+func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bool) {
+	var decodeErr *DecodeError
+	switch {
+	case err == nil:
+		r.acks <- e
+		r.giveRoom(1)
+	case errors.Is(err, ErrDrop):
+		r.log.Info("redstream: handler dropped the message", slog.String("stream", e.route.stream), slog.String("id", e.id), slog.Any("error", err))
+		r.acks <- e
+		r.giveRoom(1)
+	case lost:
+		r.log.Warn("redstream: lease lost while handling; the message is another consumer's now", slog.String("stream", e.route.stream), slog.String("id", e.id), slog.Any("error", err))
+		r.release(e)
+	case handlerCtx.Err() != nil:
+		r.handlerFailed(e, err, "left pending (shutdown)")
+		r.release(e)
+	case errors.As(err, &decodeErr):
+		r.handlerFailed(e, err, "dead-lettering")
+		r.deadLetter(handlerCtx, e, ReasonDecode, err)
+	case errors.Is(err, ErrDeadLetter):
+		r.handlerFailed(e, err, "dead-lettering")
+		r.deadLetter(handlerCtx, e, ReasonHandler, err)
+	case e.deliveries >= int64(r.c.cfg.maxDeliveries):
+		r.handlerFailed(e, err, "dead-lettering after the last delivery")
+		r.deadLetter(handlerCtx, e, ReasonMaxDeliveries, err)
+	default:
+		delay := r.retry.Delay(int(e.deliveries))
+		var retryErr *RetryError
+		if errors.As(err, &retryErr) {
+			delay = retryErr.Delay
+		}
+		r.handlerFailed(e, err, "retrying in "+delay.Round(time.Millisecond).String())
+		e.deliveries++
+		e.retry = true
+		r.retries <- retryAt{at: time.Now().Add(delay), e: e}
+	}
+}
+
+// reclaimForRetry renews e's lease and sets its delivery count before a
+// retry; it reports false (having released e) when e is no longer this
+// consumer's to handle.
+func (r *runner) reclaimForRetry(handlerCtx context.Context, e *entry) bool {
+	ctx, cancel := context.WithTimeout(handlerCtx, ackFlushTimeout)
+	defer cancel()
+	lost, err := renewLeases(ctx, r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.deliveries, []string{e.id})
+	if err != nil {
+		r.report(&OpError{Op: "lease", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
+		r.retries <- retryAt{at: time.Now().Add(r.backoff.Delay(int(e.deliveries))), e: e}
+		return false
+	}
+	if len(lost) > 0 {
+		r.log.Info("redstream: message no longer pending for this consumer; not retrying", slog.String("stream", e.route.stream), slog.String("id", e.id))
+		r.release(e)
+		return false
+	}
+	e.retry = false
+	return true
+}
+
+// deadLetter moves e to the dead-letter stream, retrying Redis failures a
+// few times; if it cannot, e stays pending and a reaper dead-letters it
+// once it is idle.
+func (r *runner) deadLetter(ctx context.Context, e *entry, reason string, cause error) {
+	defer r.release(e)
+	errText := ""
+	if cause != nil {
+		errText = cause.Error()
+	}
+	for attempt := 1; ; attempt++ {
+		res, dlID, err := deadLetterMove(context.WithoutCancel(ctx), r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.id, reason, errText, -1)
+		if err == nil {
+			r.deadLettered(e.route.stream, e.id, e.deliveries, reason, cause, res, dlID)
+			return
+		}
+		r.report(&OpError{Op: "dead-letter", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
+		if attempt == 3 || !sleepCtx(ctx, r.backoff.Delay(attempt)) {
+			return
+		}
+	}
+}
+
+// deadLettered logs what the dead-letter script did.
+func (r *runner) deadLettered(stream, id string, deliveries int64, reason string, cause error, res moveResult, dlID string) {
+	attrs := []any{slog.String("stream", stream), slog.String("id", id), slog.String("reason", reason), slog.Int64("deliveries", deliveries)}
+	switch res {
+	case moved:
+		r.log.Warn("redstream: message dead-lettered", append(attrs, slog.String("dead_letter_id", dlID), slog.Any("error", cause))...)
+		r.notify(&OpError{Op: "dead-letter", Stream: stream, Group: r.c.group, ID: id, Err: fmt.Errorf("%s: %w", reason, errOrReason(cause, reason))})
+	case movedGone:
+		r.log.Warn("redstream: message to dead-letter was trimmed from the stream; cleared it from the pending list", attrs...)
+	default:
+		r.log.Info("redstream: message not dead-lettered: "+string(res), attrs...)
+	}
+}
+
+func errOrReason(err error, reason string) error {
+	if err != nil {
+		return err
+	}
+	return errors.New(reason)
+}
+
+func (r *runner) handlerFailed(e *entry, err error, next string) {
+	attrs := []any{slog.String("stream", e.route.stream), slog.String("id", e.id), slog.Int64("deliveries", e.deliveries), slog.String("next", next), slog.Any("error", err)}
 	op := "handle"
 	var decodeErr *DecodeError
 	var panicErr *PanicError
 	switch {
 	case errors.As(err, &decodeErr):
 		op = "decode"
-		r.log.Error("redstream: cannot decode entry; left pending", attrs...)
+		r.log.Error("redstream: cannot decode entry", attrs...)
 	case errors.As(err, &panicErr):
-		r.log.Error("redstream: handler panicked; message left pending", append(attrs, slog.String("stack", string(panicErr.Stack)))...)
+		r.log.Error("redstream: handler panicked", append(attrs, slog.String("stack", string(panicErr.Stack)))...)
 	default:
-		r.log.Warn("redstream: handler failed; message left pending", attrs...)
+		r.log.Warn("redstream: handler failed", attrs...)
 	}
 	r.notify(&OpError{Op: op, Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
+}
+
+// retryAt is a failed message waiting for its next delivery.
+type retryAt struct {
+	at time.Time
+	e  *entry
+}
+
+// retryHeap orders waiting retries by due time.
+type retryHeap []retryAt
+
+func (h retryHeap) Len() int           { return len(h) }
+func (h retryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h retryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)        { *h = append(*h, x.(retryAt)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// scheduleRetries hands failed messages back to the workers when their
+// backoff has passed. Retries still waiting at shutdown stay pending in
+// Redis: the next run of this consumer, or a reaper, delivers them.
+func (r *runner) scheduleRetries(ctx context.Context) {
+	var waiting retryHeap
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var due <-chan time.Time
+		if len(waiting) > 0 {
+			timer.Reset(time.Until(waiting[0].at))
+			due = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case rt := <-r.retries:
+			heap.Push(&waiting, rt)
+		case <-due:
+			now := time.Now()
+			for len(waiting) > 0 && !waiting[0].at.After(now) {
+				r.work <- heap.Pop(&waiting).(retryAt).e
+			}
+		}
+	}
+}
+
+// leaseBatch caps the IDs renewed by one script call.
+const leaseBatch = 200
+
+// renewLeases keeps the idle time of every held message low, so reapers
+// leave them alone, until stop is closed; a message found to belong to
+// another consumer has its handler's context cancelled.
+func (r *runner) renewLeases(stop <-chan struct{}) {
+	ticker := time.NewTicker(max(r.c.cfg.minIdle/3, 10*time.Millisecond))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+			r.renewOnce()
+		}
+	}
+}
+
+func (r *runner) renewOnce() {
+	byRoute := make(map[*route][]string)
+	r.mu.Lock()
+	for k := range r.held {
+		byRoute[k.route] = append(byRoute[k.route], k.id)
+	}
+	r.mu.Unlock()
+	for rt, ids := range byRoute {
+		for chunk := range slices.Chunk(ids, leaseBatch) {
+			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
+			lost, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, chunk)
+			cancel()
+			if err != nil {
+				r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
+				break
+			}
+			for _, id := range lost {
+				r.markLost(rt, id)
+			}
+		}
+	}
+}
+
+// markLost records that id is no longer this consumer's and cancels its
+// handler, if running. An id acknowledged since the snapshot is not held
+// any more and is ignored.
+func (r *runner) markLost(rt *route, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.held[heldKey{rt, id}]
+	if !ok || e.lost {
+		return
+	}
+	e.lost = true
+	if e.cancel != nil {
+		e.cancel()
+	}
+}
+
+// renewLeases resets the idle time of ids this consumer still owns, setting
+// their delivery count when deliveries > 0, and returns the IDs it no
+// longer owns.
+func renewLeases(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, deliveries int64, ids []string) ([]string, error) {
+	args := make([]any, 0, 3+len(ids))
+	args = append(args, group, consumer, deliveries)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return scripts.ClaimOwn.Run(ctx, rdb, []string{stream}, args...).StringSlice()
 }
 
 // ackBatchMax caps the IDs gathered into one round of XACKs.
@@ -511,15 +822,15 @@ const ackFlushTimeout = 5 * time.Second
 // last acknowledgements are sent (or given up after retries).
 func (r *runner) ack(ctx context.Context) {
 	batch := make(map[*route][]string)
-	count := 0
+	var entries []*entry
 	add := func(e *entry) {
 		batch[e.route] = append(batch[e.route], e.id)
-		count++
+		entries = append(entries, e)
 	}
 	for e := range r.acks {
 		add(e)
 	gather:
-		for count < ackBatchMax {
+		for len(entries) < ackBatchMax {
 			select {
 			case e, ok := <-r.acks:
 				if !ok {
@@ -531,8 +842,14 @@ func (r *runner) ack(ctx context.Context) {
 			}
 		}
 		r.flushAcks(ctx, batch)
+		r.mu.Lock()
+		for _, e := range entries {
+			delete(r.held, heldKey{e.route, e.id})
+		}
+		r.mu.Unlock()
 		clear(batch)
-		count = 0
+		clear(entries)
+		entries = entries[:0]
 	}
 }
 

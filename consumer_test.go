@@ -223,7 +223,7 @@ func TestAckOnlyAfterSuccess(t *testing.T) {
 		ids := publishOrders(t, rdb, stream, 4)
 		failID := ids[2]
 		var errs atomic.Int64
-		c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithErrorHandler(func(err error) {
+		c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithRetryBackoff(time.Hour, time.Hour), WithErrorHandler(func(err error) {
 			var op *OpError
 			if errors.As(err, &op) && op.Op == "handle" && op.ID == failID {
 				errs.Add(1)
@@ -245,7 +245,7 @@ func TestAckOnlyAfterSuccess(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, pending, 1, "only the failed message stays pending")
 		assert.Equal(t, failID, pending[0].ID)
-		assert.Equal(t, 1, handled.count(failID), "not retried in a hot loop")
+		assert.Equal(t, 1, handled.count(failID), "retried only after the backoff")
 	})
 }
 
@@ -254,7 +254,7 @@ func TestPanicIsRecoveredAndLeavesMessagePending(t *testing.T) {
 		stream := uniqueStream(t)
 		ids := publishOrders(t, rdb, stream, 3)
 		panicked := make(chan *PanicError, 1)
-		c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithErrorHandler(func(err error) {
+		c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithRetryBackoff(time.Hour, time.Hour), WithErrorHandler(func(err error) {
 			var p *PanicError
 			if errors.As(err, &p) {
 				panicked <- p
@@ -282,7 +282,7 @@ func TestPanicIsRecoveredAndLeavesMessagePending(t *testing.T) {
 	})
 }
 
-func TestDecodeFailureLeftPendingAndReported(t *testing.T) {
+func TestDecodeFailureIsDeadLetteredAtOnce(t *testing.T) {
 	backends(t, func(t *testing.T, rdb *redis.Client) {
 		ctx, stream := testCtx(t), uniqueStream(t)
 		badJSON, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []string{"payload", "{not json"}}).Result()
@@ -297,7 +297,8 @@ func TestDecodeFailureLeftPendingAndReported(t *testing.T) {
 		)
 		c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithErrorHandler(func(err error) {
 			var d *DecodeError
-			if errors.As(err, &d) {
+			var op *OpError
+			if errors.As(err, &d) && errors.As(err, &op) && op.Op == "decode" {
 				mu.Lock()
 				decodeErrs[d.ID] = d
 				mu.Unlock()
@@ -309,10 +310,11 @@ func TestDecodeFailureLeftPendingAndReported(t *testing.T) {
 			return nil
 		}))
 		start(t, c)
+		dlq, err := NewDeadLetters(rdb, stream)
+		require.NoError(t, err)
 		eventually(t, 10*time.Second, func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return handled.count(good) == 1 && len(decodeErrs) == 2
+			n, _ := dlq.Len(ctx)
+			return handled.count(good) == 1 && n == 2
 		})
 		mu.Lock()
 		assert.Error(t, decodeErrs[badJSON].Err, "codec error kept")
@@ -320,7 +322,21 @@ func TestDecodeFailureLeftPendingAndReported(t *testing.T) {
 		assert.Contains(t, decodeErrs[noPayload].Error(), `"payload" is missing`)
 		mu.Unlock()
 		assert.Equal(t, 1, handled.len(), "handler never sees undecodable entries")
-		eventually(t, 5*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 2 })
+		eventually(t, 5*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 })
+
+		letters, _, err := dlq.List(ctx, ListOptions{})
+		require.NoError(t, err)
+		require.Len(t, letters, 2)
+		for _, d := range letters {
+			assert.Equal(t, ReasonDecode, d.Reason)
+			assert.Equal(t, int64(1), d.Deliveries, "dead-lettered on the first delivery")
+			assert.Contains(t, d.Error, "decode")
+		}
+		byOrigin := map[string]DeadLetter{letters[0].OriginID: letters[0], letters[1].OriginID: letters[1]}
+		assert.Equal(t, map[string]string{"payload": "{not json"}, byOrigin[badJSON].Fields)
+		assert.Equal(t, map[string]string{"orderId": "7"}, byOrigin[noPayload].Fields)
+		assert.Equal(t, stream, byOrigin[badJSON].Stream)
+		assert.Equal(t, "g", byOrigin[badJSON].Group)
 	})
 }
 

@@ -3,6 +3,7 @@ package redstream
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrInvalidOption is wrapped by every error that reports a bad option or
@@ -48,8 +49,9 @@ var ErrShutdownTimeout = errors.New("redstream: shutdown timeout: in-flight hand
 
 // DecodeError reports an entry whose fields could not be decoded into the
 // handler's payload type: the payload field is missing or the codec rejected
-// it. The consumer logs it with the entry ID and passes it to the error
-// callback ([WithErrorHandler]); the handler is not called.
+// it. The handler is not called: the consumer dead-letters the entry at once
+// with reason [ReasonDecode], logs it and passes it to the error callback
+// ([WithErrorHandler]).
 type DecodeError struct {
 	Stream string
 	ID     string
@@ -89,7 +91,8 @@ func (e *PanicError) Unwrap() error {
 // a failure in the consumer's background work: a Redis call that failed, a
 // handler that returned an error, or an entry that could not be decoded.
 type OpError struct {
-	// Op names the operation: "create-group", "read", "ack", "handle", "decode".
+	// Op names the operation: "create-group", "read", "ack", "handle",
+	// "decode", "dead-letter", "reap", "lease", "cleanup".
 	Op     string
 	Stream string
 	Group  string
@@ -110,3 +113,39 @@ func (e *OpError) Error() string {
 }
 
 func (e *OpError) Unwrap() error { return e.Err }
+
+// ErrDeadLetter, returned by a handler (wrapped or not), dead-letters the
+// message at once with reason [ReasonHandler] and the error's text, without
+// further retries. Use it for messages that can never succeed.
+var ErrDeadLetter = errors.New("redstream: dead-letter this message")
+
+// ErrDrop, returned by a handler (wrapped or not), acknowledges the message
+// without handling it and without dead-lettering it: it is dropped on
+// purpose. The drop is logged with the error's text.
+var ErrDrop = errors.New("redstream: drop this message")
+
+// RetryError asks for the message to be delivered again after Delay instead
+// of after the consumer's retry backoff. Create it with [RetryAfter]. The
+// delivery still counts towards the maximum ([WithMaxDeliveries]).
+type RetryError struct {
+	Delay time.Duration
+	// Err is the handler's reason; it may be nil.
+	Err error
+}
+
+// RetryAfter returns an error that, returned by a handler, has the message
+// delivered again after about d (at least 0) instead of after the retry
+// backoff. err, which may be nil, says why; it is what gets logged and,
+// after the last delivery, recorded in the dead-letter entry.
+func RetryAfter(d time.Duration, err error) error {
+	return &RetryError{Delay: max(d, 0), Err: err}
+}
+
+func (e *RetryError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("redstream: retry after %v", e.Delay)
+	}
+	return fmt.Sprintf("redstream: retry after %v: %v", e.Delay, e.Err)
+}
+
+func (e *RetryError) Unwrap() error { return e.Err }

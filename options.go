@@ -34,6 +34,27 @@ const (
 	// backoff (with jitter) after a failed Redis call in the consumer's loops.
 	DefaultErrorBackoffMin = 50 * time.Millisecond
 	DefaultErrorBackoffMax = 5 * time.Second
+	// DefaultMaxDeliveries is how many times a message is delivered before
+	// it is dead-lettered.
+	DefaultMaxDeliveries = 5
+	// DefaultRetryBackoffMin and DefaultRetryBackoffMax bound the exponential
+	// backoff (with jitter) between deliveries of a message whose handler
+	// failed: about min before the second delivery, doubling up to max.
+	DefaultRetryBackoffMin = time.Second
+	DefaultRetryBackoffMax = time.Minute
+	// DefaultMinIdle is how long a pending entry must sit untouched before
+	// a reaper reclaims it from its consumer, presumed dead. Live consumers
+	// renew the entries they hold every MinIdle/3, so a long handler is not
+	// reclaimed.
+	DefaultMinIdle = 30 * time.Second
+	// DefaultReapInterval is how often a reaper looks for idle entries.
+	DefaultReapInterval = 5 * time.Second
+	// DefaultReapBatch is the most entries one reaper call claims (COUNT).
+	DefaultReapBatch = 100
+	// DefaultIdleConsumerTTL is how long a consumer may be idle before a
+	// reaper deletes it from its group, which it does only when the
+	// consumer holds no pending entries.
+	DefaultIdleConsumerTTL = 24 * time.Hour
 )
 
 // ProducerOption configures a [Producer]. Options that configure both
@@ -54,11 +75,25 @@ type PublishOption interface {
 	applyPublish(*publishConfig) error
 }
 
+// ReaperOption configures a standalone [Reaper].
+type ReaperOption interface {
+	applyReaper(*reaperConfig) error
+}
+
 // Option configures what producers and consumers share (codec, payload field,
-// logger); it can be passed to [NewProducer] and to [NewConsumer].
+// logger); it can be passed to [NewProducer], [NewConsumer] and [NewReaper]
+// (which has no payloads and uses only the logger).
 type Option interface {
 	ProducerOption
 	ConsumerOption
+	ReaperOption
+}
+
+// ReclaimOption configures reclaiming, retries and dead-lettering; it can be
+// passed to [NewConsumer] and to [NewReaper].
+type ReclaimOption interface {
+	ConsumerOption
+	ReaperOption
 }
 
 // commonConfig is what producers and consumers share.
@@ -78,6 +113,7 @@ type sharedOption func(*commonConfig) error
 
 func (o sharedOption) applyProducer(c *producerConfig) error { return o(&c.commonConfig) }
 func (o sharedOption) applyConsumer(c *consumerConfig) error { return o(&c.commonConfig) }
+func (o sharedOption) applyReaper(c *reaperConfig) error     { return o(&c.commonConfig) }
 
 // WithCodec sets the codec of the payload field. The default is [JSON]; nil
 // is an error. Handlers of [Fields] use no codec.
@@ -224,9 +260,115 @@ func WithHeader(name, value string) PublishOption {
 	})
 }
 
+// reclaimConfig is what consumers and standalone reapers share.
+type reclaimConfig struct {
+	minIdle         time.Duration
+	reapInterval    time.Duration
+	reapBatch       int
+	maxDeliveries   int
+	idleConsumerTTL time.Duration
+	errorBackoffMin time.Duration
+	errorBackoffMax time.Duration
+	onError         func(error)
+}
+
+func defaultReclaim() reclaimConfig {
+	return reclaimConfig{
+		minIdle:         DefaultMinIdle,
+		reapInterval:    DefaultReapInterval,
+		reapBatch:       DefaultReapBatch,
+		maxDeliveries:   DefaultMaxDeliveries,
+		idleConsumerTTL: DefaultIdleConsumerTTL,
+		errorBackoffMin: DefaultErrorBackoffMin,
+		errorBackoffMax: DefaultErrorBackoffMax,
+	}
+}
+
+func (c reclaimConfig) validate() error {
+	if c.idleConsumerTTL > 0 && c.idleConsumerTTL < c.minIdle {
+		return fmt.Errorf("%w: WithIdleConsumerTTL(%v) is shorter than MinIdle (%v): a consumer would be deleted before its entries can be reclaimed", ErrInvalidOption, c.idleConsumerTTL, c.minIdle)
+	}
+	return nil
+}
+
+type reclaimOption func(*reclaimConfig) error
+
+func (o reclaimOption) applyConsumer(c *consumerConfig) error { return o(&c.reclaimConfig) }
+func (o reclaimOption) applyReaper(c *reaperConfig) error     { return o(&c.reclaimConfig) }
+
+// WithMinIdle sets how long a pending entry must sit untouched before a
+// reaper reclaims it from its consumer, presumed dead: a consumer that
+// crashed mid-handler has its message handled elsewhere after about this
+// long. Live consumers renew the leases of the entries they hold every
+// MinIdle/3, so a handler may run longer than MinIdle. The default is
+// [DefaultMinIdle]; d must be at least 30ms.
+func WithMinIdle(d time.Duration) ReclaimOption {
+	return reclaimOption(func(c *reclaimConfig) error {
+		if d < 30*time.Millisecond {
+			return fmt.Errorf("%w: WithMinIdle(%v): must be at least 30ms", ErrInvalidOption, d)
+		}
+		c.minIdle = d
+		return nil
+	})
+}
+
+// WithReapInterval sets how often a reaper looks for idle entries to
+// reclaim. The default is [DefaultReapInterval]; d must be positive.
+func WithReapInterval(d time.Duration) ReclaimOption {
+	return reclaimOption(func(c *reclaimConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithReapInterval(%v): must be positive", ErrInvalidOption, d)
+		}
+		c.reapInterval = d
+		return nil
+	})
+}
+
+// WithReapBatch sets the most entries one reaper call examines and claims
+// (XAUTOCLAIM COUNT). The default is [DefaultReapBatch]; n must be positive.
+func WithReapBatch(n int) ReclaimOption {
+	return reclaimOption(func(c *reclaimConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithReapBatch(%d): must be positive", ErrInvalidOption, n)
+		}
+		c.reapBatch = n
+		return nil
+	})
+}
+
+// WithMaxDeliveries sets how many times a message is delivered to a handler
+// before it is dead-lettered with reason [ReasonMaxDeliveries]. The default
+// is [DefaultMaxDeliveries]; n must be positive (1 means no retries).
+func WithMaxDeliveries(n int) ReclaimOption {
+	return reclaimOption(func(c *reclaimConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithMaxDeliveries(%d): must be positive", ErrInvalidOption, n)
+		}
+		c.maxDeliveries = n
+		return nil
+	})
+}
+
+// WithIdleConsumerTTL sets how long a consumer may stay idle before a
+// reaper deletes it from its group. A consumer is deleted only when it holds
+// no pending entries, checked and deleted in one atomic step; the entries
+// of a dead consumer are reclaimed first (after MinIdle). The default is
+// [DefaultIdleConsumerTTL]; zero never deletes consumers; negative, or less
+// than MinIdle, is an error.
+func WithIdleConsumerTTL(d time.Duration) ReclaimOption {
+	return reclaimOption(func(c *reclaimConfig) error {
+		if d < 0 {
+			return fmt.Errorf("%w: WithIdleConsumerTTL(%v): must not be negative", ErrInvalidOption, d)
+		}
+		c.idleConsumerTTL = d
+		return nil
+	})
+}
+
 // consumerConfig is a Consumer's configuration after options.
 type consumerConfig struct {
 	commonConfig
+	reclaimConfig
 	name            string
 	concurrency     int
 	batchSize       int
@@ -234,9 +376,9 @@ type consumerConfig struct {
 	block           time.Duration
 	shutdownTimeout time.Duration
 	groupStart      string
-	errorBackoffMin time.Duration
-	errorBackoffMax time.Duration
-	onError         func(error)
+	retryBackoffMin time.Duration
+	retryBackoffMax time.Duration
+	reaper          bool
 }
 
 type consumerOption func(*consumerConfig) error
@@ -341,12 +483,39 @@ func WithGroupStart(id string) ConsumerOption {
 	})
 }
 
+// WithRetryBackoff sets the exponential backoff (with jitter) between
+// deliveries of a message whose handler failed: a delay in [d/2, d] where
+// d = min(minDelay*2^(n-1), maxDelay) after the nth delivery. The consumer
+// keeps the message (and renews its lease) while it waits. A handler can ask
+// for its own delay with [RetryAfter]. Defaults: [DefaultRetryBackoffMin],
+// [DefaultRetryBackoffMax]; minDelay must be positive and maxDelay at least
+// minDelay.
+func WithRetryBackoff(minDelay, maxDelay time.Duration) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		if minDelay <= 0 || maxDelay < minDelay {
+			return fmt.Errorf("%w: WithRetryBackoff(%v, %v): need 0 < min <= max", ErrInvalidOption, minDelay, maxDelay)
+		}
+		c.retryBackoffMin, c.retryBackoffMax = minDelay, maxDelay
+		return nil
+	})
+}
+
+// WithoutReaper turns off the reaper that runs inside every Consumer by
+// default. Without a reaper somewhere in the group (another consumer's, or
+// a standalone [Reaper]), entries left by crashed consumers stay pending.
+func WithoutReaper() ConsumerOption {
+	return consumerOption(func(c *consumerConfig) error {
+		c.reaper = false
+		return nil
+	})
+}
+
 // WithErrorBackoff sets the exponential backoff (with jitter) after a failed
-// Redis call in the consumer's loops: min before the first retry, doubling
+// Redis call in the background loops: min before the first retry, doubling
 // up to max. Defaults: [DefaultErrorBackoffMin], [DefaultErrorBackoffMax].
 // min must be positive and max at least min.
-func WithErrorBackoff(minDelay, maxDelay time.Duration) ConsumerOption {
-	return consumerOption(func(c *consumerConfig) error {
+func WithErrorBackoff(minDelay, maxDelay time.Duration) ReclaimOption {
+	return reclaimOption(func(c *reclaimConfig) error {
 		if minDelay <= 0 || maxDelay < minDelay {
 			return fmt.Errorf("%w: WithErrorBackoff(%v, %v): need 0 < min <= max", ErrInvalidOption, minDelay, maxDelay)
 		}
@@ -355,12 +524,13 @@ func WithErrorBackoff(minDelay, maxDelay time.Duration) ConsumerOption {
 	})
 }
 
-// WithErrorHandler sets a callback for errors in the consumer's background
-// work: failed Redis calls, handler errors and panics, decode failures. Each
-// is an [*OpError]. The callback runs on the consumer's goroutines and must
-// not block; nil, the default, means errors are only logged.
-func WithErrorHandler(fn func(error)) ConsumerOption {
-	return consumerOption(func(c *consumerConfig) error {
+// WithErrorHandler sets a callback for errors in the background work of a
+// consumer or reaper: failed Redis calls, handler errors and panics, decode
+// failures, dead-lettered messages. Each is an [*OpError]. The callback runs
+// on background goroutines and must not block; nil, the default, means
+// errors are only logged.
+func WithErrorHandler(fn func(error)) ReclaimOption {
+	return reclaimOption(func(c *reclaimConfig) error {
 		c.onError = fn
 		return nil
 	})
@@ -369,14 +539,16 @@ func WithErrorHandler(fn func(error)) ConsumerOption {
 func newConsumerConfig(opts []ConsumerOption) (consumerConfig, error) {
 	c := consumerConfig{
 		commonConfig:    defaultCommon(),
+		reclaimConfig:   defaultReclaim(),
 		concurrency:     DefaultConcurrency,
 		batchSize:       DefaultBatchSize,
 		maxInFlight:     DefaultMaxInFlight,
 		block:           DefaultBlock,
 		shutdownTimeout: DefaultShutdownTimeout,
 		groupStart:      DefaultGroupStart,
-		errorBackoffMin: DefaultErrorBackoffMin,
-		errorBackoffMax: DefaultErrorBackoffMax,
+		retryBackoffMin: DefaultRetryBackoffMin,
+		retryBackoffMax: DefaultRetryBackoffMax,
+		reaper:          true,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -386,10 +558,35 @@ func newConsumerConfig(opts []ConsumerOption) (consumerConfig, error) {
 			return consumerConfig{}, err
 		}
 	}
+	if err := c.reclaimConfig.validate(); err != nil {
+		return consumerConfig{}, err
+	}
 	if c.name == "" {
 		c.name = defaultConsumerName()
 	}
 	c.maxInFlight = max(c.maxInFlight, c.concurrency)
+	return c, nil
+}
+
+// reaperConfig is a standalone Reaper's configuration after options.
+type reaperConfig struct {
+	commonConfig
+	reclaimConfig
+}
+
+func newReaperConfig(opts []ReaperOption) (reaperConfig, error) {
+	c := reaperConfig{commonConfig: defaultCommon(), reclaimConfig: defaultReclaim()}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyReaper(&c); err != nil {
+			return reaperConfig{}, err
+		}
+	}
+	if err := c.reclaimConfig.validate(); err != nil {
+		return reaperConfig{}, err
+	}
 	return c, nil
 }
 

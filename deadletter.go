@@ -1,0 +1,409 @@
+package redstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream/internal/scripts"
+	"github.com/redstream/redstream/internal/streamid"
+)
+
+// Reasons recorded in dead-letter entries ([DeadLetter.Reason]).
+const (
+	// ReasonMaxDeliveries: the message was delivered MaxDeliveries times
+	// ([WithMaxDeliveries]) without success.
+	ReasonMaxDeliveries = "max-deliveries"
+	// ReasonHandler: the handler returned [ErrDeadLetter].
+	ReasonHandler = "handler"
+	// ReasonDecode: the entry could not be decoded ([DecodeError]).
+	ReasonDecode = "decode"
+)
+
+// Field names of the metadata in a dead-letter entry. The entry's own fields
+// follow them unchanged, except that a field whose name starts with
+// "dead-letter:" is stored as "dead-letter:field:" + name, so nothing is lost
+// or mistaken for metadata.
+const (
+	deadLetterMetaPrefix  = "dead-letter:"
+	deadLetterFieldPrefix = "dead-letter:field:"
+	metaStream            = "dead-letter:stream"
+	metaID                = "dead-letter:id"
+	metaGroup             = "dead-letter:group"
+	metaConsumer          = "dead-letter:consumer"
+	metaDeliveries        = "dead-letter:deliveries"
+	metaReason            = "dead-letter:reason"
+	metaError             = "dead-letter:error"
+	metaTime              = "dead-letter:time"
+)
+
+// maxErrorText caps the error text stored in a dead-letter entry.
+const maxErrorText = 4096
+
+// moveResult is what the dead-letter script did.
+type moveResult string
+
+const (
+	moved      moveResult = "ok"          // copied to the dead-letter stream and acknowledged
+	movedGone  moveResult = "deleted"     // the entry was trimmed away: only acknowledged
+	notPending moveResult = "not-pending" // someone else acknowledged or dead-lettered it
+	notOwner   moveResult = "not-owner"   // another consumer owns it now
+	notIdle    moveResult = "not-idle"    // it was touched more recently than required
+)
+
+// deadLetterMove runs the dead-letter script for one entry. owner "" accepts
+// any owner; minIdle < 0 skips the idle check.
+func deadLetterMove(ctx context.Context, rdb redis.UniversalClient, stream, group, owner, id, reason, errText string, minIdle time.Duration) (moveResult, string, error) {
+	if len(errText) > maxErrorText {
+		errText = errText[:maxErrorText]
+	}
+	idleMs := int64(-1)
+	if minIdle >= 0 {
+		idleMs = minIdle.Milliseconds()
+	}
+	res, err := scripts.DeadLetter.Run(ctx, rdb, []string{stream, DeadLetterKey(stream)},
+		group, owner, id, reason, errText, time.Now().UnixMilli(), idleMs).StringSlice()
+	if err != nil {
+		return "", "", err
+	}
+	if len(res) == 0 {
+		return "", "", errors.New("redstream: dead-letter script returned nothing")
+	}
+	var dlID string
+	if len(res) > 1 {
+		dlID = res[1]
+	}
+	return moveResult(res[0]), dlID, nil
+}
+
+// DeadLetter is one entry of a dead-letter stream, with its metadata parsed.
+type DeadLetter struct {
+	// ID is the entry's ID in the dead-letter stream.
+	ID string
+	// Stream and OriginID are where the message came from.
+	Stream   string
+	OriginID string
+	// Group and Consumer held the message when it was dead-lettered.
+	Group    string
+	Consumer string
+	// Deliveries is how many times it had been delivered.
+	Deliveries int64
+	// Reason is one of the Reason constants ([ReasonMaxDeliveries], ...).
+	Reason string
+	// Error is the text of the last error, if any.
+	Error string
+	// Time is when it was dead-lettered.
+	Time time.Time
+	// Fields are the message's own fields, as they were in the stream.
+	Fields map[string]string
+}
+
+// parseDeadLetter splits a dead-letter entry into metadata and the
+// message's own fields. Malformed metadata is kept as zero values rather
+// than failing: the message's fields matter more.
+func parseDeadLetter(id string, values map[string]any) DeadLetter {
+	d := DeadLetter{ID: id, Fields: make(map[string]string, len(values))}
+	for k, v := range values {
+		s, _ := v.(string)
+		switch {
+		case strings.HasPrefix(k, deadLetterFieldPrefix):
+			d.Fields[k[len(deadLetterFieldPrefix):]] = s
+		case k == metaStream:
+			d.Stream = s
+		case k == metaID:
+			d.OriginID = s
+		case k == metaGroup:
+			d.Group = s
+		case k == metaConsumer:
+			d.Consumer = s
+		case k == metaDeliveries:
+			d.Deliveries, _ = strconv.ParseInt(s, 10, 64)
+		case k == metaReason:
+			d.Reason = s
+		case k == metaError:
+			d.Error = s
+		case k == metaTime:
+			if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+				d.Time = time.UnixMilli(ms)
+			}
+		case strings.HasPrefix(k, deadLetterMetaPrefix):
+			// Metadata of a later version: not a field of the message.
+		default:
+			d.Fields[k] = s
+		}
+	}
+	return d
+}
+
+// DeadLetters manages the dead-letter stream of one stream: list, replay
+// and delete its entries. Create it with [NewDeadLetters]. It is safe for
+// concurrent use.
+type DeadLetters struct {
+	rdb    redis.UniversalClient
+	stream string
+	key    string
+}
+
+// NewDeadLetters returns the dead-letter manager of stream. The error wraps
+// [ErrInvalidOption] or [ErrInvalidStreamName].
+func NewDeadLetters(rdb redis.UniversalClient, stream string) (*DeadLetters, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidOption)
+	}
+	if err := ValidateStream(stream); err != nil {
+		return nil, err
+	}
+	return &DeadLetters{rdb: rdb, stream: stream, key: DeadLetterKey(stream)}, nil
+}
+
+// Key returns the dead-letter stream's key ([DeadLetterKey]).
+func (d *DeadLetters) Key() string { return d.key }
+
+// Len returns how many entries the dead-letter stream holds.
+func (d *DeadLetters) Len(ctx context.Context) (int64, error) {
+	n, err := d.rdb.XLen(ctx, d.key).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redstream: dead-letter length of %s: %w", d.stream, err)
+	}
+	return n, nil
+}
+
+// ListOptions pages through a dead-letter stream with [DeadLetters.List].
+type ListOptions struct {
+	// Count is the page size. Zero means 100; negative is an error.
+	Count int
+	// After continues a listing: pass the previous page's next cursor. ""
+	// starts at the oldest entry (or the newest, with NewestFirst).
+	After string
+	// NewestFirst lists the most recent dead letters first.
+	NewestFirst bool
+}
+
+// List returns a page of dead letters and the cursor of the next page
+// (ListOptions.After), which is "" after the last page.
+func (d *DeadLetters) List(ctx context.Context, opts ListOptions) ([]DeadLetter, string, error) {
+	count := opts.Count
+	if count < 0 {
+		return nil, "", fmt.Errorf("%w: ListOptions.Count %d is negative", ErrInvalidOption, count)
+	}
+	if count == 0 {
+		count = 100
+	}
+	if opts.After != "" {
+		if _, err := streamid.Parse(opts.After); err != nil {
+			return nil, "", fmt.Errorf("%w: ListOptions.After %q: %v", ErrInvalidID, opts.After, err)
+		}
+	}
+	var (
+		msgs []redis.XMessage
+		err  error
+	)
+	if opts.NewestFirst {
+		end := "+"
+		if opts.After != "" {
+			end = "(" + opts.After
+		}
+		msgs, err = d.rdb.XRevRangeN(ctx, d.key, end, "-", int64(count)).Result()
+	} else {
+		startID := "-"
+		if opts.After != "" {
+			startID = "(" + opts.After
+		}
+		msgs, err = d.rdb.XRangeN(ctx, d.key, startID, "+", int64(count)).Result()
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("redstream: list dead letters of %s: %w", d.stream, err)
+	}
+	letters := make([]DeadLetter, len(msgs))
+	for i, m := range msgs {
+		letters[i] = parseDeadLetter(m.ID, m.Values)
+	}
+	next := ""
+	if len(msgs) == count {
+		next = msgs[len(msgs)-1].ID
+	}
+	return letters, next, nil
+}
+
+// ReplayOption selects what [DeadLetters.Replay] replays and how fast.
+type ReplayOption interface {
+	applyReplay(*replayConfig) error
+}
+
+type replayConfig struct {
+	all   bool
+	ids   []string
+	rate  float64
+	batch int
+}
+
+type replayOption func(*replayConfig) error
+
+func (o replayOption) applyReplay(c *replayConfig) error { return o(c) }
+
+// ReplayAll replays every entry of the dead-letter stream, oldest first,
+// including those dead-lettered while the replay runs.
+func ReplayAll() ReplayOption {
+	return replayOption(func(c *replayConfig) error {
+		c.all = true
+		return nil
+	})
+}
+
+// ReplayIDs replays the dead-letter entries with these IDs (as listed by
+// [DeadLetters.List]); IDs that no longer exist are skipped.
+func ReplayIDs(ids ...string) ReplayOption {
+	return replayOption(func(c *replayConfig) error {
+		for _, id := range ids {
+			if _, err := streamid.Parse(id); err != nil {
+				return fmt.Errorf("%w: ReplayIDs(%q): %v", ErrInvalidID, id, err)
+			}
+		}
+		c.ids = append(c.ids, ids...)
+		return nil
+	})
+}
+
+// ReplayRate limits a replay to about perSecond entries a second, so that
+// a large replay does not flood the consumers. The default is unlimited;
+// perSecond must be positive.
+func ReplayRate(perSecond float64) ReplayOption {
+	return replayOption(func(c *replayConfig) error {
+		if !(perSecond > 0) {
+			return fmt.Errorf("%w: ReplayRate(%v): must be positive", ErrInvalidOption, perSecond)
+		}
+		c.rate = perSecond
+		return nil
+	})
+}
+
+// Replay puts dead letters back on their stream, where the group's consumers
+// handle them again as new entries (with new IDs and a fresh delivery count).
+// Each entry is appended to the stream and removed from the dead-letter
+// stream in one atomic step, so replaying the same entries twice appends
+// them once. Pass [ReplayAll] or [ReplayIDs] (one is required), and
+// optionally [ReplayRate]. It returns how many entries were replayed; on an
+// error, those replayed before it stay replayed.
+func (d *DeadLetters) Replay(ctx context.Context, opts ...ReplayOption) (int, error) {
+	cfg := replayConfig{batch: 100}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyReplay(&cfg); err != nil {
+			return 0, err
+		}
+	}
+	if cfg.all == (len(cfg.ids) > 0) {
+		return 0, fmt.Errorf("%w: Replay needs exactly one of ReplayAll and ReplayIDs", ErrInvalidOption)
+	}
+	pace := newPacer(cfg.rate)
+	defer pace.stop()
+	replayed := 0
+	replayOne := func(id string) error {
+		if err := pace.wait(ctx); err != nil {
+			return err
+		}
+		err := scripts.Replay.Run(ctx, d.rdb, []string{d.key, d.stream}, id).Err()
+		if errors.Is(err, redis.Nil) {
+			return nil // replayed or deleted already
+		}
+		if err != nil {
+			return fmt.Errorf("redstream: replay %s of %s: %w", id, d.key, err)
+		}
+		replayed++
+		return nil
+	}
+	if !cfg.all {
+		for _, id := range cfg.ids {
+			if err := replayOne(id); err != nil {
+				return replayed, err
+			}
+		}
+		return replayed, nil
+	}
+	for {
+		// Replayed entries leave the dead-letter stream, so the oldest
+		// remaining ones are always the next to do.
+		msgs, err := d.rdb.XRangeN(ctx, d.key, "-", "+", int64(cfg.batch)).Result()
+		if err != nil {
+			return replayed, fmt.Errorf("redstream: replay %s: %w", d.key, err)
+		}
+		if len(msgs) == 0 {
+			return replayed, nil
+		}
+		for _, m := range msgs {
+			if err := replayOne(m.ID); err != nil {
+				return replayed, err
+			}
+		}
+	}
+}
+
+// Delete removes the dead-letter entries with these IDs, for messages that
+// should never be replayed, and returns how many existed.
+func (d *DeadLetters) Delete(ctx context.Context, ids ...string) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	for _, id := range ids {
+		if _, err := streamid.Parse(id); err != nil {
+			return 0, fmt.Errorf("%w: Delete(%q): %v", ErrInvalidID, id, err)
+		}
+	}
+	n, err := d.rdb.XDel(ctx, d.key, ids...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redstream: delete dead letters of %s: %w", d.stream, err)
+	}
+	return n, nil
+}
+
+// Purge deletes the whole dead-letter stream and returns how many entries it
+// held.
+func (d *DeadLetters) Purge(ctx context.Context) (int64, error) {
+	var n *redis.IntCmd
+	_, err := d.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		n = pipe.XLen(ctx, d.key)
+		pipe.Del(ctx, d.key)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("redstream: purge dead letters of %s: %w", d.stream, err)
+	}
+	return n.Val(), nil
+}
+
+// pacer spaces calls at a fixed rate; a zero rate never waits.
+type pacer struct {
+	ticker *time.Ticker
+}
+
+func newPacer(perSecond float64) *pacer {
+	if perSecond <= 0 {
+		return &pacer{}
+	}
+	return &pacer{ticker: time.NewTicker(time.Duration(float64(time.Second) / perSecond))}
+}
+
+func (p *pacer) wait(ctx context.Context) error {
+	if p.ticker == nil {
+		return ctx.Err()
+	}
+	select {
+	case <-p.ticker.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *pacer) stop() {
+	if p.ticker != nil {
+		p.ticker.Stop()
+	}
+}

@@ -1,0 +1,295 @@
+package redstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream/internal/backoff"
+	"github.com/redstream/redstream/internal/scripts"
+)
+
+// reap is the reaper inside a Consumer: every reap interval it reclaims, on
+// each stream, entries idle longer than MinIdle (their consumer is presumed
+// dead), hands them to the workers or dead-letters them when they have been
+// delivered MaxDeliveries times, and deletes idle consumers that hold
+// nothing. It claims no more than there is room for.
+func (r *runner) reap(ctx context.Context) {
+	ticker := time.NewTicker(r.c.cfg.reapInterval)
+	defer ticker.Stop()
+	cursors := make(map[*route]string, len(r.routes))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		for _, rt := range r.routes {
+			cursors[rt] = r.reapStream(ctx, rt, cursors[rt])
+			if r.c.cfg.idleConsumerTTL > 0 {
+				if _, err := deleteIdleConsumers(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, r.c.cfg.idleConsumerTTL, r.log); err != nil {
+					r.report(&OpError{Op: "cleanup", Stream: rt.stream, Group: r.c.group, Err: err})
+				}
+			}
+		}
+	}
+}
+
+// maxClaimsPerRound bounds the XAUTOCLAIM calls of one stream in one round.
+const maxClaimsPerRound = 10
+
+// reapStream runs XAUTOCLAIM from cursor until the pending list has been
+// walked to its end or there is no more room, and returns the cursor to go
+// on from next round: a long pending list is walked whole across rounds,
+// not only looked at from its head.
+func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) string {
+	if cursor == "" {
+		cursor = "0-0"
+	}
+	for range maxClaimsPerRound {
+		n := r.takeRoomNow(r.c.cfg.reapBatch)
+		if n == 0 {
+			return cursor
+		}
+		msgs, next, deleted, err := r.c.rdb.XAutoClaimWithDeleted(context.WithoutCancel(ctx), &redis.XAutoClaimArgs{
+			Stream:   rt.stream,
+			Group:    r.c.group,
+			Consumer: r.c.cfg.name,
+			MinIdle:  r.c.cfg.minIdle,
+			Start:    cursor,
+			Count:    int64(n),
+		}).Result()
+		if err != nil {
+			r.giveRoom(n)
+			if !redis.HasErrorPrefix(err, "NOGROUP") { // the reader recreates the group
+				r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
+			}
+			return cursor
+		}
+		if len(deleted) > 0 {
+			// Redis 7 has already removed them from the pending list.
+			r.log.Warn("redstream: reaper cleared pending entries that were deleted from the stream", slog.String("stream", rt.stream), slog.Int("count", len(deleted)))
+		}
+		r.giveRoom(n - len(msgs))
+		if len(msgs) > 0 {
+			r.claimed(ctx, rt, msgs)
+		}
+		cursor = next
+		if cursor == "0-0" || len(msgs) < n {
+			return cursor
+		}
+	}
+	return cursor
+}
+
+// claimed handles entries the reaper took over: each holds one room token.
+func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage) {
+	entries := make([]*entry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = &entry{route: rt, id: m.ID, values: m.Values}
+	}
+	if err := r.fillDeliveries(context.WithoutCancel(ctx), rt.stream, entries); err != nil {
+		// Counts unknown: hand them over as they are; their leases keep them.
+		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
+	}
+	r.log.Info("redstream: reclaimed idle pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))
+	keep := entries[:0]
+	for _, e := range entries {
+		if e.values != nil && e.deliveries > int64(r.c.cfg.maxDeliveries) {
+			// Delivered MaxDeliveries times already, the last time to a
+			// consumer that died with it.
+			r.hold(e)
+			r.deadLetter(ctx, e, ReasonMaxDeliveries, nil)
+			continue
+		}
+		keep = append(keep, e)
+	}
+	r.dispatch(keep)
+}
+
+// deleteIdleConsumers deletes the group's consumers (other than self) idle
+// longer than ttl that hold no pending entries, each checked and deleted in
+// one script. Consumers that still hold entries are left: their entries are
+// reclaimed once idle, and the consumer is deleted on a later round.
+func deleteIdleConsumers(ctx context.Context, rdb redis.UniversalClient, stream, group, self string, ttl time.Duration, log *slog.Logger) (int, error) {
+	redisCtx := context.WithoutCancel(ctx)
+	consumers, err := rdb.XInfoConsumers(redisCtx, stream, group).Result()
+	if err != nil {
+		if redis.HasErrorPrefix(err, "NOGROUP") {
+			return 0, nil
+		}
+		return 0, err
+	}
+	deleted := 0
+	for _, c := range consumers {
+		if c.Name == self || c.Idle < ttl || c.Pending > 0 {
+			continue
+		}
+		n, err := scripts.DelConsumer.Run(redisCtx, rdb, []string{stream}, group, c.Name).Int()
+		if err != nil {
+			return deleted, err
+		}
+		if n == 1 {
+			deleted++
+			log.Info("redstream: deleted idle consumer", slog.String("stream", stream), slog.String("idle_consumer", c.Name), slog.Duration("idle", c.Idle))
+		}
+	}
+	return deleted, nil
+}
+
+// Reaper is a standalone reaper for a consumer group, for a process that
+// does not consume (an operator's job, say). It dead-letters pending entries
+// that were delivered MaxDeliveries times and then sat idle for MinIdle (the
+// consumer died during the last delivery), and deletes idle consumers that
+// hold nothing. It does not take over entries below the delivery limit: the
+// reapers inside the group's consumers do, because only they can handle
+// them. Create it with [NewReaper]; it is safe for concurrent use, and
+// several reapers (standalone or in consumers) may run on one group: the
+// dead-letter script moves each entry once.
+type Reaper struct {
+	rdb     redis.UniversalClient
+	group   string
+	streams []string
+	cfg     reaperConfig
+	log     *slog.Logger
+}
+
+// ReapStats counts what one reaper round did.
+type ReapStats struct {
+	// DeadLettered entries were moved to their dead-letter stream.
+	DeadLettered int
+	// Deleted entries were gone from the stream (trimmed while pending) and
+	// were cleared from the pending list.
+	Deleted int
+	// ConsumersDeleted idle consumers holding nothing were removed.
+	ConsumersDeleted int
+}
+
+// NewReaper returns a standalone reaper of group on streams. It accepts the
+// [ReclaimOption] options (MinIdle, interval, batch, max deliveries, idle
+// consumer TTL, error handler) and [WithLogger]. The error wraps
+// [ErrInvalidOption] or [ErrInvalidStreamName].
+func NewReaper(rdb redis.UniversalClient, group string, streams []string, opts ...ReaperOption) (*Reaper, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidOption)
+	}
+	if group == "" {
+		return nil, fmt.Errorf("%w: empty group name", ErrInvalidOption)
+	}
+	if len(streams) == 0 {
+		return nil, fmt.Errorf("%w: no streams", ErrInvalidOption)
+	}
+	for _, s := range streams {
+		if err := ValidateStream(s); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := newReaperConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Reaper{
+		rdb: rdb, group: group, streams: append([]string(nil), streams...), cfg: cfg,
+		log: cfg.logger.With(slog.String("group", group)),
+	}, nil
+}
+
+// Run reaps every reap interval until ctx ends, then returns nil. Redis
+// failures are logged, passed to the error callback and retried next round.
+func (rp *Reaper) Run(ctx context.Context) error {
+	ticker := time.NewTicker(rp.cfg.reapInterval)
+	defer ticker.Stop()
+	errBackoff := backoff.Policy{Base: rp.cfg.errorBackoffMin, Max: rp.cfg.errorBackoffMax}
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		if _, err := rp.ReapOnce(ctx); err != nil {
+			failures++
+			if !sleepCtx(ctx, errBackoff.Delay(failures)) {
+				return nil
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+// ReapOnce runs one round over every stream: it walks each pending list
+// whole and returns what it did. Errors are also reported to the error
+// callback; the round goes on with the next stream.
+func (rp *Reaper) ReapOnce(ctx context.Context) (ReapStats, error) {
+	var stats ReapStats
+	var errs []error
+	for _, stream := range rp.streams {
+		if err := rp.reapStream(ctx, stream, &stats); err != nil {
+			errs = append(errs, rp.fail("reap", stream, err))
+		}
+		if rp.cfg.idleConsumerTTL > 0 {
+			n, err := deleteIdleConsumers(ctx, rp.rdb, stream, rp.group, "", rp.cfg.idleConsumerTTL, rp.log)
+			stats.ConsumersDeleted += n
+			if err != nil {
+				errs = append(errs, rp.fail("cleanup", stream, err))
+			}
+		}
+	}
+	return stats, errors.Join(errs...)
+}
+
+func (rp *Reaper) fail(op, stream string, err error) error {
+	opErr := &OpError{Op: op, Stream: stream, Group: rp.group, Err: err}
+	rp.log.Warn("redstream: "+op+" failed", slog.String("stream", stream), slog.Any("error", err))
+	if rp.cfg.onError != nil {
+		rp.cfg.onError(opErr)
+	}
+	return opErr
+}
+
+// reapStream walks the pending entries idle at least MinIdle and
+// dead-letters those delivered MaxDeliveries times.
+func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStats) error {
+	start := "-"
+	for ctx.Err() == nil {
+		pending, err := rp.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: stream, Group: rp.group, Idle: rp.cfg.minIdle,
+			Start: start, End: "+", Count: int64(rp.cfg.reapBatch),
+		}).Result()
+		if err != nil {
+			if redis.HasErrorPrefix(err, "NOGROUP") {
+				return nil
+			}
+			return err
+		}
+		for _, p := range pending {
+			if p.RetryCount < int64(rp.cfg.maxDeliveries) {
+				continue
+			}
+			// The script checks again that the entry is still pending,
+			// still the same consumer's and still idle.
+			res, dlID, err := deadLetterMove(ctx, rp.rdb, stream, rp.group, p.Consumer, p.ID, ReasonMaxDeliveries, "", rp.cfg.minIdle)
+			if err != nil {
+				return err
+			}
+			switch res {
+			case moved:
+				stats.DeadLettered++
+				rp.log.Warn("redstream: message dead-lettered", slog.String("stream", stream), slog.String("id", p.ID),
+					slog.String("reason", ReasonMaxDeliveries), slog.Int64("deliveries", p.RetryCount), slog.String("dead_letter_id", dlID))
+			case movedGone:
+				stats.Deleted++
+			}
+		}
+		if len(pending) < rp.cfg.reapBatch {
+			return ctx.Err()
+		}
+		start = "(" + pending[len(pending)-1].ID
+	}
+	return ctx.Err()
+}
