@@ -127,3 +127,6 @@ func eventually(t testing.TB, timeout time.Duration, cond func() bool, msgAndArg
 	t.Helper()
 	require.Eventually(t, cond, timeout, 5*time.Millisecond, msgAndArgs...)
 }
+
+// mustRedis returns a client of the shared real redis-server.
+func mustRedis(t testing.TB) *redis.Client { return redistest.Client(t) }
