@@ -17,15 +17,33 @@ import (
 	"github.com/redstream/redstream/internal/scripts"
 )
 
-// HandlerFunc handles one message. Returning nil acknowledges the message
-// (XACK). Returning an error leaves it pending in the group, so it is
-// delivered again: to this consumer when it restarts (it drains its own
-// pending entries first), or to another through reclaiming. A panic is
-// recovered, logged with its stack, and counts as an error ([*PanicError]).
+// HandlerFunc handles one message. What it returns decides the message's
+// fate:
 //
-// ctx is cancelled only when a shutdown outlasts the shutdown timeout
-// ([WithShutdownTimeout]); a handler should return promptly then. The
-// Message belongs to the handler only until it returns.
+//   - nil acknowledges it (XACK, coalesced with others).
+//   - An error leaves it pending; the consumer delivers it again after an
+//     exponential backoff ([WithRetryBackoff]), or after the delay of a
+//     [RetryAfter] error. After the last of MaxDeliveries deliveries
+//     ([WithMaxDeliveries]) it is dead-lettered with reason
+//     [ReasonMaxDeliveries] and the error's text.
+//   - [ErrDeadLetter] (wrapped or not) dead-letters it at once, with reason
+//     [ReasonHandler]; [ErrDrop] acknowledges it without handling.
+//   - A panic is recovered, logged with its stack, and counts as an error
+//     ([*PanicError]).
+//
+// Entries that cannot be decoded into T never reach the handler: they are
+// dead-lettered at once with reason [ReasonDecode].
+//
+// ctx is cancelled when a shutdown outlasts the shutdown timeout
+// ([WithShutdownTimeout]), and when the consumer finds the message has been
+// reclaimed by another consumer (its lease was lost, which happens only if
+// this consumer could not renew it for MinIdle, say while cut off from
+// Redis). A handler should return promptly then: its error leaves the
+// message to the new owner. A handler that returns nil anyway still has the
+// message acknowledged: it was handled, and the other consumer's delivery
+// is a duplicate that at-least-once delivery allows.
+//
+// The Message belongs to the handler only until it returns.
 type HandlerFunc[T any] func(ctx context.Context, m *Message[T]) error
 
 // Consumer reads streams as one consumer of a consumer group and runs the
@@ -372,29 +390,39 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 		}
 		attempt = 0
 		r.giveRoom(n - len(entries))
-		r.dispatch(entries)
+		r.dispatch(ctx, entries)
 	}
 }
 
 // dispatch hands read or claimed entries to the workers. Entries deleted
 // from the stream while pending have nothing left to handle: they are
 // acknowledged, which clears them from the pending list.
-func (r *runner) dispatch(entries []*entry) {
+// Entries delivered more than MaxDeliveries times (the last delivery went
+// to a consumer that died with it) are dead-lettered instead.
+func (r *runner) dispatch(ctx context.Context, entries []*entry) {
 	for _, e := range entries {
 		r.hold(e)
-		if e.values == nil {
+		switch {
+		case e.values == nil:
 			r.log.Warn("redstream: pending entry was deleted from the stream; clearing it", slog.String("stream", e.route.stream), slog.String("id", e.id))
 			r.acks <- e
 			r.giveRoom(1)
-			continue
+		case e.deliveries > int64(r.c.cfg.maxDeliveries):
+			r.deadLetter(ctx, e, ReasonMaxDeliveries, nil)
+		default:
+			r.work <- e
 		}
-		r.work <- e
 	}
 }
 
 // takeRoom waits for room for at least one message and takes up to want.
 // It returns 0 when ctx ends first.
 func (r *runner) takeRoom(ctx context.Context, want int) int {
+	// A select with both cases ready picks at random: check ctx first, so a
+	// shutdown never starts another blocking read.
+	if ctx.Err() != nil {
+		return 0
+	}
 	select {
 	case <-r.room:
 	case <-ctx.Done():
@@ -720,7 +748,7 @@ func (r *runner) scheduleRetries(ctx context.Context) {
 	var waiting retryHeap
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
+	for ctx.Err() == nil {
 		var due <-chan time.Time
 		if len(waiting) > 0 {
 			timer.Reset(time.Until(waiting[0].at))

@@ -593,3 +593,19 @@ func TestNoGoroutineLeakAfterRun(t *testing.T) {
 		require.NoError(t, r.stop(t))
 	}
 }
+
+func TestShutdownWaitsNoLongerThanBlock(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	stream := uniqueStream(t)
+	const block = 2 * time.Second
+	c := newTestConsumer(t, rdb, "g", WithBlock(block))
+	require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error { return nil }))
+	r := start(t, c)
+	eventually(t, 5*time.Second, func() bool { return groupExists(rdb, stream, "g") })
+	time.Sleep(100 * time.Millisecond) // let the reader enter its blocking read
+	begin := time.Now()
+	require.NoError(t, r.stop(t))
+	// The bound is the block time; the margin absorbs a loaded CI machine.
+	assert.Less(t, time.Since(begin), block+time.Second)
+}

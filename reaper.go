@@ -28,6 +28,9 @@ func (r *runner) reap(ctx context.Context) {
 			return
 		case <-ticker.C:
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		for _, rt := range r.routes {
 			cursors[rt] = r.reapStream(ctx, rt, cursors[rt])
 			if r.c.cfg.idleConsumerTTL > 0 {
@@ -79,7 +82,7 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 			r.claimed(ctx, rt, msgs)
 		}
 		cursor = next
-		if cursor == "0-0" || len(msgs) < n {
+		if cursor == "0-0" {
 			return cursor
 		}
 	}
@@ -97,18 +100,7 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage) 
 		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
 	}
 	r.log.Info("redstream: reclaimed idle pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))
-	keep := entries[:0]
-	for _, e := range entries {
-		if e.values != nil && e.deliveries > int64(r.c.cfg.maxDeliveries) {
-			// Delivered MaxDeliveries times already, the last time to a
-			// consumer that died with it.
-			r.hold(e)
-			r.deadLetter(ctx, e, ReasonMaxDeliveries, nil)
-			continue
-		}
-		keep = append(keep, e)
-	}
-	r.dispatch(keep)
+	r.dispatch(ctx, entries)
 }
 
 // deleteIdleConsumers deletes the group's consumers (other than self) idle

@@ -49,10 +49,12 @@ func TestDeadConsumerMessageHandledElsewhereOnce(t *testing.T) {
 	// Consumer A takes the message and dies mid-handler: its Run ends with
 	// the handler cancelled, so the message is never acknowledged.
 	started := make(chan struct{})
+	var cancelledAt time.Time
 	a := newTestConsumer(t, rdb, "g", append(fastReclaim(300*time.Millisecond), WithGroupStart("0"), WithConsumerName("a"), WithShutdownTimeout(0))...)
 	require.NoError(t, Handle(a, stream, func(ctx context.Context, _ *Message[Order]) error {
 		close(started)
 		<-ctx.Done()
+		cancelledAt = time.Now()
 		return ctx.Err()
 	}))
 	ra := start(t, a)
@@ -62,15 +64,18 @@ func TestDeadConsumerMessageHandledElsewhereOnce(t *testing.T) {
 
 	// Consumer B reclaims it after MinIdle and handles it, once.
 	handled := newSeen()
+	var handledAt atomic.Int64
 	b := newTestConsumer(t, rdb, "g", append(fastReclaim(300*time.Millisecond), WithConsumerName("b"))...)
 	require.NoError(t, Handle(b, stream, func(_ context.Context, m *Message[Order]) error {
+		handledAt.Store(time.Now().UnixNano())
 		handled.add(m.ID)
 		return nil
 	}))
-	begin := time.Now()
 	start(t, b)
 	eventually(t, 10*time.Second, func() bool { return handled.count(id) == 1 })
-	assert.GreaterOrEqual(t, time.Since(begin), 200*time.Millisecond, "not before MinIdle")
+	// A renewed its lease every MinIdle/3 until its handler was cancelled,
+	// so the entry became idle at most 100ms before that.
+	assert.GreaterOrEqual(t, time.Duration(handledAt.Load()-cancelledAt.UnixNano()), 190*time.Millisecond, "not before MinIdle")
 	eventually(t, 5*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 })
 	assert.Never(t, func() bool { return handled.count(id) > 1 }, 500*time.Millisecond, 20*time.Millisecond, "handled once")
 }
