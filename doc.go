@@ -12,9 +12,13 @@
 //
 //	c, err := redstream.NewConsumer(rdb, "billing", redstream.WithConcurrency(16))
 //	err = redstream.Handle(c, "orders:order:created", func(ctx context.Context, m *redstream.Message[Order]) error {
-//		return charge(ctx, m.Payload) // nil: XACK; error: stays pending for redelivery
+//		return charge(ctx, m.Payload) // nil: XACK. error: retried with backoff. ErrDeadLetter: dead-letter now.
 //	})
 //	err = c.Run(ctx) // blocks; returns nil after a graceful drain when ctx ends
+//
+//	dlq, err := redstream.NewDeadLetters(rdb, "orders:order:created")
+//	letters, next, err := dlq.List(ctx, redstream.ListOptions{NewestFirst: true})
+//	n, err := dlq.Replay(ctx, redstream.ReplayAll())
 //
 // # The promise
 //
@@ -24,9 +28,32 @@
 // the group's pending entries list, and it is delivered again: a consumer
 // drains its own pending entries first when it starts, so a restarted
 // consumer with a stable name ([WithConsumerName]) picks up where it
-// stopped. Duplicates happen only around a failure and are bounded by what
+// stopped. A message that keeps failing lands, once per group, in the
+// stream's dead-letter stream with its reason. Duplicates happen only
+// around a failure and are bounded by what
 // was in flight, so handlers should be idempotent. Redis replication is
 // asynchronous: a failover can lose writes Redis had acknowledged.
+//
+// # Failures
+//
+// A handler's error leaves its message pending; the consumer delivers it
+// again after an exponential backoff with jitter ([WithRetryBackoff]), or
+// after the delay of a [RetryAfter] error, renewing its lease meanwhile.
+// After MaxDeliveries deliveries ([WithMaxDeliveries], default 5) the
+// message is dead-lettered: one Lua script copies it, with its origin,
+// group, consumer, delivery count, reason and last error, to the stream's
+// dead-letter stream and acknowledges it, atomically. [ErrDeadLetter]
+// dead-letters at once, [ErrDrop] acknowledges without handling, and
+// entries that cannot be decoded are dead-lettered at once. [DeadLetters]
+// lists, replays and deletes dead letters.
+//
+// Every consumer runs a reaper that reclaims, with XAUTOCLAIM, entries
+// idle for MinIdle ([WithMinIdle], default 30s) — those of consumers that
+// crashed — and removes consumers idle past a TTL that hold nothing. Live
+// consumers renew the lease of every message they hold (an owner-checked
+// XCLAIM) every MinIdle/3, so a handler may run longer than MinIdle without
+// being redelivered elsewhere. A standalone [Reaper] does the dead-lettering
+// and cleanup for groups whose consumers run without one.
 //
 // # Streams and keys
 //
@@ -44,8 +71,9 @@
 //
 // # Concurrency
 //
-// [Producer] is safe for concurrent use. A [Consumer] runs its handlers on
-// up to [WithConcurrency] goroutines at once, with at most [WithMaxInFlight]
-// messages read but not finished. Neither ever closes the Redis client it
-// was given.
+// [Producer], [DeadLetters] and [Reaper] are safe for concurrent use. A
+// [Consumer] runs its handlers on up to [WithConcurrency] goroutines at
+// once, with at most [WithMaxInFlight] messages held (read, waiting for a
+// retry, or in a handler). None of them ever closes the Redis client it was
+// given.
 package redstream

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redstream/redstream/internal/streamid"
 )
 
 // Producer publishes payloads of type T to one stream. Create it with
@@ -179,15 +176,7 @@ func (p *Producer[T]) xaddArgs(v T, pc *publishConfig) (*redis.XAddArgs, error) 
 		return nil, err
 	}
 	a := &redis.XAddArgs{Stream: p.stream, Values: values, ID: pc.id}
-	switch {
-	case pc.minID != "":
-		a.MinID, a.Approx = pc.minID, true
-	case p.cfg.maxLen > 0:
-		a.MaxLen, a.Approx = p.cfg.maxLen, true
-	case p.cfg.maxAge > 0:
-		a.MinID = streamid.FromTime(time.Now().Add(-p.cfg.maxAge)).String()
-		a.Approx = true
-	}
+	writeTrim(a, p.cfg, pc)
 	return a, nil
 }
 
