@@ -199,12 +199,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	r := newRunner(c, routes)
 	for _, rt := range routes {
 		if err := r.ensureGroup(ctx, rt.stream); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return err
 		}
 	}
+	// If ctx ended during setup, run drains at once.
 	return r.run(ctx)
 }
 
@@ -306,7 +304,7 @@ func (r *runner) run(ctx context.Context) error {
 }
 
 // ensureGroup creates the group on stream (and the stream if missing),
-// retrying failures that may pass until ctx ends.
+// retrying failures that may pass until ctx ends, when it returns nil.
 func (r *runner) ensureGroup(ctx context.Context, stream string) error {
 	for attempt := 1; ; attempt++ {
 		err := createGroup(context.WithoutCancel(ctx), r.c.rdb, stream, r.c.group, r.c.cfg.groupStart)
@@ -319,7 +317,7 @@ func (r *runner) ensureGroup(ctx context.Context, stream string) error {
 		}
 		r.report(opErr)
 		if !sleepCtx(ctx, r.backoff.Delay(attempt)) {
-			return ctx.Err()
+			return nil
 		}
 	}
 }

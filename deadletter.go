@@ -196,7 +196,7 @@ func (d *DeadLetters) List(ctx context.Context, opts ListOptions) ([]DeadLetter,
 	}
 	if opts.After != "" {
 		if _, err := streamid.Parse(opts.After); err != nil {
-			return nil, "", fmt.Errorf("%w: ListOptions.After %q: %v", ErrInvalidID, opts.After, err)
+			return nil, "", fmt.Errorf("%w: ListOptions.After %q: %w", ErrInvalidID, opts.After, err)
 		}
 	}
 	var (
@@ -261,7 +261,7 @@ func ReplayIDs(ids ...string) ReplayOption {
 	return replayOption(func(c *replayConfig) error {
 		for _, id := range ids {
 			if _, err := streamid.Parse(id); err != nil {
-				return fmt.Errorf("%w: ReplayIDs(%q): %v", ErrInvalidID, id, err)
+				return fmt.Errorf("%w: ReplayIDs(%q): %w", ErrInvalidID, id, err)
 			}
 		}
 		c.ids = append(c.ids, ids...)
@@ -353,7 +353,7 @@ func (d *DeadLetters) Delete(ctx context.Context, ids ...string) (int64, error) 
 	}
 	for _, id := range ids {
 		if _, err := streamid.Parse(id); err != nil {
-			return 0, fmt.Errorf("%w: Delete(%q): %v", ErrInvalidID, id, err)
+			return 0, fmt.Errorf("%w: Delete(%q): %w", ErrInvalidID, id, err)
 		}
 	}
 	n, err := d.rdb.XDel(ctx, d.key, ids...).Result()

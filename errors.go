@@ -114,12 +114,12 @@ func (e *OpError) Error() string {
 
 func (e *OpError) Unwrap() error { return e.Err }
 
-// ErrDeadLetter, returned by a handler (wrapped or not), dead-letters the
+// ErrDeadLetter is returned by a handler (wrapped or not) to dead-letter the
 // message at once with reason [ReasonHandler] and the error's text, without
 // further retries. Use it for messages that can never succeed.
 var ErrDeadLetter = errors.New("redstream: dead-letter this message")
 
-// ErrDrop, returned by a handler (wrapped or not), acknowledges the message
+// ErrDrop is returned by a handler (wrapped or not) to acknowledge the message
 // without handling it and without dead-lettering it: it is dropped on
 // purpose. The drop is logged with the error's text.
 var ErrDrop = errors.New("redstream: drop this message")

@@ -227,7 +227,7 @@ func WithID(id string) PublishOption {
 	return publishOption(func(c *publishConfig) error {
 		parsed, err := streamid.Parse(id)
 		if err != nil {
-			return fmt.Errorf("%w: WithID(%q): %v", ErrInvalidID, id, err)
+			return fmt.Errorf("%w: WithID(%q): %w", ErrInvalidID, id, err)
 		}
 		if parsed.IsZero() {
 			return fmt.Errorf("%w: WithID(%q): must be greater than 0-0", ErrInvalidID, id)
@@ -243,7 +243,7 @@ func WithID(id string) PublishOption {
 func WithMinID(id string) PublishOption {
 	return publishOption(func(c *publishConfig) error {
 		if _, err := streamid.Parse(id); err != nil {
-			return fmt.Errorf("%w: WithMinID(%q): %v", ErrInvalidID, id, err)
+			return fmt.Errorf("%w: WithMinID(%q): %w", ErrInvalidID, id, err)
 		}
 		c.minID = id
 		return nil
@@ -558,7 +558,7 @@ func newConsumerConfig(opts []ConsumerOption) (consumerConfig, error) {
 			return consumerConfig{}, err
 		}
 	}
-	if err := c.reclaimConfig.validate(); err != nil {
+	if err := c.validate(); err != nil {
 		return consumerConfig{}, err
 	}
 	if c.name == "" {
@@ -584,7 +584,7 @@ func newReaperConfig(opts []ReaperOption) (reaperConfig, error) {
 			return reaperConfig{}, err
 		}
 	}
-	if err := c.reclaimConfig.validate(); err != nil {
+	if err := c.validate(); err != nil {
 		return reaperConfig{}, err
 	}
 	return c, nil

@@ -458,9 +458,9 @@ func waitReady(port int, exited <-chan struct{}) error {
 		lastErr = err
 		select {
 		case <-exited:
-			return fmt.Errorf("redis-server exited before answering PING (last error: %v)", lastErr)
+			return fmt.Errorf("redis-server exited before answering PING (last error: %w)", lastErr)
 		case <-ctx.Done():
-			return fmt.Errorf("redis-server did not answer PING within %v (last error: %v)", readyTimeout, lastErr)
+			return fmt.Errorf("redis-server did not answer PING within %v (last error: %w)", readyTimeout, lastErr)
 		case <-ticker.C:
 		}
 	}

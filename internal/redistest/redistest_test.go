@@ -111,7 +111,8 @@ func TestParseVersion(t *testing.T) {
 }
 
 func TestRequireRedis(t *testing.T) {
-	for v, want := range map[string]bool{"": false, "0": false, "1": true, "true": true, "no": false, " 1 ": true} {
+	// " 1 " checks that surrounding spaces are ignored.
+	for v, want := range map[string]bool{"": false, "0": false, "1": true, "true": true, "no": false, " 1 ": true} { //nolint:gocritic // the spaces are the point
 		t.Setenv(EnvRequire, v)
 		if got := requireRedis(); got != want {
 			t.Errorf("requireRedis() with %s=%q = %v, want %v", EnvRequire, v, got, want)
