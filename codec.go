@@ -28,7 +28,8 @@ type Fields map[string]string
 // HeaderSource is implemented by payload types that want header fields
 // written next to the payload field, such as the guide's orderId, userId and
 // amount, so that operators and other tools can read them without decoding
-// the payload. [WithHeader] adds headers per publish.
+// the payload. A Producer of T uses it when T or *T implements it.
+// [WithHeader] adds headers per publish.
 type HeaderSource interface {
 	Headers() map[string]string
 }

@@ -58,6 +58,8 @@ type Consumer struct {
 	group string
 	cfg   consumerConfig
 
+	ready chan struct{} // closed once the groups exist and reading starts
+
 	mu      sync.Mutex
 	routes  []*route
 	started bool
@@ -100,8 +102,15 @@ func NewConsumer(rdb redis.UniversalClient, group string, opts ...ConsumerOption
 	if err != nil {
 		return nil, err
 	}
-	return &Consumer{rdb: rdb, group: group, cfg: cfg}, nil
+	return &Consumer{rdb: rdb, group: group, cfg: cfg, ready: make(chan struct{})}, nil
 }
+
+// Ready returns a channel that is closed once Run has created (or found)
+// the consumer group on every stream and starts reading. With the default
+// group start "$", entries published before that may predate the group and
+// not be delivered to it; wait on Ready before publishing when that
+// matters. It is never closed if Run fails or its context ends first.
+func (c *Consumer) Ready() <-chan struct{} { return c.ready }
 
 // Group returns the consumer group's name.
 func (c *Consumer) Group() string { return c.group }
@@ -203,6 +212,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}
 	// If ctx ended during setup, run drains at once.
+	if ctx.Err() == nil {
+		streams := make([]string, len(routes))
+		for i, rt := range routes {
+			streams[i] = rt.stream
+		}
+		r.log.Info("redstream: consumer started", slog.Any("streams", streams), slog.Int("concurrency", c.cfg.concurrency))
+		close(c.ready)
+	}
 	return r.run(ctx)
 }
 

@@ -72,7 +72,12 @@ func TestRoundTripTypedDecode(t *testing.T) {
 		}))
 		r := start(t, c)
 		// The group starts at "$": wait until it exists before publishing.
-		eventually(t, 5*time.Second, func() bool { return groupExists(rdb, stream, "billing") })
+		select {
+		case <-c.Ready():
+		case <-time.After(5 * time.Second):
+			t.Fatal("consumer not ready")
+		}
+		require.True(t, groupExists(rdb, stream, "billing"), "Ready means the group exists")
 		ids := publishOrders(t, rdb, stream, 20)
 
 		eventually(t, 10*time.Second, func() bool {
@@ -483,6 +488,11 @@ func TestRunErrors(t *testing.T) {
 	_, rdb := newMiniredis(t)
 	c := newTestConsumer(t, rdb, "g")
 	assert.ErrorIs(t, c.Run(testCtx(t)), ErrNoHandlers)
+	select {
+	case <-c.Ready():
+		t.Fatal("Ready closed although Run failed")
+	default:
+	}
 
 	c = newTestConsumer(t, rdb, "g")
 	stream := uniqueStream(t)

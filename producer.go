@@ -186,6 +186,9 @@ func (p *Producer[T]) encode(v T, extra []string) ([]any, error) {
 	var fromPayload map[string]string
 	if hs, ok := any(v).(HeaderSource); ok {
 		fromPayload = hs.Headers()
+	} else if hs, ok := any(&v).(HeaderSource); ok {
+		// Headers declared on *T count for a Producer of T too.
+		fromPayload = hs.Headers()
 	}
 	if p.fields {
 		return p.encodeFields(any(v).(Fields), extra)

@@ -268,3 +268,21 @@ func TestProducerOptionErrors(t *testing.T) {
 	_, err = NewProducer[Order](rdb, "a}b")
 	assert.ErrorIs(t, err, ErrInvalidStreamName)
 }
+
+type pointerHeaders struct {
+	ID string `json:"id"`
+}
+
+func (p *pointerHeaders) Headers() map[string]string { return map[string]string{"key": p.ID} }
+
+func TestHeaderSourceOnPointerReceiver(t *testing.T) {
+	_, rdb := newMiniredis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[pointerHeaders](rdb, stream)
+	require.NoError(t, err)
+	_, err = p.Publish(ctx, pointerHeaders{ID: "k1"})
+	require.NoError(t, err)
+	got, err := rdb.XRange(ctx, stream, "-", "+").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "k1", got[0].Values["key"])
+}

@@ -75,7 +75,9 @@ func run() error {
 	go func() { done <- c.Run(runCtx) }()
 	defer func() {
 		stop()
-		<-done
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "deadletter: consumer:", err)
+		}
 	}()
 
 	p, err := redstream.NewProducer[Order](rdb, stream)

@@ -1,0 +1,146 @@
+package redstream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream"
+)
+
+// Order is the payload of the examples.
+type Order struct {
+	ID     string `json:"id"`
+	UserID string `json:"userId"`
+	Amount int64  `json:"amount"` // in cents
+}
+
+// Headers puts orderId and userId next to the payload field, so tools can
+// read them without decoding the payload.
+func (o Order) Headers() map[string]string {
+	return map[string]string{"orderId": o.ID, "userId": o.UserID}
+}
+
+func ExampleNewProducer() {
+	// An in-memory Redis for the example; a service dials its server.
+	mr, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer func() { _ = rdb.Close() }()
+	ctx := context.Background()
+
+	orders, err := redstream.NewProducer[Order](rdb, "orders:order:created")
+	if err != nil {
+		panic(err)
+	}
+	order := Order{ID: "o-1", UserID: "u-7", Amount: 1250}
+
+	// An explicit ID makes the publish safe to retry: if an earlier attempt
+	// got through, the retry writes nothing and reports ErrDuplicate.
+	id, err := orders.Publish(ctx, order, redstream.WithID("1694012345678-0"))
+	fmt.Println(id, err)
+	id, err = orders.Publish(ctx, order, redstream.WithID("1694012345678-0"))
+	fmt.Println(id, errors.Is(err, redstream.ErrDuplicate))
+
+	entries, err := rdb.XRange(ctx, "orders:order:created", "-", "+").Result()
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(len(entries), "entry:")
+	for _, name := range slices.Sorted(maps.Keys(entries[0].Values)) {
+		fmt.Printf("  %s = %v\n", name, entries[0].Values[name])
+	}
+	// Output:
+	// 1694012345678-0 <nil>
+	// 1694012345678-0 true
+	// 1 entry:
+	//   orderId = o-1
+	//   payload = {"id":"o-1","userId":"u-7","amount":1250}
+	//   userId = u-7
+}
+
+func ExampleHandle() {
+	mr, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer func() { _ = rdb.Close() }()
+
+	orders, err := redstream.NewProducer[Order](rdb, "orders:order:created")
+	if err != nil {
+		panic(err)
+	}
+	_, err = orders.PublishBatch(context.Background(), []Order{
+		{ID: "o-1", UserID: "u-7", Amount: 1250},
+		{ID: "o-2", UserID: "u-3", Amount: 990},
+		{ID: "o-3", UserID: "u-7", Amount: 4200},
+	})
+	if err != nil {
+		panic(err)
+	}
+
+	// The group starts at "0" so that it sees the orders published before it
+	// existed; one handler at a time keeps the output in stream order.
+	c, err := redstream.NewConsumer(rdb, "billing", redstream.WithGroupStart("0"), redstream.WithConcurrency(1))
+	if err != nil {
+		panic(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	handled := 0
+	err = redstream.Handle(c, "orders:order:created", func(_ context.Context, m *redstream.Message[Order]) error {
+		fmt.Printf("charge %s: %d cents for %s\n", m.Payload.ID, m.Payload.Amount, m.Header("userId"))
+		if handled++; handled == 3 {
+			stop() // Run drains: this message is still acknowledged
+		}
+		return nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("Run:", c.Run(ctx))
+
+	pending, err := rdb.XPending(context.Background(), "orders:order:created", "billing").Result()
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("pending:", pending.Count)
+	// Output:
+	// charge o-1: 1250 cents for u-7
+	// charge o-2: 990 cents for u-3
+	// charge o-3: 4200 cents for u-7
+	// Run: <nil>
+	// pending: 0
+}
+
+func ExampleStreamName() {
+	stream, err := redstream.StreamName("orders", "order", "created")
+	fmt.Println(stream, err)
+
+	_, err = redstream.StreamName("orders", "order:v2", "created")
+	fmt.Println(errors.Is(err, redstream.ErrInvalidStreamName))
+	fmt.Println(err)
+	// Output:
+	// orders:order:created <nil>
+	// true
+	// redstream: invalid stream name: entity part "order:v2" contains ":"
+}
+
+func ExampleDeadLetterKey() {
+	fmt.Println(redstream.DeadLetterKey("orders:order:created"))
+	// A stream with a hash tag keeps it, so both keys share a cluster slot.
+	fmt.Println(redstream.DeadLetterKey("orders:{eu}:created"))
+	// Output:
+	// dead-letter:{orders:order:created}
+	// dead-letter:orders:{eu}:created
+}

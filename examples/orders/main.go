@@ -1,0 +1,321 @@
+// Command orders is the guide's orders service in one program: a producer
+// that publishes order-created events to the stream orders:order:created,
+// and a billing consumer that handles them in a consumer group.
+//
+//	go run ./examples/orders -mode producer -n 100    # publish 100 orders, then exit
+//	go run ./examples/orders -mode producer -n 0      # one order every -every until Ctrl-C
+//	go run ./examples/orders -mode consumer           # handle orders until Ctrl-C
+//
+// It needs a Redis server: -addr, default $REDIS_ADDR, else localhost:6379.
+// Both modes stop cleanly on SIGINT or SIGTERM and print a final line.
+//
+// The consumer's handler fails about one attempt in 20 on purpose. A failed
+// order is not acknowledged: it stays in the group's pending entries list
+// and the consumer delivers it again after a backoff, up to
+// redstream.DefaultMaxDeliveries times before it moves it to the
+// dead-letter stream. Orders still waiting for a retry when the consumer
+// stops stay pending; the final line counts them, and a consumer started
+// again with the same -name handles them first.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream"
+)
+
+// Order is the event payload. Headers puts orderId, userId and amount next
+// to the JSON payload, as the guide lays entries out.
+type Order struct {
+	ID     string `json:"id"`
+	UserID string `json:"userId"`
+	Amount int64  `json:"amount"` // in cents
+}
+
+// Headers implements redstream.HeaderSource.
+func (o Order) Headers() map[string]string {
+	return map[string]string{"orderId": o.ID, "userId": o.UserID, "amount": strconv.FormatInt(o.Amount, 10)}
+}
+
+// publishTimeout bounds one publish. A publish runs to the end even when a
+// signal arrives, so the count printed at exit is exact.
+const publishTimeout = 5 * time.Second
+
+// batchSize is how many orders -n > 0 publishes per round trip.
+const batchSize = 100
+
+type config struct {
+	mode        string
+	addr        string
+	n           int
+	every       time.Duration
+	group       string
+	name        string
+	concurrency int
+}
+
+func main() { os.Exit(exitCode(os.Args[1:])) }
+
+// exitCode runs the program and returns its exit status: 0 on success or a
+// clean stop, 1 on a failure, 2 on bad flags.
+func exitCode(args []string) int {
+	cfg, err := parseFlags(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errReported):
+		return 2 // the flag package has printed the error and usage
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "orders:", err)
+		fmt.Fprintln(os.Stderr, "run 'orders -h' for usage")
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// After the first signal, a second one kills the program at once.
+	context.AfterFunc(ctx, stop)
+
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "orders:", err)
+		return 1
+	}
+	return 0
+}
+
+// errReported marks a flag error that the flag package has printed already.
+var errReported = errors.New("reported")
+
+// parseFlags parses and checks the command line.
+func parseFlags(args []string) (config, error) {
+	defaultAddr := os.Getenv("REDIS_ADDR")
+	if defaultAddr == "" {
+		defaultAddr = "localhost:6379"
+	}
+	var cfg config
+	fs := flag.NewFlagSet("orders", flag.ContinueOnError)
+	fs.StringVar(&cfg.mode, "mode", "", "what to run: `producer|consumer` (required)")
+	fs.StringVar(&cfg.addr, "addr", defaultAddr, "Redis server `host:port`; the default is $REDIS_ADDR if set")
+	fs.IntVar(&cfg.n, "n", 0, "producer: orders to publish, then exit; 0 publishes until stopped, one every -every")
+	fs.DurationVar(&cfg.every, "every", 200*time.Millisecond, "producer with -n 0: time between orders")
+	fs.StringVar(&cfg.group, "group", "billing", "consumer: consumer group")
+	fs.StringVar(&cfg.name, "name", "", "consumer: consumer name in the group (default <hostname>-<pid>)")
+	fs.IntVar(&cfg.concurrency, "concurrency", redstream.DefaultConcurrency, "consumer: handlers running at once")
+	fs.Usage = func() {
+		_, _ = fmt.Fprintln(fs.Output(), "usage: orders -mode producer|consumer [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, err
+		}
+		return config{}, fmt.Errorf("%w: %w", errReported, err)
+	}
+
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	only := func(mode string, names ...string) error {
+		for _, name := range names {
+			if set[name] {
+				return fmt.Errorf("-%s applies only to -mode %s", name, mode)
+			}
+		}
+		return nil
+	}
+	switch {
+	case fs.NArg() > 0:
+		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case cfg.mode == "":
+		return config{}, errors.New("-mode is required: producer or consumer")
+	case cfg.mode != "producer" && cfg.mode != "consumer":
+		return config{}, fmt.Errorf("-mode %q: want producer or consumer", cfg.mode)
+	case cfg.addr == "":
+		return config{}, errors.New("-addr is empty")
+	}
+	if cfg.mode == "producer" {
+		switch {
+		case cfg.n < 0:
+			return config{}, fmt.Errorf("-n %d: must be 0 (until stopped) or more", cfg.n)
+		case cfg.n == 0 && cfg.every <= 0:
+			return config{}, fmt.Errorf("-every %v: must be positive", cfg.every)
+		case cfg.n > 0 && set["every"]:
+			return config{}, errors.New("-every applies only with -n 0")
+		}
+		return cfg, only("consumer", "group", "name", "concurrency")
+	}
+	switch {
+	case cfg.group == "":
+		return config{}, errors.New("-group is empty")
+	case set["name"] && cfg.name == "":
+		return config{}, errors.New("-name is empty")
+	case cfg.concurrency <= 0:
+		return config{}, fmt.Errorf("-concurrency %d: must be positive", cfg.concurrency)
+	}
+	return cfg, only("producer", "n", "every")
+}
+
+func run(ctx context.Context, cfg config) error {
+	stream, err := redstream.StreamName("orders", "order", "created")
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.addr})
+	defer func() { _ = rdb.Close() }()
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		if ctx.Err() != nil {
+			fmt.Println("orders: stopped before reaching redis")
+			return nil
+		}
+		return fmt.Errorf("redis at %s: %w", cfg.addr, err)
+	}
+	if cfg.mode == "producer" {
+		return produce(ctx, rdb, stream, cfg)
+	}
+	return consume(ctx, rdb, stream, cfg)
+}
+
+func produce(ctx context.Context, rdb *redis.Client, stream string, cfg config) error {
+	p, err := redstream.NewProducer[Order](rdb, stream)
+	if err != nil {
+		return err
+	}
+	runID := strconv.FormatInt(time.Now().UnixMilli(), 36)
+	published := 0
+	next := func() Order {
+		published++
+		return Order{
+			ID:     "ord-" + runID + "-" + strconv.Itoa(published),
+			UserID: "user-" + strconv.Itoa(1+rand.IntN(50)),
+			Amount: 100 + rand.Int64N(50_000),
+		}
+	}
+	// A publish is never cut short by a signal: it finishes (or times out)
+	// and is counted, so the final line is exact.
+	publishCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	}
+
+	if cfg.n > 0 {
+		var lastID string
+		for published < cfg.n && ctx.Err() == nil {
+			batch := make([]Order, min(batchSize, cfg.n-published))
+			for i := range batch {
+				batch[i] = next()
+			}
+			pctx, cancel := publishCtx()
+			ids, err := p.PublishBatch(pctx, batch)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("after %d orders: %w", published-len(batch), err)
+			}
+			lastID = ids[len(ids)-1]
+		}
+		fmt.Printf("producer: published %d orders to %s, last entry %s\n", published, stream, lastID)
+		return nil
+	}
+
+	ticker := time.NewTicker(cfg.every)
+	defer ticker.Stop()
+	for {
+		o := next()
+		pctx, cancel := publishCtx()
+		id, err := p.Publish(pctx, o)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("after %d orders: %w", published-1, err)
+		}
+		fmt.Printf("published %s (%s, %d cents) as %s\n", o.ID, o.UserID, o.Amount, id)
+		select {
+		case <-ticker.C:
+		case <-ctx.Done():
+			fmt.Printf("producer: stopped; published %d orders to %s\n", published, stream)
+			return nil
+		}
+	}
+}
+
+func consume(ctx context.Context, rdb *redis.Client, stream string, cfg config) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	opts := []redstream.ConsumerOption{
+		redstream.WithLogger(log),
+		redstream.WithConcurrency(cfg.concurrency),
+		// A billing group created after orders were published must still
+		// bill them: start a new group at the beginning of the stream, not
+		// at "$" (the default, new entries only).
+		redstream.WithGroupStart("0"),
+	}
+	if cfg.name != "" {
+		opts = append(opts, redstream.WithConsumerName(cfg.name))
+	}
+	c, err := redstream.NewConsumer(rdb, cfg.group, opts...)
+	if err != nil {
+		return err
+	}
+	var charged, failed atomic.Int64
+	err = redstream.Handle(c, stream, func(ctx context.Context, m *redstream.Message[Order]) error {
+		if err := charge(ctx, m.Payload); err != nil {
+			failed.Add(1)
+			return err // not acknowledged: retried after a backoff
+		}
+		charged.Add(1)
+		log.Info("order charged", "stream", m.Stream, "id", m.ID, "order", m.Payload.ID,
+			"user", m.Payload.UserID, "amount", m.Payload.Amount, "deliveries", m.Deliveries)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	log.Info("consuming; Ctrl-C to stop", "stream", stream, "group", c.Group(), "consumer", c.Name())
+	runErr := c.Run(ctx)
+
+	// Run has sent its last acknowledgements: the counts are current.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	pending, deadLetters := "unknown", "unknown"
+	if p, err := rdb.XPending(qctx, stream, c.Group()).Result(); err == nil {
+		pending = strconv.FormatInt(p.Count, 10)
+	}
+	if dl, err := redstream.NewDeadLetters(rdb, stream); err == nil {
+		if n, err := dl.Len(qctx); err == nil {
+			deadLetters = strconv.FormatInt(n, 10)
+		}
+	}
+	fmt.Printf("consumer %s/%s: charged %d orders; failed attempts %d; group pending %s; dead letters %s\n",
+		c.Group(), c.Name(), charged.Load(), failed.Load(), pending, deadLetters)
+	return runErr
+}
+
+// errDeclined is the simulated failure.
+var errDeclined = errors.New("card declined (simulated)")
+
+// charge simulates billing an order: a few milliseconds of work, failing
+// about one attempt in 20.
+func charge(ctx context.Context, o Order) error {
+	t := time.NewTimer(time.Duration(5+rand.IntN(45)) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if rand.IntN(20) == 0 {
+		return fmt.Errorf("charge %s: %w", o.ID, errDeclined)
+	}
+	return nil
+}
