@@ -16,6 +16,7 @@ type Producer[T any] struct {
 	stream string
 	cfg    producerConfig
 	fields bool // T is Fields
+	batch  *batcher
 }
 
 // NewProducer returns a Producer of T for stream. rdb may be any
@@ -32,13 +33,17 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 	if err != nil {
 		return nil, err
 	}
-	return &Producer[T]{rdb: rdb, stream: stream, cfg: cfg, fields: isFields[T]()}, nil
+	return &Producer[T]{rdb: rdb, stream: stream, cfg: cfg, fields: isFields[T](), batch: &batcher{rdb: rdb}}, nil
 }
 
 // Stream returns the stream key the producer writes to.
 func (p *Producer[T]) Stream() string { return p.stream }
 
-// Publish appends v to the stream and returns the entry's ID. The entry holds
+// Publish appends v to the stream and returns the entry's ID. Concurrent
+// calls are pipelined: while one round trip is in flight, the calls that
+// arrive queue and go together in the next, each getting its own ID or
+// error; a lone call is sent at once. A call whose ctx ends while it queues
+// is not sent. The entry holds
 // v encoded by the codec in the payload field, plus header fields from
 // [HeaderSource] and [WithHeader]. Trimming set with [WithMaxLen],
 // [WithMaxAge] or [WithMinID] happens in the same XADD.
@@ -55,9 +60,12 @@ func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (
 	if err != nil {
 		return "", err
 	}
-	id, err := p.rdb.XAdd(ctx, args).Result()
+	id, err := p.batch.add(ctx, args)
 	if err == nil {
 		return id, nil
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return "", fmt.Errorf("redstream: publish to %s: %w", p.stream, err)
 	}
 	if pc.id != "" && redis.HasErrorPrefix(err, "The ID specified in XADD is equal or smaller") {
 		return p.explicitIDConflict(ctx, pc.id)

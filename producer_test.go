@@ -1,8 +1,11 @@
 package redstream
 
 import (
+	"context"
 	"errors"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,4 +288,102 @@ func TestHeaderSourceOnPointerReceiver(t *testing.T) {
 	got, err := rdb.XRange(ctx, stream, "-", "+").Result()
 	require.NoError(t, err)
 	assert.Equal(t, "k1", got[0].Values["key"])
+}
+
+// roundTrips counts the commands and pipelines a client sends; gate, when
+// set, runs before each single command.
+type roundTrips struct {
+	singles, pipelines, pipelined atomic.Int64
+	gate                          func()
+}
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "xadd" {
+			h.singles.Add(1)
+			if h.gate != nil {
+				h.gate()
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		// New connections also pipeline their CLIENT SETINFO calls.
+		if cmds[0].Name() == "xadd" {
+			h.pipelines.Add(1)
+			h.pipelined.Add(int64(len(cmds)))
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func TestConcurrentPublishesArePipelined(t *testing.T) {
+	backends(t, func(t *testing.T, rdb *redis.Client) {
+		ctx, stream := testCtx(t), uniqueStream(t)
+		p, err := NewProducer[Order](rdb, stream)
+		require.NoError(t, err)
+		hooks := &roundTrips{}
+		// Hold the first XADD until seven more callers have queued behind it.
+		var once sync.Once
+		hooks.gate = func() {
+			once.Do(func() {
+				eventually(t, 5*time.Second, func() bool {
+					p.batch.mu.Lock()
+					defer p.batch.mu.Unlock()
+					return len(p.batch.queue) == 7
+				})
+			})
+		}
+		rdb.AddHook(hooks)
+
+		const goroutines, each = 8, 200
+		ids := make([][]string, goroutines)
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			wg.Go(func() {
+				for i := range each {
+					id, err := p.Publish(ctx, Order{ID: strconv.Itoa(g) + "-" + strconv.Itoa(i)})
+					if !assert.NoError(t, err) {
+						return
+					}
+					ids[g] = append(ids[g], id)
+				}
+			})
+		}
+		wg.Wait()
+
+		entries, err := rdb.XRange(ctx, stream, "-", "+").Result()
+		require.NoError(t, err)
+		require.Len(t, entries, goroutines*each)
+		byID := map[string]string{}
+		for _, e := range entries {
+			byID[e.ID] = e.Values["orderId"].(string)
+		}
+		for g := range goroutines {
+			require.Len(t, ids[g], each)
+			for i, id := range ids[g] {
+				assert.Equal(t, strconv.Itoa(g)+"-"+strconv.Itoa(i), byID[id], "each caller gets the ID of its own entry")
+			}
+		}
+		assert.Positive(t, hooks.pipelines.Load(), "concurrent publishes were pipelined")
+		assert.Equal(t, int64(goroutines*each), hooks.singles.Load()+hooks.pipelined.Load(), "singles %d pipelines %d pipelined %d", hooks.singles.Load(), hooks.pipelines.Load(), hooks.pipelined.Load())
+		assert.Less(t, hooks.singles.Load()+hooks.pipelines.Load(), int64(goroutines*each), "fewer round trips than publishes")
+	})
+}
+
+func TestPublishWithEndedContextIsNotSent(t *testing.T) {
+	_, rdb := newMiniredis(t)
+	stream := uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = p.Publish(ctx, Order{ID: "x"})
+	assert.ErrorIs(t, err, context.Canceled)
+	n, err := rdb.XLen(context.Background(), stream).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n)
 }
