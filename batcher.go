@@ -7,19 +7,22 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// batcher coalesces concurrent XADDs of one producer into pipelines. The
-// first caller to find no round trip in flight sends its XADD at once (no
-// added latency when idle); callers arriving meanwhile queue, and when the
-// round trip ends, the first of them leads the next one with all the queued
-// XADDs. Each caller gets its own ID or error.
+// batcher coalesces concurrent XADDs of one producer into pipelines. A
+// caller that finds fewer than maxLeaders round trips in flight sends at
+// once, with whatever has queued (no added latency when idle); callers
+// arriving while the round trips are busy queue, and when one ends, the
+// first of them leads the next round trip with all those queued. Each
+// caller gets its own ID or error.
 type batcher struct {
 	rdb redis.UniversalClient
 
-	mu       sync.Mutex
-	queue    []*xaddReq
-	spare    []*xaddReq // the previous queue's backing array, reused
-	flushing bool       // a leader is sending; new callers queue
+	mu      sync.Mutex
+	queue   []*xaddReq
+	leaders int // round trips in flight, or handed to a queued caller
 }
+
+// maxLeaders bounds the concurrent round trips of one producer.
+var maxLeaders = 1
 
 // xaddReq is one caller's XADD waiting in a batch.
 type xaddReq struct {
@@ -40,15 +43,15 @@ func (b *batcher) add(ctx context.Context, args *redis.XAddArgs) (string, error)
 	req := xaddReqPool.Get().(*xaddReq)
 	req.ctx, req.args = ctx, args
 	b.mu.Lock()
-	b.queue = append(b.queue, req)
-	lead := !b.flushing
-	b.flushing = true
-	b.mu.Unlock()
-	if !lead {
-		lead = <-req.wake
-	}
+	lead := b.leaders < maxLeaders
 	if lead {
-		b.lead()
+		b.leaders++
+	} else {
+		b.queue = append(b.queue, req)
+	}
+	b.mu.Unlock()
+	if lead || <-req.wake {
+		b.lead(req)
 	}
 	id, err := req.id, req.err
 	*req = xaddReq{wake: req.wake}
@@ -56,28 +59,29 @@ func (b *batcher) add(ctx context.Context, args *redis.XAddArgs) (string, error)
 	return id, err
 }
 
-// lead sends everything queued in one round trip, then hands the lead to
-// the first caller that queued meanwhile, or ends the flushing.
-func (b *batcher) lead() {
+// lead sends self's XADD with everything queued in one round trip, then
+// hands the lead to the first caller that queued meanwhile, if any.
+func (b *batcher) lead(self *xaddReq) {
 	b.mu.Lock()
-	batch := b.queue
-	b.queue = b.spare[:0]
+	batch := append(b.queue, self)
+	b.queue = nil
 	b.mu.Unlock()
 
 	b.send(batch)
-	// batch[0] is this leader: it reads its own result on return.
-	for _, r := range batch[1:] {
-		r.wake <- false
+	for _, r := range batch {
+		if r != self {
+			r.wake <- false
+		}
 	}
-	clear(batch)
 
 	b.mu.Lock()
-	b.spare = batch
 	var next *xaddReq
 	if len(b.queue) > 0 {
+		// Taken out of the queue, so that no other leader picks it too.
 		next = b.queue[0]
+		b.queue = b.queue[1:]
 	} else {
-		b.flushing = false
+		b.leaders--
 	}
 	b.mu.Unlock()
 	if next != nil {

@@ -3,10 +3,12 @@ package redstream
 import (
 	"encoding/json"
 	"fmt"
+	"unsafe"
 )
 
 // Codec turns payloads into the bytes stored in the payload field and back.
-// Implementations must be safe for concurrent use.
+// Implementations must be safe for concurrent use. Unmarshal may keep data:
+// it is a copy made for it.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
@@ -55,4 +57,14 @@ func appendHeader(values []any, seen map[string]struct{}, name, value, payloadFi
 	}
 	seen[name] = struct{}{}
 	return append(values, name, value), nil
+}
+
+// unmarshal decodes a payload field's text with codec. For the JSON codec
+// it skips copying the text into a new byte slice: encoding/json neither
+// modifies nor keeps its input. Other codecs get a copy, so they may.
+func unmarshal(codec Codec, text string, v any) error {
+	if _, ok := codec.(jsonCodec); ok {
+		return json.Unmarshal(unsafe.Slice(unsafe.StringData(text), len(text)), v)
+	}
+	return codec.Unmarshal([]byte(text), v)
 }

@@ -157,19 +157,15 @@ func typedHandler[T any](cfg commonConfig, stream string, fn HandlerFunc[T]) fun
 				err = &PanicError{Value: v, Stack: debug.Stack()}
 			}
 		}()
-		m := &Message[T]{ID: e.id, Stream: stream, Deliveries: e.deliveries, Fields: make(map[string]string, len(e.values))}
-		for k, v := range e.values {
-			s, _ := v.(string)
-			m.Fields[k] = s
-		}
+		m := &Message[T]{ID: e.id, Stream: stream, Deliveries: e.deliveries, values: e.values}
 		if untyped {
-			m.Payload = any(Fields(m.Fields)).(T)
+			m.Payload = any(Fields(m.Fields())).(T)
 		} else {
-			raw, ok := m.Fields[cfg.payloadField]
+			raw, ok := e.values[cfg.payloadField].(string)
 			if !ok {
 				return &DecodeError{Stream: stream, ID: e.id, Field: cfg.payloadField}
 			}
-			if err := cfg.codec.Unmarshal([]byte(raw), &m.Payload); err != nil {
+			if err := unmarshal(cfg.codec, raw, &m.Payload); err != nil {
 				return &DecodeError{Stream: stream, ID: e.id, Field: cfg.payloadField, Err: err}
 			}
 		}
@@ -582,22 +578,28 @@ func (r *runner) recreateGroup(ctx context.Context, stream string) {
 // Once handlerCtx is cancelled (shutdown timeout) it leaves the remaining
 // messages pending without handling them.
 func (r *runner) work1(handlerCtx context.Context) {
+	// One cancellable context per worker, made anew only after a lost
+	// lease cancelled it: a worker runs one handler at a time.
+	ctx, cancel := context.WithCancel(handlerCtx)
+	defer func() { cancel() }()
 	for e := range r.work {
 		if handlerCtx.Err() != nil {
 			r.release(e)
 			continue
 		}
-		r.process(handlerCtx, e)
+		if ctx.Err() != nil {
+			ctx, cancel = context.WithCancel(handlerCtx)
+		}
+		r.process(handlerCtx, ctx, cancel, e)
 	}
 }
 
-// process runs e's handler and settles the outcome.
-func (r *runner) process(handlerCtx context.Context, e *entry) {
+// process runs e's handler with ctx, which markLost cancels through cancel
+// while the handler runs, and settles the outcome.
+func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelFunc, e *entry) {
 	if e.retry && !r.reclaimForRetry(handlerCtx, e) {
 		return
 	}
-	ctx, cancel := context.WithCancel(handlerCtx)
-	defer cancel()
 	r.mu.Lock()
 	lost := e.lost
 	e.cancel = cancel
@@ -618,11 +620,13 @@ func (r *runner) process(handlerCtx context.Context, e *entry) {
 // acknowledged even if its lease was lost meanwhile: it was handled, and
 // the acknowledgement only spares the new owner's duplicate.
 func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bool) {
-	var decodeErr *DecodeError
-	switch {
-	case err == nil:
+	if err == nil {
 		r.acks <- e
 		r.giveRoom(1)
+		return
+	}
+	var decodeErr *DecodeError
+	switch {
 	case errors.Is(err, ErrDrop):
 		r.log.Info("redstream: handler dropped the message", slog.String("stream", e.route.stream), slog.String("id", e.id), slog.Any("error", err))
 		r.acks <- e

@@ -13,27 +13,38 @@ import (
 // DeadLetterPrefix starts every dead-letter stream key; see [DeadLetterKey].
 const DeadLetterPrefix = "dead-letter:"
 
-// Message is one stream entry as a handler sees it. The consumer owns the
-// Message only for the duration of the handler call: a handler that keeps
-// Payload or Fields after returning must copy them.
+// Message is one stream entry as a handler sees it.
 type Message[T any] struct {
 	// ID is the entry's stream ID, such as "1694012345678-0".
 	ID string
 	// Stream is the stream key the entry was read from.
 	Stream string
-	// Payload is the decoded payload field. For a handler of [Fields] it is
-	// the same map as Fields.
+	// Payload is the decoded payload field. For a handler of [Fields] it
+	// holds every field of the entry.
 	Payload T
-	// Fields holds every field of the entry as stored, the payload field and
-	// header fields included.
-	Fields map[string]string
 	// Deliveries is how many times the entry has been delivered to the group,
 	// this delivery included: 1 on the first delivery.
 	Deliveries int64
+
+	values map[string]any // the entry's fields as go-redis read them
 }
 
-// Header returns the value of the entry field name, or "" when it is absent.
-func (m *Message[T]) Header(name string) string { return m.Fields[name] }
+// Header returns the value of the entry field name, such as a header
+// written next to the payload, or "" when it is absent.
+func (m *Message[T]) Header(name string) string {
+	s, _ := m.values[name].(string)
+	return s
+}
+
+// Fields returns every field of the entry as stored, the payload field and
+// headers included, in a new map the caller may keep.
+func (m *Message[T]) Fields() map[string]string {
+	fields := make(map[string]string, len(m.values))
+	for k, v := range m.values {
+		fields[k], _ = v.(string)
+	}
+	return fields
+}
 
 // Time returns the time encoded in the entry's ID: when Redis appended it
 // (for auto-generated IDs), to the millisecond. It returns the zero Time when

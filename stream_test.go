@@ -70,7 +70,11 @@ func TestMessageTime(t *testing.T) {
 	m := &Message[string]{ID: "1694012345678-3"}
 	assert.Equal(t, time.UnixMilli(1694012345678), m.Time())
 	assert.True(t, (&Message[string]{ID: "junk"}).Time().IsZero())
-	m.Fields = map[string]string{"orderId": "42"}
+	m.values = map[string]any{"orderId": "42", "payload": "{}"}
 	assert.Equal(t, "42", m.Header("orderId"))
 	assert.Equal(t, "", m.Header("missing"))
+	fields := m.Fields()
+	assert.Equal(t, map[string]string{"orderId": "42", "payload": "{}"}, fields)
+	fields["orderId"] = "changed"
+	assert.Equal(t, "42", m.Header("orderId"), "Fields returns a copy")
 }
