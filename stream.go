@@ -1,10 +1,13 @@
 package redstream
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redstream/redstream/internal/slot"
 	"github.com/redstream/redstream/internal/streamid"
@@ -103,4 +106,148 @@ func DeadLetterKey(stream string) string {
 		return DeadLetterPrefix + stream
 	}
 	return DeadLetterPrefix + "{" + stream + "}"
+}
+
+// StreamInfo is a snapshot of a stream and its consumer groups, as
+// [Inspect] returns it.
+type StreamInfo struct {
+	Stream string
+	// Length is the number of entries (XLEN).
+	Length int64
+	// FirstID and LastID are the IDs of the oldest and newest entries; ""
+	// when the stream is empty.
+	FirstID, LastID string
+	// LastGeneratedID is the last ID Redis assigned, even if since deleted.
+	LastGeneratedID string
+	// DeadLetterLength is the length of the stream's dead-letter stream.
+	DeadLetterLength int64
+	// Groups are the stream's consumer groups, in Redis's order.
+	Groups []GroupInfo
+}
+
+// GroupInfo describes one consumer group of a stream.
+type GroupInfo struct {
+	Name string
+	// LastDeliveredID is the newest entry delivered to the group.
+	LastDeliveredID string
+	// Lag is how many entries the group has not been delivered yet. Redis
+	// 7 reports it unless entries were deleted in between; redstream then
+	// counts them. LagKnown is false only when counting was cut short
+	// (more than a million entries), and Lag is then a lower bound.
+	Lag      int64
+	LagKnown bool
+	// Pending is how many delivered entries are not acknowledged.
+	Pending int64
+	// OldestPendingID is the lowest pending ID; "" when nothing is pending.
+	OldestPendingID string
+	// OldestPendingAge is how long ago that entry was added to the stream
+	// (from its ID); OldestPendingIdle is how long since it was last
+	// delivered or its lease renewed.
+	OldestPendingAge  time.Duration
+	OldestPendingIdle time.Duration
+	Consumers         []ConsumerInfo
+}
+
+// ConsumerInfo describes one consumer of a group.
+type ConsumerInfo struct {
+	Name string
+	// Pending is how many entries the consumer holds.
+	Pending int64
+	// Idle is the time since the consumer last interacted with the group
+	// (read, claimed or renewed).
+	Idle time.Duration
+	// Inactive is the time since its last successful read or claim; Redis
+	// reports it from 7.2 on, and it is -1 before.
+	Inactive time.Duration
+}
+
+// lagCountLimit caps the entries Inspect counts itself when Redis does not
+// report a group's lag.
+const lagCountLimit = 1_000_000
+
+// Inspect returns a snapshot of stream: its length, first and last IDs,
+// dead-letter length, and for each consumer group its lag, pending count,
+// oldest pending entry and consumers. It reads with XINFO, XPENDING and
+// XLEN; the figures are taken one after another, not atomically. A stream
+// that does not exist is an error ("ERR no such key").
+func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*StreamInfo, error) {
+	if err := ValidateStream(stream); err != nil {
+		return nil, err
+	}
+	xinfo, err := rdb.XInfoStream(ctx, stream).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redstream: inspect %s: %w", stream, err)
+	}
+	info := &StreamInfo{
+		Stream:          stream,
+		Length:          xinfo.Length,
+		FirstID:         xinfo.FirstEntry.ID,
+		LastID:          xinfo.LastEntry.ID,
+		LastGeneratedID: xinfo.LastGeneratedID,
+	}
+	if info.DeadLetterLength, err = rdb.XLen(ctx, DeadLetterKey(stream)).Result(); err != nil {
+		return nil, fmt.Errorf("redstream: inspect %s: dead-letter length: %w", stream, err)
+	}
+	groups, err := rdb.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redstream: inspect %s: groups: %w", stream, err)
+	}
+	now := time.Now()
+	for _, g := range groups {
+		gi := GroupInfo{Name: g.Name, LastDeliveredID: g.LastDeliveredID, Pending: g.Pending, Lag: g.Lag, LagKnown: g.Lag >= 0}
+		if !gi.LagKnown {
+			gi.Lag, gi.LagKnown, err = countAfter(ctx, rdb, stream, g.LastDeliveredID)
+			if err != nil {
+				return nil, fmt.Errorf("redstream: inspect %s: lag of %s: %w", stream, g.Name, err)
+			}
+		}
+		if g.Pending > 0 {
+			oldest, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: g.Name, Start: "-", End: "+", Count: 1}).Result()
+			if err != nil {
+				return nil, fmt.Errorf("redstream: inspect %s: pending of %s: %w", stream, g.Name, err)
+			}
+			if len(oldest) == 1 {
+				gi.OldestPendingID = oldest[0].ID
+				gi.OldestPendingIdle = oldest[0].Idle
+				if id, err := streamid.Parse(oldest[0].ID); err == nil {
+					gi.OldestPendingAge = max(0, now.Sub(id.Time()))
+				}
+			}
+		}
+		consumers, err := rdb.XInfoConsumers(ctx, stream, g.Name).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redstream: inspect %s: consumers of %s: %w", stream, g.Name, err)
+		}
+		for _, c := range consumers {
+			inactive := c.Inactive
+			if inactive == 0 && c.Idle > 0 {
+				inactive = -1 // Redis before 7.2 has no inactive time
+			}
+			gi.Consumers = append(gi.Consumers, ConsumerInfo{Name: c.Name, Pending: c.Pending, Idle: c.Idle, Inactive: inactive})
+		}
+		info.Groups = append(info.Groups, gi)
+	}
+	return info, nil
+}
+
+// countAfter counts the entries with IDs above after, up to lagCountLimit.
+func countAfter(ctx context.Context, rdb redis.UniversalClient, stream, after string) (int64, bool, error) {
+	const page = 10_000
+	start := "(" + after
+	if after == "" || after == "0-0" {
+		start = "-"
+	}
+	var n int64
+	for n < lagCountLimit {
+		msgs, err := rdb.XRangeN(ctx, stream, start, "+", page).Result()
+		if err != nil {
+			return 0, false, err
+		}
+		n += int64(len(msgs))
+		if len(msgs) < page {
+			return n, true, nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+	return n, false, nil
 }

@@ -1,0 +1,85 @@
+package redstream
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestInspectKnownScenario(t *testing.T) {
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	ids := publishOrders(t, rdb, stream, 10)
+
+	// "billing": a1 read 4, acknowledged 2; a2 read 1 and holds it.
+	held := deliverTo(t, rdb, stream, "billing", "a1", 4)
+	require.NoError(t, rdb.XAck(ctx, stream, "billing", held[0], held[1]).Err())
+	deliverTo(t, rdb, stream, "billing", "a2", 1)
+	// "audit" never read; "new" starts at the end.
+	require.NoError(t, rdb.XGroupCreate(ctx, stream, "audit", "0").Err())
+	require.NoError(t, rdb.XGroupCreate(ctx, stream, "new", "$").Err())
+	// One dead letter.
+	_, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: DeadLetterKey(stream), Values: []string{"k", "v"}}).Result()
+	require.NoError(t, err)
+
+	info, err := Inspect(ctx, rdb, stream)
+	require.NoError(t, err)
+	assert.Equal(t, int64(10), info.Length)
+	assert.Equal(t, ids[0], info.FirstID)
+	assert.Equal(t, ids[9], info.LastID)
+	assert.Equal(t, int64(1), info.DeadLetterLength)
+	require.Len(t, info.Groups, 3)
+	groups := map[string]GroupInfo{}
+	for _, g := range info.Groups {
+		groups[g.Name] = g
+	}
+
+	billing := groups["billing"]
+	assert.Equal(t, ids[4], billing.LastDeliveredID)
+	assert.Equal(t, int64(5), billing.Lag)
+	assert.True(t, billing.LagKnown)
+	assert.Equal(t, int64(3), billing.Pending)
+	assert.Equal(t, ids[2], billing.OldestPendingID)
+	assert.Less(t, billing.OldestPendingAge, time.Minute)
+	assert.GreaterOrEqual(t, billing.OldestPendingAge, billing.OldestPendingIdle-time.Second)
+	require.Len(t, billing.Consumers, 2)
+	byName := map[string]ConsumerInfo{}
+	for _, c := range billing.Consumers {
+		byName[c.Name] = c
+	}
+	assert.Equal(t, int64(2), byName["a1"].Pending)
+	assert.Equal(t, int64(1), byName["a2"].Pending)
+
+	assert.Equal(t, int64(10), groups["audit"].Lag)
+	assert.Zero(t, groups["audit"].Pending)
+	assert.Empty(t, groups["audit"].OldestPendingID)
+	assert.Zero(t, groups["new"].Lag)
+	assert.Empty(t, groups["new"].Consumers)
+}
+
+func TestInspectCountsLagWhenRedisCannot(t *testing.T) {
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	ids := publishOrders(t, rdb, stream, 10)
+	deliverTo(t, rdb, stream, "g", "c", 3)
+	// Deleting an entry the group has not read makes Redis 7 report no lag.
+	require.NoError(t, rdb.XDel(ctx, stream, ids[6]).Err())
+
+	info, err := Inspect(ctx, rdb, stream)
+	require.NoError(t, err)
+	require.Len(t, info.Groups, 1)
+	assert.Equal(t, int64(6), info.Groups[0].Lag, "ids 3..9 without the deleted one")
+	assert.True(t, info.Groups[0].LagKnown)
+}
+
+func TestInspectErrors(t *testing.T) {
+	rdb := mustRedis(t)
+	_, err := Inspect(context.Background(), rdb, uniqueStream(t))
+	assert.ErrorContains(t, err, "no such key")
+	_, err = Inspect(context.Background(), rdb, "a}b")
+	assert.ErrorIs(t, err, ErrInvalidStreamName)
+}
