@@ -2,6 +2,7 @@ package redstream
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -50,13 +51,38 @@ func (b *batcher) add(ctx context.Context, args *redis.XAddArgs) (string, error)
 		b.queue = append(b.queue, req)
 	}
 	b.mu.Unlock()
-	if lead || <-req.wake {
+	if !lead {
+		select {
+		case lead = <-req.wake:
+		case <-ctx.Done():
+			if b.unqueue(req) {
+				*req = xaddReq{wake: req.wake}
+				xaddReqPool.Put(req)
+				return "", ctx.Err()
+			}
+			// Already in a round trip, or handed the lead: see it through.
+			lead = <-req.wake
+		}
+	}
+	if lead {
 		b.lead(req)
 	}
 	id, err := req.id, req.err
 	*req = xaddReq{wake: req.wake}
 	xaddReqPool.Put(req)
 	return id, err
+}
+
+// unqueue takes req out of the queue if no leader has taken it yet.
+func (b *batcher) unqueue(req *xaddReq) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := slices.Index(b.queue, req)
+	if i < 0 {
+		return false
+	}
+	b.queue = slices.Delete(b.queue, i, i+1)
+	return true
 }
 
 // lead sends self's XADD with everything queued in one round trip, then

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -69,6 +70,10 @@ type Consumer struct {
 type route struct {
 	stream string
 	handle func(ctx context.Context, e *entry) error
+	// drained is set once the reader has gone through this consumer's own
+	// pending entries; the reaper waits for it, so that it does not claim
+	// them a second time.
+	drained atomic.Bool
 }
 
 // entry is a message the consumer holds, from its read until it is
@@ -81,10 +86,13 @@ type entry struct {
 	// retry marks a message waiting for its next delivery, which must first
 	// be reclaimed by this consumer.
 	retry bool
-	// lost and cancel are guarded by runner.mu: lost is set when another
-	// consumer has taken the message, cancel while its handler runs.
-	lost   bool
-	cancel context.CancelFunc
+	// lost, trimmed and cancel are guarded by runner.mu: lost is set when
+	// another consumer has taken the message, trimmed when it was deleted
+	// from the stream while held (only this consumer's memory has it now),
+	// cancel while its handler runs.
+	lost    bool
+	trimmed bool
+	cancel  context.CancelFunc
 }
 
 // NewConsumer returns a Consumer in group. rdb may be any
@@ -352,7 +360,7 @@ func isPermanent(err error) bool {
 	if !errors.As(err, &rerr) {
 		return false
 	}
-	for _, transient := range []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "MOVED", "ASK"} {
+	for _, transient := range []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "MOVED", "ASK", "OOM"} {
 		if redis.HasErrorPrefix(err, transient) {
 			return false
 		}
@@ -379,6 +387,7 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 			entries, err = r.readPending(redisCtx, rt, cursor, n)
 			if err == nil && len(entries) == 0 {
 				cursor = ""
+				rt.drained.Store(true)
 			} else if err == nil {
 				cursor = entries[len(entries)-1].id
 			}
@@ -390,6 +399,7 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 			attempt++
 			if redis.HasErrorPrefix(err, "NOGROUP") {
 				cursor = "" // the group's pending list went with it
+				rt.drained.Store(true)
 				r.recreateGroup(redisCtx, rt.stream)
 			} else {
 				r.report(&OpError{Op: "read", Stream: rt.stream, Group: r.c.group, Err: err})
@@ -643,6 +653,9 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bo
 	case errors.Is(err, ErrDeadLetter):
 		r.handlerFailed(e, err, "dead-lettering")
 		r.deadLetter(handlerCtx, e, ReasonHandler, err)
+	case r.isTrimmed(e):
+		r.handlerFailed(e, err, "dead-lettering: trimmed from the stream")
+		r.deadLetter(handlerCtx, e, ReasonTrimmed, err)
 	case e.deliveries >= int64(r.c.cfg.maxDeliveries):
 		r.handlerFailed(e, err, "dead-lettering after the last delivery")
 		r.deadLetter(handlerCtx, e, ReasonMaxDeliveries, err)
@@ -665,15 +678,21 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bo
 func (r *runner) reclaimForRetry(handlerCtx context.Context, e *entry) bool {
 	ctx, cancel := context.WithTimeout(handlerCtx, ackFlushTimeout)
 	defer cancel()
-	lost, err := renewLeases(ctx, r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.deliveries, []string{e.id})
+	lost, deleted, err := renewLeases(ctx, r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.deliveries, []string{e.id})
 	if err != nil {
 		r.report(&OpError{Op: "lease", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
 		r.retries <- retryAt{at: time.Now().Add(r.backoff.Delay(int(e.deliveries))), e: e}
 		return false
 	}
-	if len(lost) > 0 {
+	switch {
+	case len(lost) > 0:
 		r.log.Info("redstream: message no longer pending for this consumer; not retrying", slog.String("stream", e.route.stream), slog.String("id", e.id))
 		r.release(e)
+		return false
+	case len(deleted) > 0 || r.isTrimmed(e):
+		// Only this consumer's memory holds it now: dead-letter it rather
+		// than retry something a crash would lose.
+		r.deadLetter(handlerCtx, e, ReasonTrimmed, errors.New("trimmed from the stream while waiting for a retry"))
 		return false
 	}
 	e.retry = false
@@ -690,7 +709,7 @@ func (r *runner) deadLetter(ctx context.Context, e *entry, reason string, cause 
 		errText = cause.Error()
 	}
 	for attempt := 1; ; attempt++ {
-		res, dlID, err := deadLetterMove(context.WithoutCancel(ctx), r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.id, reason, errText, -1)
+		res, dlID, err := deadLetterMove(context.WithoutCancel(ctx), r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.id, reason, errText, -1, e.deliveries, e.values)
 		if err == nil {
 			r.deadLettered(e.route.stream, e.id, e.deliveries, reason, cause, res, dlID)
 			return
@@ -816,7 +835,7 @@ func (r *runner) renewOnce() {
 	for rt, ids := range byRoute {
 		for chunk := range slices.Chunk(ids, leaseBatch) {
 			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
-			lost, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, chunk)
+			lost, deleted, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, chunk)
 			cancel()
 			if err != nil {
 				r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
@@ -824,6 +843,9 @@ func (r *runner) renewOnce() {
 			}
 			for _, id := range lost {
 				r.markLost(rt, id)
+			}
+			for _, id := range deleted {
+				r.markTrimmed(rt, id)
 			}
 		}
 	}
@@ -845,16 +867,51 @@ func (r *runner) markLost(rt *route, id string) {
 	}
 }
 
-// renewLeases resets the idle time of ids this consumer still owns, setting
-// their delivery count when deliveries > 0, and returns the IDs it no
-// longer owns.
-func renewLeases(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, deliveries int64, ids []string) ([]string, error) {
+// markTrimmed records that id was deleted from the stream while held.
+func (r *runner) markTrimmed(rt *route, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.held[heldKey{rt, id}]; ok && !e.trimmed {
+		e.trimmed = true
+		r.log.Warn("redstream: a held message was trimmed from the stream; it will be dead-lettered if its handler fails", slog.String("stream", rt.stream), slog.String("id", id))
+	}
+}
+
+func (r *runner) isTrimmed(e *entry) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return e.trimmed
+}
+
+// renewLeases resets the idle time of ids this consumer still owns, raising
+// their delivery count to deliveries when it is lower, and returns the IDs
+// it no longer owns and those deleted from the stream (left untouched).
+func renewLeases(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, deliveries int64, ids []string) (lost, deleted []string, err error) {
 	args := make([]any, 0, 3+len(ids))
 	args = append(args, group, consumer, deliveries)
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	return scripts.ClaimOwn.Run(ctx, rdb, []string{stream}, args...).StringSlice()
+	res, err := scripts.ClaimOwn.Run(ctx, rdb, []string{stream}, args...).Slice()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(res) != 2 {
+		return nil, nil, fmt.Errorf("redstream: lease script returned %d lists, want 2", len(res))
+	}
+	return stringList(res[0]), stringList(res[1]), nil
+}
+
+// stringList converts a script's array reply of strings.
+func stringList(v any) []string {
+	items, _ := v.([]any)
+	out := make([]string, 0, len(items))
+	for _, item := range items {
+		if s, ok := item.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // ackBatchMax caps the IDs gathered into one round of XACKs.

@@ -23,6 +23,10 @@ const (
 	ReasonHandler = "handler"
 	// ReasonDecode: the entry could not be decoded ([DecodeError]).
 	ReasonDecode = "decode"
+	// ReasonTrimmed: the entry was trimmed from the stream while a consumer
+	// held it and its handler failed; the consumer wrote it from memory
+	// rather than retry a message that no longer exists in Redis.
+	ReasonTrimmed = "trimmed"
 )
 
 // Field names of the metadata in a dead-letter entry. The entry's own fields
@@ -40,6 +44,7 @@ const (
 	metaReason            = "dead-letter:reason"
 	metaError             = "dead-letter:error"
 	metaTime              = "dead-letter:time"
+	metaFieldsOmitted     = "dead-letter:fields-omitted"
 )
 
 // maxErrorText caps the error text stored in a dead-letter entry.
@@ -57,8 +62,10 @@ const (
 )
 
 // deadLetterMove runs the dead-letter script for one entry. owner "" accepts
-// any owner; minIdle < 0 skips the idle check.
-func deadLetterMove(ctx context.Context, rdb redis.UniversalClient, stream, group, owner, id, reason, errText string, minIdle time.Duration) (moveResult, string, error) {
+// any owner; minIdle < 0 skips the idle check. fields, when not nil, are the
+// entry's fields as its consumer holds them, written if the entry is gone
+// from the stream, with deliveries as its count.
+func deadLetterMove(ctx context.Context, rdb redis.UniversalClient, stream, group, owner, id, reason, errText string, minIdle time.Duration, deliveries int64, fields map[string]any) (moveResult, string, error) {
 	if len(errText) > maxErrorText {
 		errText = errText[:maxErrorText]
 	}
@@ -66,8 +73,12 @@ func deadLetterMove(ctx context.Context, rdb redis.UniversalClient, stream, grou
 	if minIdle >= 0 {
 		idleMs = minIdle.Milliseconds()
 	}
-	res, err := scripts.DeadLetter.Run(ctx, rdb, []string{stream, DeadLetterKey(stream)},
-		group, owner, id, reason, errText, time.Now().UnixMilli(), idleMs).StringSlice()
+	args := make([]any, 0, 8+2*len(fields))
+	args = append(args, group, owner, id, reason, errText, time.Now().UnixMilli(), idleMs, deliveries)
+	for k, v := range fields {
+		args = append(args, k, v)
+	}
+	res, err := scripts.DeadLetter.Run(ctx, rdb, []string{stream, DeadLetterKey(stream)}, args...).StringSlice()
 	if err != nil {
 		return "", "", err
 	}
@@ -101,6 +112,11 @@ type DeadLetter struct {
 	Time time.Time
 	// Fields are the message's own fields, as they were in the stream.
 	Fields map[string]string
+	// FieldsOmitted is the number of fields of an entry too large for the
+	// dead-letter script to copy (thousands of fields); Fields is then
+	// empty and the entry is still in the stream under OriginID, until
+	// trimmed. Such an entry cannot be replayed.
+	FieldsOmitted int64
 }
 
 // parseDeadLetter splits a dead-letter entry into metadata and the
@@ -131,6 +147,8 @@ func parseDeadLetter(id string, values map[string]any) DeadLetter {
 			if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
 				d.Time = time.UnixMilli(ms)
 			}
+		case k == metaFieldsOmitted:
+			d.FieldsOmitted, _ = strconv.ParseInt(s, 10, 64)
 		case strings.HasPrefix(k, deadLetterMetaPrefix):
 			// Metadata of a later version: not a field of the message.
 		default:
@@ -246,8 +264,9 @@ type replayOption func(*replayConfig) error
 
 func (o replayOption) applyReplay(c *replayConfig) error { return o(c) }
 
-// ReplayAll replays every entry of the dead-letter stream, oldest first,
-// including those dead-lettered while the replay runs.
+// ReplayAll replays every entry the dead-letter stream holds when the
+// replay starts, oldest first. Entries dead-lettered while it runs (such as
+// replayed messages that fail again) wait for the next replay.
 func ReplayAll() ReplayOption {
 	return replayOption(func(c *replayConfig) error {
 		c.all = true
@@ -287,8 +306,11 @@ func ReplayRate(perSecond float64) ReplayOption {
 // Each entry is appended to the stream and removed from the dead-letter
 // stream in one atomic step, so replaying the same entries twice appends
 // them once. Pass [ReplayAll] or [ReplayIDs] (one is required), and
-// optionally [ReplayRate]. It returns how many entries were replayed; on an
-// error, those replayed before it stay replayed.
+// optionally [ReplayRate]. It returns how many entries were replayed. An
+// entry that cannot be replayed (see [DeadLetter.FieldsOmitted]) is left in
+// place and reported in the error while the others are replayed; a Redis
+// failure or the end of ctx stops the replay, and what was replayed before
+// stays replayed.
 func (d *DeadLetters) Replay(ctx context.Context, opts ...ReplayOption) (int, error) {
 	cfg := replayConfig{batch: 100}
 	for _, o := range opts {
@@ -305,43 +327,66 @@ func (d *DeadLetters) Replay(ctx context.Context, opts ...ReplayOption) (int, er
 	pace := newPacer(cfg.rate)
 	defer pace.stop()
 	replayed := 0
+	var refused []error
 	replayOne := func(id string) error {
 		if err := pace.wait(ctx); err != nil {
 			return err
 		}
 		err := scripts.Replay.Run(ctx, d.rdb, []string{d.key, d.stream}, id).Err()
-		if errors.Is(err, redis.Nil) {
-			return nil // replayed or deleted already
-		}
-		if err != nil {
+		switch {
+		case err == nil:
+			replayed++
+		case errors.Is(err, redis.Nil):
+			// Replayed or deleted already.
+		case redis.HasErrorPrefix(err, "redstream:"):
+			refused = append(refused, err)
+		default:
 			return fmt.Errorf("redstream: replay %s of %s: %w", id, d.key, err)
 		}
-		replayed++
 		return nil
 	}
-	if !cfg.all {
+	if cfg.all {
+		if err := d.eachUpToNewest(ctx, cfg.batch, replayOne); err != nil {
+			return replayed, err
+		}
+	} else {
 		for _, id := range cfg.ids {
 			if err := replayOne(id); err != nil {
 				return replayed, err
 			}
 		}
-		return replayed, nil
 	}
+	if len(refused) > 0 {
+		return replayed, fmt.Errorf("redstream: %d dead letters not replayed: %w", len(refused), errors.Join(refused...))
+	}
+	return replayed, nil
+}
+
+// eachUpToNewest calls fn with the ID of every dead letter, oldest first,
+// up to the newest one when it starts, paging by batch.
+func (d *DeadLetters) eachUpToNewest(ctx context.Context, batch int, fn func(id string) error) error {
+	last, err := d.rdb.XRevRangeN(ctx, d.key, "+", "-", 1).Result()
+	if err != nil {
+		return fmt.Errorf("redstream: replay %s: %w", d.key, err)
+	}
+	if len(last) == 0 {
+		return nil
+	}
+	start := "-"
 	for {
-		// Replayed entries leave the dead-letter stream, so the oldest
-		// remaining ones are always the next to do.
-		msgs, err := d.rdb.XRangeN(ctx, d.key, "-", "+", int64(cfg.batch)).Result()
+		msgs, err := d.rdb.XRangeN(ctx, d.key, start, last[0].ID, int64(batch)).Result()
 		if err != nil {
-			return replayed, fmt.Errorf("redstream: replay %s: %w", d.key, err)
-		}
-		if len(msgs) == 0 {
-			return replayed, nil
+			return fmt.Errorf("redstream: replay %s: %w", d.key, err)
 		}
 		for _, m := range msgs {
-			if err := replayOne(m.ID); err != nil {
-				return replayed, err
+			if err := fn(m.ID); err != nil {
+				return err
 			}
 		}
+		if len(msgs) < batch {
+			return nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
 	}
 }
 

@@ -268,3 +268,57 @@ func TestDeadLetterWhenRedisFailsLeavesMessagePending(t *testing.T) {
 	require.NoError(t, r.stop(t))
 	assert.Equal(t, int64(1), pendingCount(t, rdb, stream, "g"), "a failed dead-letter move loses nothing: the entry stays pending")
 }
+
+func TestReplayAllOfMessagesThatFailAgainEnds(t *testing.T) {
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	for range 3 {
+		require.NoError(t, rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []string{"payload", "{broken"}}).Err())
+	}
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"))
+	require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error { return nil }))
+	start(t, c)
+	d := mustDeadLetters(t, rdb, stream)
+	eventually(t, 10*time.Second, func() bool { n, _ := d.Len(ctx); return n == 3 })
+
+	// Replayed poison lands in the dead-letter stream again while the
+	// replay runs: the replay must still end, with the three it started with.
+	for round := 1; round <= 3; round++ {
+		n, err := d.Replay(ctx, ReplayAll(), ReplayRate(200))
+		require.NoError(t, err)
+		assert.Equal(t, 3, n, "round %d", round)
+		eventually(t, 10*time.Second, func() bool { n, _ := d.Len(ctx); return n == 3 })
+	}
+	l, err := rdb.XLen(ctx, stream).Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(12), l, "3 originals and 3 replays per round")
+}
+
+func TestEntryWithTooManyFieldsIsDeadLetteredWithoutThem(t *testing.T) {
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	values := make([]string, 0, 2*3500)
+	for i := range 3500 {
+		values = append(values, "f"+strconv.Itoa(i), "v")
+	}
+	id, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: values}).Result()
+	require.NoError(t, err)
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"))
+	require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error { return nil }))
+	start(t, c)
+	d := mustDeadLetters(t, rdb, stream)
+	eventually(t, 10*time.Second, func() bool { n, _ := d.Len(ctx); return n == 1 }, "not stuck: recorded without its fields")
+	eventually(t, 5*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 })
+	letters, _, err := d.List(ctx, ListOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, id, letters[0].OriginID)
+	assert.Equal(t, int64(3500), letters[0].FieldsOmitted)
+	assert.Empty(t, letters[0].Fields)
+
+	n, err := d.Replay(ctx, ReplayAll())
+	assert.Zero(t, n)
+	assert.ErrorContains(t, err, "without its 3500 fields")
+	l, err := d.Len(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), l, "left in place")
+}

@@ -501,8 +501,10 @@ func WithRetryBackoff(minDelay, maxDelay time.Duration) ConsumerOption {
 }
 
 // WithoutReaper turns off the reaper that runs inside every Consumer by
-// default. Without a reaper somewhere in the group (another consumer's, or
-// a standalone [Reaper]), entries left by crashed consumers stay pending.
+// default. Entries left by crashed consumers are then handled only by
+// consumers of the group that do run a reaper (or by the crashed consumer
+// restarted under its name); a standalone [Reaper] cannot handle them, it
+// only dead-letters those at the delivery limit.
 func WithoutReaper() ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error {
 		c.reaper = false

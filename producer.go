@@ -43,7 +43,8 @@ func (p *Producer[T]) Stream() string { return p.stream }
 // calls are pipelined: while one round trip is in flight, the calls that
 // arrive queue and go together in the next, each getting its own ID or
 // error; a lone call is sent at once. A call whose ctx ends while it queues
-// is not sent. The entry holds
+// returns ctx's error and is not sent; once sent, it waits for the round
+// trip, which the client's read and write timeouts bound. The entry holds
 // v encoded by the codec in the payload field, plus header fields from
 // [HeaderSource] and [WithHeader]. Trimming set with [WithMaxLen],
 // [WithMaxAge] or [WithMinID] happens in the same XADD.

@@ -387,3 +387,40 @@ func TestPublishWithEndedContextIsNotSent(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n)
 }
+
+func TestQueuedPublishGivesUpWithItsContext(t *testing.T) {
+	_, rdb := newMiniredis(t)
+	stream := uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream)
+	require.NoError(t, err)
+	release := make(chan struct{})
+	var once sync.Once
+	rdb.AddHook(&roundTrips{gate: func() { once.Do(func() { <-release }) }})
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := p.Publish(context.Background(), Order{ID: "first"})
+		first <- err
+	}()
+	eventually(t, 5*time.Second, func() bool {
+		p.batch.mu.Lock()
+		defer p.batch.mu.Unlock()
+		return p.batch.leaders == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = p.Publish(ctx, Order{ID: "impatient"}) // queues behind the held round trip
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	close(release)
+	require.NoError(t, <-first)
+
+	_, err = p.Publish(context.Background(), Order{ID: "after"})
+	require.NoError(t, err, "the batcher still works")
+	entries, err := rdb.XRange(context.Background(), stream, "-", "+").Result()
+	require.NoError(t, err)
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Values["orderId"].(string))
+	}
+	assert.Equal(t, []string{"first", "after"}, got, "the caller that gave up was never sent")
+}

@@ -32,7 +32,9 @@ func (r *runner) reap(ctx context.Context) {
 			return
 		}
 		for _, rt := range r.routes {
-			cursors[rt] = r.reapStream(ctx, rt, cursors[rt])
+			if rt.drained.Load() {
+				cursors[rt] = r.reapStream(ctx, rt, cursors[rt])
+			}
 			if r.c.cfg.idleConsumerTTL > 0 {
 				if _, err := deleteIdleConsumers(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, r.c.cfg.idleConsumerTTL, r.log); err != nil {
 					r.report(&OpError{Op: "cleanup", Stream: rt.stream, Group: r.c.group, Err: err})
@@ -78,8 +80,8 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 			r.log.Warn("redstream: reaper cleared pending entries that were deleted from the stream", slog.String("stream", rt.stream), slog.Int("count", len(deleted)))
 		}
 		r.giveRoom(n - len(msgs))
-		if len(msgs) > 0 {
-			r.claimed(ctx, rt, msgs)
+		if len(msgs) > 0 && !r.claimed(ctx, rt, msgs) {
+			return cursor // retry the same entries next round
 		}
 		cursor = next
 		if cursor == "0-0" {
@@ -90,17 +92,32 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 }
 
 // claimed handles entries the reaper took over: each holds one room token.
-func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage) {
-	entries := make([]*entry, len(msgs))
-	for i, m := range msgs {
-		entries[i] = &entry{route: rt, id: m.ID, values: m.Values}
+// It reports false, having given the tokens back, when their delivery
+// counts could not be read: they stay pending (now this consumer's) and are
+// claimed again once idle, rather than handled with a wrong count.
+func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage) bool {
+	entries := make([]*entry, 0, len(msgs))
+	r.mu.Lock()
+	for _, m := range msgs {
+		if _, held := r.held[heldKey{rt, m.ID}]; held {
+			// Already this consumer's (its own pending drain, say).
+			r.giveRoom(1)
+			continue
+		}
+		entries = append(entries, &entry{route: rt, id: m.ID, values: m.Values})
+	}
+	r.mu.Unlock()
+	if len(entries) == 0 {
+		return true
 	}
 	if err := r.fillDeliveries(context.WithoutCancel(ctx), rt.stream, entries); err != nil {
-		// Counts unknown: hand them over as they are; their leases keep them.
+		r.giveRoom(len(entries))
 		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
+		return false
 	}
 	r.log.Info("redstream: reclaimed idle pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))
 	r.dispatch(ctx, entries)
+	return true
 }
 
 // deleteIdleConsumers deletes the group's consumers (other than self) idle
@@ -265,7 +282,7 @@ func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStat
 			}
 			// The script checks again that the entry is still pending,
 			// still the same consumer's and still idle.
-			res, dlID, err := deadLetterMove(ctx, rp.rdb, stream, rp.group, p.Consumer, p.ID, ReasonMaxDeliveries, "", rp.cfg.minIdle)
+			res, dlID, err := deadLetterMove(ctx, rp.rdb, stream, rp.group, p.Consumer, p.ID, ReasonMaxDeliveries, "", rp.cfg.minIdle, p.RetryCount, nil)
 			if err != nil {
 				return err
 			}
@@ -274,6 +291,9 @@ func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStat
 				stats.DeadLettered++
 				rp.log.Warn("redstream: message dead-lettered", slog.String("stream", stream), slog.String("id", p.ID),
 					slog.String("reason", ReasonMaxDeliveries), slog.Int64("deliveries", p.RetryCount), slog.String("dead_letter_id", dlID))
+				if rp.cfg.onError != nil {
+					rp.cfg.onError(&OpError{Op: "dead-letter", Stream: stream, Group: rp.group, ID: p.ID, Err: errors.New(ReasonMaxDeliveries)})
+				}
 			case movedGone:
 				stats.Deleted++
 			}

@@ -532,3 +532,69 @@ func TestReclaimOptionErrors(t *testing.T) {
 	_, err = NewReaper(rdb, "g", []string{"s"}, WithMaxDeliveries(-1))
 	assert.ErrorIs(t, err, ErrInvalidOption)
 }
+
+func TestHeldMessageTrimmedWhileFailingIsDeadLetteredFromMemory(t *testing.T) {
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	for _, outcome := range []string{"error", "dead-letter"} {
+		t.Run(outcome, func(t *testing.T) {
+			stream := stream + ":" + outcome
+			id := publishOrders(t, rdb, stream, 1)[0]
+			started, trimmed := make(chan struct{}), make(chan struct{})
+			c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithMinIdle(60*time.Millisecond), WithRetryBackoff(time.Hour, time.Hour))
+			require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error {
+				close(started)
+				<-trimmed
+				if outcome == "dead-letter" {
+					return ErrDeadLetter
+				}
+				return errors.New("still failing")
+			}))
+			start(t, c)
+			<-started
+			require.NoError(t, rdb.XTrimMaxLen(ctx, stream, 0).Err())
+			time.Sleep(100 * time.Millisecond) // a few lease renewals notice it
+			close(trimmed)
+
+			d := mustDeadLetters(t, rdb, stream)
+			eventually(t, 10*time.Second, func() bool { n, _ := d.Len(ctx); return n == 1 }, "not lost with the trimmed entry")
+			letters, _, err := d.List(ctx, ListOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, id, letters[0].OriginID)
+			assert.Equal(t, "0", letters[0].Fields["orderId"], "fields written from the consumer's memory")
+			assert.Contains(t, letters[0].Fields, "payload")
+			if outcome == "dead-letter" {
+				assert.Equal(t, ReasonHandler, letters[0].Reason)
+			} else {
+				assert.Equal(t, ReasonTrimmed, letters[0].Reason)
+			}
+			eventually(t, 5*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 })
+		})
+	}
+}
+
+func TestLeaseRenewalNeverLowersTheDeliveryCount(t *testing.T) {
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	publishOrders(t, rdb, stream, 1)
+	id := deliverTo(t, rdb, stream, "g", "me", 1)[0]
+	require.NoError(t, rdb.Do(ctx, "XCLAIM", stream, "g", "me", 0, id, "RETRYCOUNT", 5, "JUSTID").Err())
+
+	lost, deleted, err := renewLeases(ctx, rdb, stream, "g", "me", 2, []string{id})
+	require.NoError(t, err)
+	assert.Empty(t, lost)
+	assert.Empty(t, deleted)
+	p, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: "g", Start: "-", End: "+", Count: 1}).Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(5), p[0].RetryCount)
+
+	_, _, err = renewLeases(ctx, rdb, stream, "g", "me", 7, []string{id})
+	require.NoError(t, err)
+	p, err = rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: "g", Start: "-", End: "+", Count: 1}).Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), p[0].RetryCount)
+
+	lost, _, err = renewLeases(ctx, rdb, stream, "g", "someone-else", 0, []string{id})
+	require.NoError(t, err)
+	assert.Equal(t, []string{id}, lost)
+}

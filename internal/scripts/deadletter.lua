@@ -10,25 +10,43 @@
 -- ARGV[5]  last error text
 -- ARGV[6]  time, Unix milliseconds
 -- ARGV[7]  minimum idle time in ms the entry must have, or -1 for none
+-- ARGV[8]  delivery count to record when the entry is no longer pending
+-- ARGV[9…] the entry's fields as name, value pairs, from the caller's
+--          memory: used only when the entry is gone from the stream
+--          (trimmed while its consumer held it), so it is not lost
 --
--- Returns {"ok", dead-letter ID}, {"deleted"} (the entry was trimmed away:
--- only cleared from the pending list), {"not-pending"}, {"not-owner"} or
--- {"not-idle"}.
+-- Returns {"ok", dead-letter ID}, {"deleted"} (the entry was trimmed away
+-- and no fields were given: only cleared from the pending list),
+-- {"not-pending"}, {"not-owner"} or {"not-idle"}.
 local stream, group, id = KEYS[1], ARGV[1], ARGV[3]
+local remembered = #ARGV > 8
 local p = redis.call('XPENDING', stream, group, id, id, 1)
-if #p == 0 then
+local owner, deliveries = ARGV[2], ARGV[8]
+if #p == 1 then
+  owner, deliveries = p[1][2], tostring(p[1][4])
+  if ARGV[2] ~= '' and owner ~= ARGV[2] then
+    return {'not-owner'}
+  end
+  local minIdle = tonumber(ARGV[7])
+  if minIdle >= 0 and p[1][3] < minIdle then
+    return {'not-idle'}
+  end
+elseif not remembered then
   return {'not-pending'}
 end
-local owner, idle, deliveries = p[1][2], p[1][3], p[1][4]
-if ARGV[2] ~= '' and owner ~= ARGV[2] then
-  return {'not-owner'}
-end
-local minIdle = tonumber(ARGV[7])
-if minIdle >= 0 and idle < minIdle then
-  return {'not-idle'}
-end
+local fields
 local e = redis.call('XRANGE', stream, id, id)
-if #e == 0 then
+if #e == 1 then
+  if #p == 0 then
+    return {'not-pending'} -- acknowledged by someone else meanwhile
+  end
+  fields = e[1][2]
+elseif remembered then
+  fields = {}
+  for i = 9, #ARGV do
+    fields[#fields + 1] = ARGV[i]
+  end
+else
   redis.call('XACK', stream, group, id)
   return {'deleted'}
 end
@@ -37,11 +55,18 @@ local args = {KEYS[2], '*',
   'dead-letter:id', id,
   'dead-letter:group', group,
   'dead-letter:consumer', owner,
-  'dead-letter:deliveries', tostring(deliveries),
+  'dead-letter:deliveries', deliveries,
   'dead-letter:reason', ARGV[4],
   'dead-letter:error', ARGV[5],
   'dead-letter:time', ARGV[6]}
-local fields = e[1][2]
+-- Lua calls take a few thousand arguments at most: an entry with more
+-- fields is recorded without them (it stays in the stream, by its ID).
+local limit = 6000
+if #fields > limit then
+  args[#args + 1] = 'dead-letter:fields-omitted'
+  args[#args + 1] = tostring(#fields / 2)
+  fields = {}
+end
 for i = 1, #fields, 2 do
   local name = fields[i]
   -- Original fields that look like metadata are escaped, never lost.
@@ -52,5 +77,7 @@ for i = 1, #fields, 2 do
   args[#args + 1] = fields[i + 1]
 end
 local dl = redis.call('XADD', unpack(args))
-redis.call('XACK', stream, group, id)
+if #p == 1 then
+  redis.call('XACK', stream, group, id)
+end
 return {'ok', dl}

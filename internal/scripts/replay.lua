@@ -22,6 +22,8 @@ for i = 1, #fields, 2 do
     args[#args + 1] = fields[i + 1]
   elseif name == 'dead-letter:stream' then
     origin = fields[i + 1]
+  elseif name == 'dead-letter:fields-omitted' then
+    return redis.error_reply('ERR redstream: dead-letter entry ' .. ARGV[1] .. ' was recorded without its ' .. fields[i + 1] .. ' fields (too many to copy); read them from its origin entry')
   elseif string.sub(name, 1, 12) ~= 'dead-letter:' then
     args[#args + 1] = name
     args[#args + 1] = fields[i + 1]
