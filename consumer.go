@@ -289,6 +289,18 @@ func (r *runner) run(ctx context.Context) error {
 	if r.c.cfg.reaper {
 		feeders.Go(func() { r.reap(ctx) })
 	}
+	if r.c.cfg.trim != nil {
+		streams := make([]string, len(r.routes))
+		for i, rt := range r.routes {
+			streams[i] = rt.stream
+		}
+		feeders.Go(func() {
+			trimLoop(ctx, r.c.rdb, streams, *r.c.cfg.trim, r.c.cfg.trimEvery, r.log, func(err *OpError) {
+				err.Group = r.c.group
+				r.notify(err)
+			})
+		})
+	}
 	for range r.c.cfg.concurrency {
 		workers.Go(func() { r.work1(handlerCtx) })
 	}

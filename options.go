@@ -270,6 +270,8 @@ type reclaimConfig struct {
 	errorBackoffMin time.Duration
 	errorBackoffMax time.Duration
 	onError         func(error)
+	trim            *TrimPolicy // nil: no periodic trim
+	trimEvery       time.Duration
 }
 
 func defaultReclaim() reclaimConfig {

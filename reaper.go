@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -210,6 +211,19 @@ func NewReaper(rdb redis.UniversalClient, group string, streams []string, opts .
 // Run reaps every reap interval until ctx ends, then returns nil. Redis
 // failures are logged, passed to the error callback and retried next round.
 func (rp *Reaper) Run(ctx context.Context) error {
+	if rp.cfg.trim != nil {
+		var trimmer sync.WaitGroup
+		defer trimmer.Wait()
+		trimCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		trimmer.Go(func() {
+			trimLoop(trimCtx, rp.rdb, rp.streams, *rp.cfg.trim, rp.cfg.trimEvery, rp.log, func(err *OpError) {
+				if rp.cfg.onError != nil {
+					rp.cfg.onError(err)
+				}
+			})
+		})
+	}
 	ticker := time.NewTicker(rp.cfg.reapInterval)
 	defer ticker.Stop()
 	errBackoff := backoff.Policy{Base: rp.cfg.errorBackoffMin, Max: rp.cfg.errorBackoffMax}

@@ -17,6 +17,8 @@ var (
 	replaySrc string
 	//go:embed delconsumer.lua
 	delConsumerSrc string
+	//go:embed trim.lua
+	trimSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -26,4 +28,5 @@ var (
 	ClaimOwn    = redis.NewScript(claimOwnSrc)
 	Replay      = redis.NewScript(replaySrc)
 	DelConsumer = redis.NewScript(delConsumerSrc)
+	Trim        = redis.NewScript(trimSrc)
 )
