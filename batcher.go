@@ -89,9 +89,10 @@ func (b *batcher) unqueue(req *xaddReq) bool {
 // hands the lead to the first caller that queued meanwhile, if any.
 func (b *batcher) lead(self *xaddReq) {
 	b.mu.Lock()
-	batch := append(b.queue, self)
+	batch := b.queue
 	b.queue = nil
 	b.mu.Unlock()
+	batch = append(batch, self)
 
 	b.send(batch)
 	for _, r := range batch {
@@ -125,10 +126,10 @@ func (b *batcher) send(batch []*xaddReq) {
 			live++
 		}
 	}
-	switch {
-	case live == 0:
+	switch live {
+	case 0:
 		return
-	case live == 1:
+	case 1:
 		for _, r := range batch {
 			if r.err == nil {
 				r.id, r.err = b.rdb.XAdd(context.WithoutCancel(r.ctx), r.args).Result()

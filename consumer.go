@@ -16,6 +16,7 @@ import (
 
 	"github.com/redstream/redstream/internal/backoff"
 	"github.com/redstream/redstream/internal/scripts"
+	"github.com/redstream/redstream/internal/streamid"
 )
 
 // HandlerFunc handles one message. What it returns decides the message's
@@ -139,7 +140,7 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T]) error {
 	if fn == nil {
 		return fmt.Errorf("%w: nil handler for %s", ErrInvalidOption, stream)
 	}
-	rt := &route{stream: stream, handle: typedHandler(c.cfg.commonConfig, stream, fn)}
+	rt := &route{stream: stream, handle: typedHandler(c, stream, fn)}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -156,12 +157,14 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T]) error {
 }
 
 // typedHandler returns the erased handler that decodes an entry into a
-// Message[T] and calls fn, turning a panic into a *PanicError.
-func typedHandler[T any](cfg commonConfig, stream string, fn HandlerFunc[T]) func(context.Context, *entry) error {
+// Message[T] and calls fn through the consumer's middleware and observer,
+// turning a panic into a *PanicError.
+func typedHandler[T any](c *Consumer, stream string, fn HandlerFunc[T]) func(context.Context, *entry) error {
+	cfg := c.cfg
 	untyped := isFields[T]()
 	return func(ctx context.Context, e *entry) (err error) {
 		defer func() {
-			if v := recover(); v != nil {
+			if v := recover(); v != nil { // a codec's panic
 				err = &PanicError{Value: v, Stack: debug.Stack()}
 			}
 		}()
@@ -177,8 +180,46 @@ func typedHandler[T any](cfg commonConfig, stream string, fn HandlerFunc[T]) fun
 				return &DecodeError{Stream: stream, ID: e.id, Field: cfg.payloadField, Err: err}
 			}
 		}
-		return fn(ctx, m)
+		if cfg.middleware == nil && cfg.observer == nil {
+			return callHandler(ctx, fn, m)
+		}
+		call := func(ctx context.Context) error { return callHandler(ctx, fn, m) }
+		var ev Event
+		began := time.Now()
+		if cfg.observer != nil {
+			ev = c.event(e, began)
+			cfg.observer.Delivered(ev)
+		}
+		if cfg.middleware != nil {
+			info := MessageInfo{Stream: stream, Group: c.group, Consumer: cfg.name, ID: e.id, Deliveries: e.deliveries, values: e.values}
+			err = cfg.middleware(ctx, info, call)
+		} else {
+			err = call(ctx)
+		}
+		if cfg.observer != nil {
+			cfg.observer.Handled(ev, time.Since(began), err)
+		}
+		return err
 	}
+}
+
+// callHandler calls fn, turning a panic into a *PanicError.
+func callHandler[T any](ctx context.Context, fn HandlerFunc[T], m *Message[T]) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx, m)
+}
+
+// event describes e for the observer; now dates its age.
+func (c *Consumer) event(e *entry, now time.Time) Event {
+	ev := Event{Stream: e.route.stream, Group: c.group, Consumer: c.cfg.name, ID: e.id, Deliveries: e.deliveries}
+	if id, err := streamid.Parse(e.id); err == nil {
+		ev.Age = max(0, now.Sub(id.Time()))
+	}
+	return ev
 }
 
 // Run creates the consumer group on every stream that lacks it, then reads
@@ -295,7 +336,7 @@ func (r *runner) run(ctx context.Context) error {
 			streams[i] = rt.stream
 		}
 		feeders.Go(func() {
-			trimLoop(ctx, r.c.rdb, streams, *r.c.cfg.trim, r.c.cfg.trimEvery, r.log, func(err *OpError) {
+			trimLoop(ctx, r.c.rdb, streams, *r.c.cfg.trim, r.c.cfg.trimEvery, r.log, r.c.cfg.observer, func(err *OpError) {
 				err.Group = r.c.group
 				r.notify(err)
 			})
@@ -678,6 +719,9 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bo
 			delay = retryErr.Delay
 		}
 		r.handlerFailed(e, err, "retrying in "+delay.Round(time.Millisecond).String())
+		if obs := r.c.cfg.observer; obs != nil {
+			obs.Retried(r.c.event(e, time.Now()), delay)
+		}
 		e.deliveries++
 		e.retry = true
 		r.retries <- retryAt{at: time.Now().Add(delay), e: e}
@@ -724,6 +768,9 @@ func (r *runner) deadLetter(ctx context.Context, e *entry, reason string, cause 
 		res, dlID, err := deadLetterMove(context.WithoutCancel(ctx), r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.id, reason, errText, -1, e.deliveries, e.values)
 		if err == nil {
 			r.deadLettered(e.route.stream, e.id, e.deliveries, reason, cause, res, dlID)
+			if obs := r.c.cfg.observer; obs != nil && res == moved {
+				obs.DeadLettered(r.c.event(e, time.Now()), reason)
+			}
 			return
 		}
 		r.report(&OpError{Op: "dead-letter", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
@@ -991,17 +1038,24 @@ func (r *runner) flushAcks(ctx context.Context, batch map[*route][]string) {
 func (r *runner) sendAcks(batch map[*route][]string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
 	defer cancel()
+	var err error
 	if len(batch) == 1 {
 		for rt, ids := range batch {
-			return r.c.rdb.XAck(ctx, rt.stream, r.c.group, ids...).Err()
+			err = r.c.rdb.XAck(ctx, rt.stream, r.c.group, ids...).Err()
+		}
+	} else {
+		_, err = r.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for rt, ids := range batch {
+				pipe.XAck(ctx, rt.stream, r.c.group, ids...)
+			}
+			return nil
+		})
+	}
+	if obs := r.c.cfg.observer; obs != nil && err == nil {
+		for rt, ids := range batch {
+			obs.Acked(rt.stream, r.c.group, len(ids))
 		}
 	}
-	_, err := r.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for rt, ids := range batch {
-			pipe.XAck(ctx, rt.stream, r.c.group, ids...)
-		}
-		return nil
-	})
 	return err
 }
 

@@ -1,6 +1,7 @@
 package redstream
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -101,6 +102,7 @@ type commonConfig struct {
 	codec        Codec
 	payloadField string
 	logger       *slog.Logger
+	observer     Observer // nil: none
 }
 
 func defaultCommon() commonConfig {
@@ -154,8 +156,9 @@ func WithLogger(logger *slog.Logger) Option {
 // producerConfig is a Producer's configuration after options.
 type producerConfig struct {
 	commonConfig
-	maxLen int64
-	maxAge time.Duration
+	maxLen         int64
+	maxAge         time.Duration
+	contextHeaders func(ctx context.Context, set func(name, value string))
 }
 
 type producerOption func(*producerConfig) error
@@ -381,6 +384,7 @@ type consumerConfig struct {
 	retryBackoffMin time.Duration
 	retryBackoffMax time.Duration
 	reaper          bool
+	middleware      Middleware
 }
 
 type consumerOption func(*consumerConfig) error

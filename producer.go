@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -57,11 +58,14 @@ func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (
 	if err != nil {
 		return "", err
 	}
-	args, err := p.xaddArgs(v, &pc)
+	args, err := p.xaddArgs(ctx, v, &pc)
 	if err != nil {
 		return "", err
 	}
 	id, err := p.batch.add(ctx, args)
+	if obs := p.cfg.observer; obs != nil {
+		obs.Published(p.stream, 1, err)
+	}
 	if err == nil {
 		return id, nil
 	}
@@ -135,7 +139,7 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 	}
 	args := make([]*redis.XAddArgs, len(vs))
 	for i, v := range vs {
-		if args[i], err = p.xaddArgs(v, &pc); err != nil {
+		if args[i], err = p.xaddArgs(ctx, v, &pc); err != nil {
 			return nil, fmt.Errorf("redstream: batch entry %d: %w", i, err)
 		}
 	}
@@ -159,6 +163,13 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 		}
 		ids[i] = id
 	}
+	if obs := p.cfg.observer; obs != nil {
+		var err error
+		if batchErr != nil {
+			err = batchErr
+		}
+		obs.Published(p.stream, len(vs), err)
+	}
 	if batchErr != nil {
 		return ids, batchErr
 	}
@@ -179,8 +190,13 @@ func applyPublishOptions(opts []PublishOption) (publishConfig, error) {
 }
 
 // xaddArgs encodes v with its headers into the arguments of one XADD.
-func (p *Producer[T]) xaddArgs(v T, pc *publishConfig) (*redis.XAddArgs, error) {
-	values, err := p.encode(v, pc.headers)
+func (p *Producer[T]) xaddArgs(ctx context.Context, v T, pc *publishConfig) (*redis.XAddArgs, error) {
+	headers := pc.headers
+	if p.cfg.contextHeaders != nil {
+		headers = slices.Clone(headers)
+		p.cfg.contextHeaders(ctx, func(name, value string) { headers = append(headers, name, value) })
+	}
+	values, err := p.encode(v, headers)
 	if err != nil {
 		return nil, err
 	}

@@ -117,6 +117,9 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage) 
 		return false
 	}
 	r.log.Info("redstream: reclaimed idle pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))
+	if obs := r.c.cfg.observer; obs != nil {
+		obs.Claimed(rt.stream, r.c.group, len(entries))
+	}
 	r.dispatch(ctx, entries)
 	return true
 }
@@ -217,7 +220,7 @@ func (rp *Reaper) Run(ctx context.Context) error {
 		trimCtx, stop := context.WithCancel(ctx)
 		defer stop()
 		trimmer.Go(func() {
-			trimLoop(trimCtx, rp.rdb, rp.streams, *rp.cfg.trim, rp.cfg.trimEvery, rp.log, func(err *OpError) {
+			trimLoop(trimCtx, rp.rdb, rp.streams, *rp.cfg.trim, rp.cfg.trimEvery, rp.log, rp.cfg.observer, func(err *OpError) {
 				if rp.cfg.onError != nil {
 					rp.cfg.onError(err)
 				}
@@ -307,6 +310,9 @@ func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStat
 					slog.String("reason", ReasonMaxDeliveries), slog.Int64("deliveries", p.RetryCount), slog.String("dead_letter_id", dlID))
 				if rp.cfg.onError != nil {
 					rp.cfg.onError(&OpError{Op: "dead-letter", Stream: stream, Group: rp.group, ID: p.ID, Err: errors.New(ReasonMaxDeliveries)})
+				}
+				if obs := rp.cfg.observer; obs != nil {
+					obs.DeadLettered(Event{Stream: stream, Group: rp.group, Consumer: p.Consumer, ID: p.ID, Deliveries: p.RetryCount}, ReasonMaxDeliveries)
 				}
 			case movedGone:
 				stats.Deleted++

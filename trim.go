@@ -143,7 +143,7 @@ func WithTrim(policy TrimPolicy, every time.Duration) ReclaimOption {
 }
 
 // trimLoop trims streams every interval until ctx ends.
-func trimLoop(ctx context.Context, rdb redis.UniversalClient, streams []string, policy TrimPolicy, every time.Duration, log *slog.Logger, onError func(*OpError)) {
+func trimLoop(ctx context.Context, rdb redis.UniversalClient, streams []string, policy TrimPolicy, every time.Duration, log *slog.Logger, obs Observer, onError func(*OpError)) {
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	for {
@@ -161,6 +161,9 @@ func trimLoop(ctx context.Context, rdb redis.UniversalClient, streams []string, 
 				log.Warn("redstream: trim failed", slog.String("stream", stream), slog.Any("error", err))
 				onError(&OpError{Op: "trim", Stream: stream, Err: err})
 				continue
+			}
+			if obs != nil {
+				obs.Trimmed(stream, res.Removed, res.Dropped)
 			}
 			if res.Dropped > 0 {
 				log.Warn("redstream: trim dropped entries a group had not consumed", slog.String("stream", stream),
