@@ -55,6 +55,21 @@
 // being redelivered elsewhere. A standalone [Reaper] does the dead-lettering
 // and cleanup for groups whose consumers run without one.
 //
+// # Trimming and inspection
+//
+// [Trim] removes entries by length or age but never one a consumer group
+// still needs (undelivered or pending), computing that bound and trimming
+// in one Lua script; [WithTrim] runs it periodically. [Inspect] returns a
+// stream's length, dead-letter length, and each group's lag, pending count,
+// oldest pending entry and consumers.
+//
+// # Observability
+//
+// [WithObserver] reports what producers, consumers and reapers do, for
+// metrics; [WithMiddleware] wraps handler calls and [WithContextHeaders]
+// writes fields from the publish context, for tracing. The redstreamotel
+// package implements both with OpenTelemetry; the core does not import it.
+//
 // # Streams and keys
 //
 // Stream keys follow the service:entity:action convention ([StreamName]).
