@@ -226,24 +226,26 @@ func (d *DeadLetters) List(ctx context.Context, opts ListOptions) ([]DeadLetter,
 		if opts.After != "" {
 			end = "(" + opts.After
 		}
-		msgs, err = d.rdb.XRevRangeN(ctx, d.key, end, "-", int64(count)).Result()
+		msgs, err = d.rdb.XRevRangeN(ctx, d.key, end, "-", int64(count)+1).Result()
 	} else {
 		startID := "-"
 		if opts.After != "" {
 			startID = "(" + opts.After
 		}
-		msgs, err = d.rdb.XRangeN(ctx, d.key, startID, "+", int64(count)).Result()
+		msgs, err = d.rdb.XRangeN(ctx, d.key, startID, "+", int64(count)+1).Result()
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("redstream: list dead letters of %s: %w", d.stream, err)
 	}
+	// One more than a page was asked for, to tell whether a next page exists.
+	next := ""
+	if len(msgs) > count {
+		msgs = msgs[:count]
+		next = msgs[count-1].ID
+	}
 	letters := make([]DeadLetter, len(msgs))
 	for i, m := range msgs {
 		letters[i] = parseDeadLetter(m.ID, m.Values)
-	}
-	next := ""
-	if len(msgs) == count {
-		next = msgs[len(msgs)-1].ID
 	}
 	return letters, next, nil
 }

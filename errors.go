@@ -33,6 +33,10 @@ var ErrDuplicate = errors.New("redstream: an entry with this ID already exists")
 // append it, and it is not a duplicate either.
 var ErrIDTooSmall = errors.New("redstream: ID is not greater than the stream's last ID")
 
+// ErrNoStream is wrapped by the error [Inspect] returns for a stream key
+// that does not exist.
+var ErrNoStream = errors.New("redstream: no such stream")
+
 // ErrAlreadyStarted is returned by [Consumer.Run] when Run was called before
 // on the same Consumer; a Consumer runs once.
 var ErrAlreadyStarted = errors.New("redstream: consumer already started")

@@ -79,7 +79,7 @@ func TestInspectCountsLagWhenRedisCannot(t *testing.T) {
 func TestInspectErrors(t *testing.T) {
 	rdb := mustRedis(t)
 	_, err := Inspect(context.Background(), rdb, uniqueStream(t))
-	assert.ErrorContains(t, err, "no such key")
+	assert.ErrorIs(t, err, ErrNoStream)
 	_, err = Inspect(context.Background(), rdb, "a}b")
 	assert.ErrorIs(t, err, ErrInvalidStreamName)
 }

@@ -156,8 +156,9 @@ type ConsumerInfo struct {
 	// Idle is the time since the consumer last interacted with the group
 	// (read, claimed or renewed).
 	Idle time.Duration
-	// Inactive is the time since its last successful read or claim; Redis
-	// reports it from 7.2 on, and it is -1 before.
+	// Inactive is the time since its last successful read or claim. Redis
+	// reports it from 7.2 on; before, it is -1 (for a consumer idle 0ms,
+	// 0), so test Inactive < 0 rather than convert it.
 	Inactive time.Duration
 }
 
@@ -168,13 +169,17 @@ const lagCountLimit = 1_000_000
 // Inspect returns a snapshot of stream: its length, first and last IDs,
 // dead-letter length, and for each consumer group its lag, pending count,
 // oldest pending entry and consumers. It reads with XINFO, XPENDING and
-// XLEN; the figures are taken one after another, not atomically. A stream
-// that does not exist is an error ("ERR no such key").
+// XLEN; the figures are taken one after another, not atomically. For a
+// stream that does not exist the error wraps [ErrNoStream]. Ages are
+// measured with this machine's clock.
 func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*StreamInfo, error) {
 	if err := ValidateStream(stream); err != nil {
 		return nil, err
 	}
 	xinfo, err := rdb.XInfoStream(ctx, stream).Result()
+	if redis.HasErrorPrefix(err, "no such key") {
+		return nil, fmt.Errorf("%w: %s", ErrNoStream, stream)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("redstream: inspect %s: %w", stream, err)
 	}

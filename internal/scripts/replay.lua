@@ -29,8 +29,11 @@ for i = 1, #fields, 2 do
     args[#args + 1] = fields[i + 1]
   end
 end
+if origin == nil then
+  return redis.error_reply('ERR redstream: dead-letter entry ' .. ARGV[1] .. ' has no dead-letter:stream field: not written by redstream')
+end
 if origin ~= KEYS[2] then
-  return redis.error_reply('ERR redstream: dead-letter entry ' .. ARGV[1] .. ' came from ' .. tostring(origin) .. ', not ' .. KEYS[2])
+  return redis.error_reply('ERR redstream: dead-letter entry ' .. ARGV[1] .. ' came from ' .. origin .. ', not ' .. KEYS[2])
 end
 if #args == 2 then
   return redis.error_reply('ERR redstream: dead-letter entry ' .. ARGV[1] .. ' holds no fields to replay')

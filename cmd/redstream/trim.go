@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/redstream/redstream"
+)
+
+var trimCommand = &command{
+	name:     "trim",
+	synopsis: "STREAM (-safe | -maxlen N | -max-age D) [-allow-unconsumed]",
+	args:     []string{"STREAM"},
+	summary:  "remove consumed entries, or trim by length or age",
+	about: `Removes entries from the head of STREAM, in one atomic step with the check
+of what the consumer groups still need:
+  -safe        removes the entries every consumer group has consumed
+               (delivered and acknowledged); nothing when the stream has no
+               groups.
+  -maxlen N    keeps the newest N entries;
+  -max-age D   removes entries older than D (by the time in their IDs);
+               -maxlen and -max-age may be combined. Without
+               -allow-unconsumed they stop at the oldest entry some group
+               has not been delivered yet or still has pending.
+  -allow-unconsumed
+               lets -maxlen and -max-age remove such entries too: they are
+               lost for those groups, and counted as dropped.
+It prints how many entries were removed, and how many of them were dropped
+unconsumed.`,
+	examples: `redstream trim orders:order:created -safe
+redstream trim orders:order:created -maxlen 1000000
+redstream trim orders:order:created -max-age 168h
+redstream trim orders:order:created -max-age 720h -allow-unconsumed`,
+	setup: func(fs *flag.FlagSet) runFunc {
+		safe := fs.Bool("safe", false, "remove only entries every group has consumed")
+		maxLen := fs.Int64("maxlen", 0, "keep the newest `N` entries")
+		maxAge := new(time.Duration)
+		durationFlag(fs, maxAge, "max-age", 0, "remove entries older than `D`, such as 72h")
+		allow := fs.Bool("allow-unconsumed", false, "let -maxlen and -max-age remove entries a group still needs")
+		return func(ctx context.Context, a *app, args []string) error {
+			s, err := stream(args[0])
+			if err != nil {
+				return err
+			}
+			set := map[string]bool{}
+			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+			switch {
+			case set["maxlen"] && *maxLen <= 0:
+				return usagef("-maxlen must be positive, got %d", *maxLen)
+			case set["max-age"] && *maxAge <= 0:
+				return usagef("-max-age must be positive, got %v", *maxAge)
+			case *safe && (set["maxlen"] || set["max-age"]):
+				return usagef("trim: -safe goes alone; -maxlen and -max-age are safe already without -allow-unconsumed")
+			case !*safe && !set["maxlen"] && !set["max-age"]:
+				return usagef("trim: give -safe, -maxlen N or -max-age D; see 'redstream trim -h'")
+			case *allow && *safe:
+				return usagef("trim: -allow-unconsumed contradicts -safe; it goes with -maxlen or -max-age")
+			}
+			policy := redstream.TrimPolicy{MaxLen: *maxLen, MaxAge: *maxAge, AllowUnconsumed: *allow}
+			return a.trim(ctx, s, policy)
+		}
+	},
+}
+
+func (a *app) trim(ctx context.Context, s string, policy redstream.TrimPolicy) error {
+	rdb, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	// Trim treats a missing stream as empty; a mistyped name is an error here.
+	if err := streamMustExist(ctx, rdb, s); err != nil {
+		return err
+	}
+	res, err := redstream.Trim(ctx, rdb, s, policy)
+	if err != nil {
+		if res.Removed > 0 {
+			fmt.Fprintf(a.stdout, "removed %s before the error\n", plural(res.Removed, "entry", "entries"))
+		}
+		return err
+	}
+	fmt.Fprintf(a.stdout, "removed %s\n", plural(res.Removed, "entry", "entries"))
+	if res.Dropped > 0 {
+		fmt.Fprintf(a.stdout, "dropped %s\n", plural(res.Dropped, "unconsumed entry", "unconsumed entries"))
+	}
+	return nil
+}
