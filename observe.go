@@ -99,6 +99,15 @@ func (i MessageInfo) Header(name string) string {
 	return s
 }
 
+// Fields returns every field of the entry, in a new map.
+func (i MessageInfo) Fields() map[string]string {
+	fields := make(map[string]string, len(i.values))
+	for k, v := range i.values {
+		fields[k], _ = v.(string)
+	}
+	return fields
+}
+
 // Middleware wraps every handler call of a Consumer, for tracing or
 // logging. It must call next once, with ctx or a context derived from it,
 // and return next's error (or its own). The message has been decoded when
@@ -125,11 +134,21 @@ func WithMiddleware(mw Middleware) ConsumerOption {
 
 // WithContextHeaders adds header fields derived from the publish call's
 // context to every entry a producer writes, such as W3C trace context:
-// fn calls set for each field. The fields must not clash with the payload
-// field or other headers.
+// fn calls set for each field. Several such options all apply, in order.
+// The fields must not clash with the payload field or other headers.
 func WithContextHeaders(fn func(ctx context.Context, set func(name, value string))) ProducerOption {
 	return producerOption(func(c *producerConfig) error {
-		c.contextHeaders = fn
+		if fn == nil {
+			return nil
+		}
+		if prev := c.contextHeaders; prev != nil {
+			c.contextHeaders = func(ctx context.Context, set func(name, value string)) {
+				prev(ctx, set)
+				fn(ctx, set)
+			}
+		} else {
+			c.contextHeaders = fn
+		}
 		return nil
 	})
 }

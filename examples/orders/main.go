@@ -5,9 +5,24 @@
 //	go run ./examples/orders -mode producer -n 100    # publish 100 orders, then exit
 //	go run ./examples/orders -mode producer -n 0      # one order every -every until Ctrl-C
 //	go run ./examples/orders -mode consumer           # handle orders until Ctrl-C
+//	curl -s localhost:9464/metrics | grep redstream_  # the consumer's metrics
 //
 // It needs a Redis server: -addr, default $REDIS_ADDR, else localhost:6379.
 // Both modes stop cleanly on SIGINT or SIGTERM and print a final line.
+//
+// The consumer serves Prometheus metrics at http://localhost:9464/metrics
+// (-metrics-addr; empty turns it off): the counters and histograms of
+// redstreamotel.NewObserver (published, handled, acked, retried,
+// dead-lettered, handler duration, end-to-end latency) and the gauges of
+// redstreamotel.RegisterStreamGauges (stream length, group lag, pending,
+// oldest pending age, dead letters), through the OpenTelemetry Prometheus
+// exporter. The producer serves them too when given -metrics-addr.
+//
+// Each publish runs in a span, and its trace context travels in the entry's
+// traceparent field (redstreamotel.ContextHeaders) to the consumer, whose
+// handler runs in a child span (redstreamotel.TraceMiddleware). No span is
+// exported: the trace IDs in the producer's and the consumer's output show
+// which publish each charge continues.
 //
 // The consumer's handler fails about one attempt in 20 on purpose. A failed
 // order is not acknowledged: it stays in the group's pending entries list
@@ -25,6 +40,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -32,9 +49,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/redstream/redstream"
+	"github.com/redstream/redstream/redstreamotel"
 )
 
 // Order is the event payload. Headers puts orderId, userId and amount next
@@ -57,6 +83,13 @@ const publishTimeout = 5 * time.Second
 // batchSize is how many orders -n > 0 publishes per round trip.
 const batchSize = 100
 
+// defaultMetricsAddr is where the consumer serves /metrics by default: the
+// port the OpenTelemetry Prometheus exporter is usually given.
+const defaultMetricsAddr = ":9464"
+
+// shutdownTimeout bounds the metrics server's and providers' shutdown.
+const shutdownTimeout = 5 * time.Second
+
 type config struct {
 	mode        string
 	addr        string
@@ -65,6 +98,7 @@ type config struct {
 	group       string
 	name        string
 	concurrency int
+	metricsAddr string // "": no metrics endpoint
 }
 
 func main() { os.Exit(exitCode(os.Args[1:])) }
@@ -114,6 +148,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.group, "group", "billing", "consumer: consumer group")
 	fs.StringVar(&cfg.name, "name", "", "consumer: consumer name in the group (default <hostname>-<pid>)")
 	fs.IntVar(&cfg.concurrency, "concurrency", redstream.DefaultConcurrency, "consumer: handlers running at once")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", defaultMetricsAddr,
+		"serve Prometheus metrics at `host:port`/metrics; empty disables; the producer serves them only when this is given")
 	fs.Usage = func() {
 		_, _ = fmt.Fprintln(fs.Output(), "usage: orders -mode producer|consumer [flags]")
 		fs.PrintDefaults()
@@ -146,6 +182,9 @@ func parseFlags(args []string) (config, error) {
 		return config{}, errors.New("-addr is empty")
 	}
 	if cfg.mode == "producer" {
+		if !set["metrics-addr"] {
+			cfg.metricsAddr = ""
+		}
 		switch {
 		case cfg.n < 0:
 			return config{}, fmt.Errorf("-n %d: must be 0 (until stopped) or more", cfg.n)
@@ -183,17 +222,34 @@ func run(ctx context.Context, cfg config) error {
 		}
 		return fmt.Errorf("redis at %s: %w", cfg.addr, err)
 	}
-	if cfg.mode == "producer" {
-		return produce(ctx, rdb, stream, cfg)
-	}
-	return consume(ctx, rdb, stream, cfg)
-}
-
-func produce(ctx context.Context, rdb *redis.Client, stream string, cfg config) error {
-	p, err := redstream.NewProducer[Order](rdb, stream)
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	tel, err := startTelemetry(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		if err := tel.shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", "error", err)
+		}
+	}()
+	if cfg.mode == "producer" {
+		return produce(ctx, rdb, stream, cfg, tel)
+	}
+	return consume(ctx, rdb, stream, cfg, tel, log)
+}
+
+func produce(ctx context.Context, rdb *redis.Client, stream string, cfg config, tel *telemetry) error {
+	opts := []redstream.ProducerOption{redstreamotel.ContextHeaders(nil)} // W3C traceparent
+	if tel.observer != nil {
+		opts = append(opts, redstream.WithObserver(tel.observer))
+	}
+	p, err := redstream.NewProducer[Order](rdb, stream, opts...)
+	if err != nil {
+		return err
+	}
+	tracer := tel.tracer.Tracer("orders")
 	runID := strconv.FormatInt(time.Now().UnixMilli(), 36)
 	published := 0
 	next := func() Order {
@@ -218,7 +274,9 @@ func produce(ctx context.Context, rdb *redis.Client, stream string, cfg config) 
 				batch[i] = next()
 			}
 			pctx, cancel := publishCtx()
+			pctx, span := tracer.Start(pctx, "publish orders", trace.WithSpanKind(trace.SpanKindProducer))
 			ids, err := p.PublishBatch(pctx, batch)
+			span.End()
 			cancel()
 			if err != nil {
 				return fmt.Errorf("after %d orders: %w", published-len(batch), err)
@@ -234,12 +292,14 @@ func produce(ctx context.Context, rdb *redis.Client, stream string, cfg config) 
 	for {
 		o := next()
 		pctx, cancel := publishCtx()
+		pctx, span := tracer.Start(pctx, "publish order", trace.WithSpanKind(trace.SpanKindProducer))
 		id, err := p.Publish(pctx, o)
+		span.End()
 		cancel()
 		if err != nil {
 			return fmt.Errorf("after %d orders: %w", published-1, err)
 		}
-		fmt.Printf("published %s (%s, %d cents) as %s\n", o.ID, o.UserID, o.Amount, id)
+		fmt.Printf("published %s (%s, %d cents) as %s, trace %s\n", o.ID, o.UserID, o.Amount, id, span.SpanContext().TraceID())
 		select {
 		case <-ticker.C:
 		case <-ctx.Done():
@@ -249,8 +309,7 @@ func produce(ctx context.Context, rdb *redis.Client, stream string, cfg config) 
 	}
 }
 
-func consume(ctx context.Context, rdb *redis.Client, stream string, cfg config) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+func consume(ctx context.Context, rdb *redis.Client, stream string, cfg config, tel *telemetry, log *slog.Logger) error {
 	opts := []redstream.ConsumerOption{
 		redstream.WithLogger(log),
 		redstream.WithConcurrency(cfg.concurrency),
@@ -258,6 +317,16 @@ func consume(ctx context.Context, rdb *redis.Client, stream string, cfg config) 
 		// bill them: start a new group at the beginning of the stream, not
 		// at "$" (the default, new entries only).
 		redstream.WithGroupStart("0"),
+		// Each handler call runs in a span continuing the publisher's trace.
+		redstreamotel.TraceMiddleware(tel.tracer, nil),
+	}
+	if tel.observer != nil {
+		opts = append(opts, redstream.WithObserver(tel.observer))
+		gauges, err := redstreamotel.RegisterStreamGauges(tel.meter, rdb, stream)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = gauges.Unregister() }()
 	}
 	if cfg.name != "" {
 		opts = append(opts, redstream.WithConsumerName(cfg.name))
@@ -274,14 +343,16 @@ func consume(ctx context.Context, rdb *redis.Client, stream string, cfg config) 
 		}
 		charged.Add(1)
 		log.Info("order charged", "stream", m.Stream, "id", m.ID, "order", m.Payload.ID,
-			"user", m.Payload.UserID, "amount", m.Payload.Amount, "deliveries", m.Deliveries)
+			"user", m.Payload.UserID, "amount", m.Payload.Amount, "deliveries", m.Deliveries,
+			"trace", trace.SpanContextFromContext(ctx).TraceID().String())
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 
-	log.Info("consuming; Ctrl-C to stop", "stream", stream, "group", c.Group(), "consumer", c.Name())
+	log.Info("consuming; Ctrl-C to stop", "stream", stream, "group", c.Group(), "consumer", c.Name(),
+		"metrics", tel.metricsURL())
 	runErr := c.Run(ctx)
 
 	// Run has sent its last acknowledgements: the counts are current.
@@ -318,4 +389,80 @@ func charge(ctx context.Context, o Order) error {
 		return fmt.Errorf("charge %s: %w", o.ID, errDeclined)
 	}
 	return nil
+}
+
+// telemetry is the program's OpenTelemetry setup. Metrics go to a meter
+// provider read by the Prometheus exporter and served at /metrics, when an
+// address is given; spans get trace IDs but are not exported.
+type telemetry struct {
+	tracer   *sdktrace.TracerProvider
+	meter    *sdkmetric.MeterProvider // nil without a metrics address
+	observer redstream.Observer       // nil without a metrics address
+	server   *http.Server
+	addr     net.Addr
+	served   chan error // Serve's result
+}
+
+// startTelemetry sets up tracing, and metrics served at cfg.metricsAddr
+// unless it is empty.
+func startTelemetry(cfg config, log *slog.Logger) (*telemetry, error) {
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName("orders-"+cfg.mode)))
+	if err != nil {
+		return nil, err
+	}
+	tel := &telemetry{tracer: sdktrace.NewTracerProvider(sdktrace.WithResource(res))}
+	if cfg.metricsAddr == "" {
+		return tel, nil
+	}
+	ln, err := net.Listen("tcp", cfg.metricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	registry := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	tel.meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithResource(res))
+	if tel.observer, err = redstreamotel.NewObserver(tel.meter); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	tel.server = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	tel.addr = ln.Addr()
+	tel.served = make(chan error, 1)
+	go func() {
+		err := tel.server.Serve(ln)
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "error", err)
+		}
+		tel.served <- err
+	}()
+	return tel, nil
+}
+
+// metricsURL returns where the metrics are served, or "off".
+func (t *telemetry) metricsURL() string {
+	if t.addr == nil {
+		return "off"
+	}
+	return "http://" + t.addr.String() + "/metrics"
+}
+
+// shutdown stops the metrics server, waiting for scrapes in progress until
+// ctx ends, then the providers.
+func (t *telemetry) shutdown(ctx context.Context) error {
+	var errs []error
+	if t.server != nil {
+		errs = append(errs, t.server.Shutdown(ctx))
+		if err := <-t.served; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+		errs = append(errs, t.meter.Shutdown(ctx))
+	}
+	errs = append(errs, t.tracer.Shutdown(ctx))
+	return errors.Join(errs...)
 }
