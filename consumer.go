@@ -163,22 +163,9 @@ func typedHandler[T any](c *Consumer, stream string, fn HandlerFunc[T]) func(con
 	cfg := c.cfg
 	untyped := isFields[T]()
 	return func(ctx context.Context, e *entry) (err error) {
-		defer func() {
-			if v := recover(); v != nil { // a codec's panic
-				err = &PanicError{Value: v, Stack: debug.Stack()}
-			}
-		}()
-		m := &Message[T]{ID: e.id, Stream: stream, Deliveries: e.deliveries, values: e.values}
-		if untyped {
-			m.Payload = any(Fields(m.Fields())).(T)
-		} else {
-			raw, ok := e.values[cfg.payloadField].(string)
-			if !ok {
-				return &DecodeError{Stream: stream, ID: e.id, Field: cfg.payloadField}
-			}
-			if err := unmarshal(cfg.codec, raw, &m.Payload); err != nil {
-				return &DecodeError{Stream: stream, ID: e.id, Field: cfg.payloadField, Err: err}
-			}
+		m, err := decodeMessage[T](cfg.commonConfig, untyped, stream, e.id, e.deliveries, e.values)
+		if err != nil {
+			return err
 		}
 		if cfg.middleware == nil && cfg.observer == nil {
 			return callHandler(ctx, fn, m)
@@ -201,6 +188,30 @@ func typedHandler[T any](c *Consumer, stream string, fn HandlerFunc[T]) func(con
 		}
 		return err
 	}
+}
+
+// decodeMessage builds the Message a handler of T receives from an entry's
+// fields. Whatever goes wrong, a panicking codec included, is a
+// *DecodeError, so the entry is dead-lettered rather than retried.
+func decodeMessage[T any](cfg commonConfig, untyped bool, stream, id string, deliveries int64, values map[string]any) (m *Message[T], err error) {
+	m = &Message[T]{ID: id, Stream: stream, Deliveries: deliveries, values: values}
+	if untyped {
+		m.Payload = any(Fields(m.Fields())).(T)
+		return m, nil
+	}
+	raw, ok := values[cfg.payloadField].(string)
+	if !ok {
+		return nil, &DecodeError{Stream: stream, ID: id, Field: cfg.payloadField}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			m, err = nil, &DecodeError{Stream: stream, ID: id, Field: cfg.payloadField, Err: fmt.Errorf("codec panicked: %v", v)}
+		}
+	}()
+	if err := unmarshal(cfg.codec, raw, &m.Payload); err != nil {
+		return nil, &DecodeError{Stream: stream, ID: id, Field: cfg.payloadField, Err: err}
+	}
+	return m, nil
 }
 
 // callHandler calls fn, turning a panic into a *PanicError.
