@@ -2,6 +2,7 @@ package redstream
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -20,10 +21,13 @@ type batcher struct {
 	mu      sync.Mutex
 	queue   []*xaddReq
 	leaders int // round trips in flight, or handed to a queued caller
+	// lastBatch is the size of the last round trip: above 1, callers are
+	// publishing concurrently, and a new leader first lets them queue.
+	lastBatch int
 }
 
 // maxLeaders bounds the concurrent round trips of one producer.
-var maxLeaders = 1
+const maxLeaders = 1
 
 // xaddReq is one caller's XADD waiting in a batch.
 type xaddReq struct {
@@ -50,7 +54,14 @@ func (b *batcher) add(ctx context.Context, args *redis.XAddArgs) (string, error)
 	} else {
 		b.queue = append(b.queue, req)
 	}
+	concurrent := b.lastBatch > 1
 	b.mu.Unlock()
+	if lead && concurrent {
+		// The callers of the last round trip were just woken and are about
+		// to publish again: let them queue, so this round trip takes them
+		// too instead of going out alone.
+		runtime.Gosched()
+	}
 	if !lead {
 		select {
 		case lead = <-req.wake:
@@ -91,6 +102,7 @@ func (b *batcher) lead(self *xaddReq) {
 	b.mu.Lock()
 	batch := b.queue
 	b.queue = nil
+	b.lastBatch = len(batch) + 1
 	b.mu.Unlock()
 	batch = append(batch, self)
 

@@ -333,7 +333,7 @@ func TestConcurrentPublishesArePipelined(t *testing.T) {
 				eventually(t, 5*time.Second, func() bool {
 					p.batch.mu.Lock()
 					defer p.batch.mu.Unlock()
-					return len(p.batch.queue) == 7 || maxLeaders > 1
+					return len(p.batch.queue) == 7
 				})
 			})
 		}

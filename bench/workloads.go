@@ -1,0 +1,388 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream"
+)
+
+// publishers is the number of publishing goroutines in publish and e2e
+// (-publishers).
+var publishers = 8
+
+const (
+	// keyPrefix starts every key the benchmark writes; at start it deletes
+	// any left by an interrupted run against the same server.
+	keyPrefix = "redstream-bench:"
+	// group is the consumer group of both sides.
+	group = "bench"
+	// defaultRounds is the rounds per side when -rounds is not given.
+	defaultRounds = 3
+	// roundTimeout bounds one round of a throughput workload, so a stuck
+	// consumer fails the run instead of hanging it.
+	roundTimeout = 2 * time.Minute
+)
+
+// workload is one thing to measure.
+type workload struct {
+	name     string
+	defaultN int
+	run      func(ctx context.Context, e *env, n int) (result, error)
+	// optIn workloads run only when named, not as part of "all".
+	optIn bool
+}
+
+// workloads, in the order "all" runs them. The default sizes keep
+// `go run ./bench` under 3 minutes on a 2-core machine: about 1m50s there,
+// of which the latency workload takes a fixed 65s (3 rounds of 10s per side).
+var workloads = []*workload{
+	{name: "publish", defaultN: 150_000, run: runPublish},
+	{name: "drain", defaultN: 300_000, run: runDrain},
+	{name: "e2e", defaultN: 150_000, run: runE2E},
+	{name: "latency", run: runLatency},
+	{name: "drain-heap", defaultN: 1_000_000, run: runDrainHeap, optIn: true},
+}
+
+func defaultWorkloadNames() []string {
+	var names []string
+	for _, w := range workloads {
+		if !w.optIn {
+			names = append(names, w.name)
+		}
+	}
+	return names
+}
+
+func defaultSizes() string {
+	var parts []string
+	for _, w := range workloads {
+		if w.defaultN > 0 {
+			parts = append(parts, w.name+" "+strconv.Itoa(w.defaultN))
+		}
+	}
+	return strings.Join(parts, ", ") + "; latency ignores -n: 5,000/s for -latency-duration"
+}
+
+func selectWorkloads(name string) ([]*workload, error) {
+	if name == "all" {
+		var ws []*workload
+		for _, w := range workloads {
+			if !w.optIn {
+				ws = append(ws, w)
+			}
+		}
+		return ws, nil
+	}
+	for _, w := range workloads {
+		if w.name == name {
+			return []*workload{w}, nil
+		}
+	}
+	var names []string
+	for _, w := range workloads {
+		names = append(names, w.name)
+	}
+	return nil, fmt.Errorf("-workload %q: want all, %s", name, strings.Join(names, ", "))
+}
+
+// env is what every workload shares: one client for both sides.
+type env struct {
+	rdb  *redis.Client
+	cfg  config
+	meta meta
+}
+
+// setup reads the server's version, deletes keys left by an interrupted
+// run and opens the pool's connections, so that neither side's first round
+// pays for dialling.
+func (e *env) setup(ctx context.Context) error {
+	info, err := e.rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return fmt.Errorf("redis at %s: %w", e.rdb.Options().Addr, err)
+	}
+	version := "unknown"
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			version = v
+		}
+	}
+	e.meta = newMeta(version)
+
+	var stale []string
+	iter := e.rdb.Scan(ctx, 0, keyPrefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		stale = append(stale, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("look for keys left by an earlier run: %w", err)
+	}
+	for chunk := range slices.Chunk(stale, 1000) {
+		if err := e.rdb.Del(ctx, chunk...).Err(); err != nil {
+			return fmt.Errorf("delete keys left by an earlier run: %w", err)
+		}
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, poolSize)
+	for i := range poolSize {
+		wg.Go(func() { errs[i] = e.rdb.Ping(ctx).Err() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// roundsFor returns how many rounds per side a workload runs: opt-in
+// workloads, being slow, run one unless -rounds is given.
+func (e *env) roundsFor(optIn bool) int {
+	if optIn && !e.cfg.roundsSet {
+		return 1
+	}
+	return e.cfg.rounds
+}
+
+// sample is one round's measurement of one side.
+type sample struct {
+	n       int
+	elapsed time.Duration
+	// published is when the last publish returned, in e2e.
+	published time.Duration
+	// lat holds one latency per message, in the latency workload.
+	lat []time.Duration
+	// heapPeak and heapBase are HeapInuse bytes, and redisMem is
+	// redis-server's used_memory after the prefill, in drain-heap.
+	heapPeak, heapBase, redisMem uint64
+}
+
+func (s sample) rate() float64 { return float64(s.n) / s.elapsed.Seconds() }
+
+// roundFunc runs one round of one side on a fresh stream key and returns
+// what it measured; set-up such as prefilling is not in elapsed.
+type roundFunc func(ctx context.Context, key string) (sample, error)
+
+// rounds runs raw and redstream rounds alternately, raw first, and returns
+// each side's samples.
+func (e *env) rounds(ctx context.Context, name string, rounds int, timeout time.Duration, raw, rs roundFunc) (rawS, rsS []sample, err error) {
+	for i := range rounds {
+		for _, side := range []struct {
+			name string
+			fn   roundFunc
+			out  *[]sample
+		}{{"raw", raw, &rawS}, {"redstream", rs, &rsS}} {
+			key := fmt.Sprintf("%s%s:%s:%d", keyPrefix, name, side.name, i+1)
+			s, err := e.round(ctx, key, timeout, side.fn)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s round %d: %w", side.name, i+1, err)
+			}
+			if e.cfg.verbose {
+				fmt.Fprintf(os.Stderr, "%-10s %-9s round %d: %9.0f msg/s (%d in %v", name, side.name, i+1, s.rate(), s.n, s.elapsed.Round(time.Millisecond))
+				if s.published > 0 {
+					fmt.Fprintf(os.Stderr, ", publishing done after %v", s.published.Round(time.Millisecond))
+				}
+				fmt.Fprintln(os.Stderr, ")")
+			}
+			*side.out = append(*side.out, s)
+		}
+	}
+	return rawS, rsS, nil
+}
+
+// round runs fn on key after a garbage collection, so that neither side
+// pays for the other's garbage, and deletes the key (and its dead-letter
+// stream, should there be one) afterwards, so Redis memory does not grow.
+func (e *env) round(ctx context.Context, key string, timeout time.Duration, fn roundFunc) (sample, error) {
+	runtime.GC()
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, err := fn(rctx, key)
+	// Clean up even when interrupted: with REDIS_ADDR the server outlives us.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer ccancel()
+	if derr := e.rdb.Del(cctx, key, redstream.DeadLetterKey(key)).Err(); derr != nil && err == nil {
+		err = fmt.Errorf("delete %s: %w", key, derr)
+	}
+	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("round did not finish within %v: %w", timeout, err)
+	}
+	return s, err
+}
+
+// throughput fills in a result's rates from both sides' samples.
+func throughput(n int, rawS, rsS []sample) result {
+	res := result{N: n, Rounds: len(rsS)}
+	for _, s := range rawS {
+		res.RawRounds = append(res.RawRounds, round1(s.rate()))
+	}
+	for _, s := range rsS {
+		res.RedstreamRounds = append(res.RedstreamRounds, round1(s.rate()))
+	}
+	res.RawRate = round1(median(res.RawRounds))
+	res.RedstreamRate = round1(median(res.RedstreamRounds))
+	if res.RawRate > 0 {
+		res.Ratio = round3(res.RedstreamRate / res.RawRate)
+	}
+	return res
+}
+
+func runPublish(ctx context.Context, e *env, n int) (result, error) {
+	raw := func(ctx context.Context, key string) (sample, error) {
+		start := time.Now()
+		err := publishAll(ctx, publishers, n, rawXAdd(e.rdb, key))
+		return sample{n: n, elapsed: time.Since(start)}, err
+	}
+	rs := func(ctx context.Context, key string) (sample, error) {
+		publish, err := redstreamPublish(e.rdb, key)
+		if err != nil {
+			return sample{}, err
+		}
+		start := time.Now()
+		err = publishAll(ctx, publishers, n, publish)
+		return sample{n: n, elapsed: time.Since(start)}, err
+	}
+	rawS, rsS, err := e.rounds(ctx, "publish", e.cfg.rounds, roundTimeout, raw, rs)
+	if err != nil {
+		return result{}, err
+	}
+	return throughput(n, rawS, rsS), nil
+}
+
+func runDrain(ctx context.Context, e *env, n int) (result, error) {
+	rawS, rsS, err := e.rounds(ctx, "drain", e.cfg.rounds, roundTimeout, e.rawDrain(n, nil), e.redstreamDrain(n, nil))
+	if err != nil {
+		return result{}, err
+	}
+	return throughput(n, rawS, rsS), nil
+}
+
+// rawDrain prefills a stream with n entries, then times the raw reader
+// consuming them all. heap, if not nil, samples the heap meanwhile.
+func (e *env) rawDrain(n int, heap *heapSampler) roundFunc {
+	return func(ctx context.Context, key string) (sample, error) {
+		mem, err := e.prefill(ctx, key, n, heap != nil)
+		if err != nil {
+			return sample{}, err
+		}
+		base := heap.start()
+		start := time.Now()
+		err = e.rdb.XGroupCreateMkStream(ctx, key, group, "0").Err()
+		if err == nil {
+			err = rawConsume(ctx, e.rdb, key, n, nil)
+		}
+		s := sample{n: n, elapsed: time.Since(start), heapBase: base, heapPeak: heap.stop(), redisMem: mem}
+		return s, err
+	}
+}
+
+// redstreamDrain prefills a stream with n entries, then times a Consumer
+// with default options handling them all.
+func (e *env) redstreamDrain(n int, heap *heapSampler) roundFunc {
+	return func(ctx context.Context, key string) (sample, error) {
+		mem, err := e.prefill(ctx, key, n, heap != nil)
+		if err != nil {
+			return sample{}, err
+		}
+		base := heap.start()
+		start := time.Now()
+		c, err := startConsumer(ctx, e.rdb, key, n, nil)
+		if err != nil {
+			return sample{}, err
+		}
+		err = c.wait(ctx)
+		s := sample{n: n, elapsed: time.Since(start), heapBase: base, redisMem: mem}
+		if serr := c.stop(); err == nil {
+			err = serr
+		}
+		s.heapPeak = heap.stop()
+		return s, err
+	}
+}
+
+// prefill fills key with n entries and, if asked, returns redis-server's
+// used memory afterwards.
+func (e *env) prefill(ctx context.Context, key string, n int, measure bool) (uint64, error) {
+	start := time.Now()
+	if err := prefill(ctx, e.rdb, key, n); err != nil {
+		return 0, err
+	}
+	if e.cfg.verbose {
+		fmt.Fprintf(os.Stderr, "prefilled %d entries in %v\n", n, time.Since(start).Round(time.Millisecond))
+	}
+	if !measure {
+		return 0, nil
+	}
+	return usedMemory(ctx, e)
+}
+
+func runE2E(ctx context.Context, e *env, n int) (result, error) {
+	raw := func(ctx context.Context, key string) (sample, error) {
+		start := time.Now()
+		if err := e.rdb.XGroupCreateMkStream(ctx, key, group, "0").Err(); err != nil {
+			return sample{}, err
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		consumed := make(chan error, 1)
+		go func() { consumed <- rawConsume(ctx, e.rdb, key, n, nil) }()
+		err := publishAll(ctx, publishers, n, rawXAdd(e.rdb, key))
+		published := time.Since(start)
+		if err != nil {
+			cancel()
+			if cerr := <-consumed; !errors.Is(cerr, context.Canceled) {
+				err = errors.Join(err, cerr)
+			}
+			return sample{}, err
+		}
+		err = <-consumed
+		return sample{n: n, elapsed: time.Since(start), published: published}, err
+	}
+	rs := func(ctx context.Context, key string) (sample, error) {
+		publish, err := redstreamPublish(e.rdb, key)
+		if err != nil {
+			return sample{}, err
+		}
+		start := time.Now()
+		c, err := startConsumer(ctx, e.rdb, key, n, nil)
+		if err != nil {
+			return sample{}, err
+		}
+		err = publishAll(ctx, publishers, n, publish)
+		published := time.Since(start)
+		if err == nil {
+			err = c.wait(ctx)
+		}
+		s := sample{n: n, elapsed: time.Since(start), published: published}
+		if serr := c.stop(); err == nil {
+			err = serr
+		}
+		return s, err
+	}
+	rawS, rsS, err := e.rounds(ctx, "e2e", e.cfg.rounds, roundTimeout, raw, rs)
+	if err != nil {
+		return result{}, err
+	}
+	return throughput(n, rawS, rsS), nil
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count), or 0 for none.
+func median[T int64 | float64](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
