@@ -360,7 +360,7 @@ func (r *runner) run(ctx context.Context) error {
 	stopLeases := make(chan struct{})
 	var background sync.WaitGroup
 	background.Go(func() { r.renewLeases(stopLeases) })
-	background.Go(func() { r.ack(handlerCtx) })
+	background.Go(func() { r.ack(handlerCtx, ctx) })
 
 	<-ctx.Done()
 	r.log.Debug("redstream: consumer draining")
@@ -461,7 +461,9 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 		if err != nil {
 			r.giveRoom(n)
 			attempt++
-			if redis.HasErrorPrefix(err, "NOGROUP") {
+			// A read blocked when the stream key is deleted gets UNBLOCKED
+			// (Redis 7) instead of NOGROUP: the group went with the key.
+			if redis.HasErrorPrefix(err, "NOGROUP") || redis.HasErrorPrefix(err, "UNBLOCKED") {
 				cursor = "" // the group's pending list went with it
 				rt.drained.Store(true)
 				r.recreateGroup(redisCtx, rt.stream)
@@ -993,8 +995,9 @@ const ackFlushTimeout = 5 * time.Second
 // ack gathers acknowledgements and sends them as multi-ID XACKs, one per
 // stream, in one pipeline: whatever arrived while the previous round trip
 // was in flight goes together. It returns when r.acks is closed and the
-// last acknowledgements are sent (or given up after retries).
-func (r *runner) ack(ctx context.Context) {
+// last acknowledgements are sent (or given up after retries). runCtx is
+// Run's context: see flushAcks.
+func (r *runner) ack(ctx, runCtx context.Context) {
 	batch := make(map[*route][]string)
 	var entries []*entry
 	add := func(e *entry) {
@@ -1015,7 +1018,7 @@ func (r *runner) ack(ctx context.Context) {
 				break gather
 			}
 		}
-		r.flushAcks(ctx, batch)
+		r.flushAcks(ctx, runCtx, batch)
 		r.mu.Lock()
 		for _, e := range entries {
 			delete(r.held, heldKey{e.route, e.id})
@@ -1027,11 +1030,17 @@ func (r *runner) ack(ctx context.Context) {
 	}
 }
 
-// flushAcks sends one round of XACKs, retrying with backoff: an
-// acknowledgement that never arrives only means a redelivery, but retrying
-// a few times keeps those rare.
-func (r *runner) flushAcks(ctx context.Context, batch map[*route][]string) {
-	const attempts = 5
+// flushAcks sends one round of XACKs, retrying with backoff. An
+// acknowledgement given up means a redelivery of a handled message, so
+// while Run runs (runCtx), failures that may pass (a dropped connection, a
+// Redis restarting) are retried until the acknowledgements arrive: the
+// messages stay held, with their leases renewed, and the acks channel
+// filling up holds back the workers and so the reading. Refusals that
+// retrying will not change, and any failure once runCtx has ended, get a
+// few more attempts.
+func (r *runner) flushAcks(ctx, runCtx context.Context, batch map[*route][]string) {
+	const lastAttempts = 5
+	last := 0
 	for attempt := 1; ; attempt++ {
 		err := r.sendAcks(batch)
 		if err == nil {
@@ -1040,7 +1049,13 @@ func (r *runner) flushAcks(ctx context.Context, batch map[*route][]string) {
 		for rt, ids := range batch {
 			r.report(&OpError{Op: "ack", Stream: rt.stream, Group: r.c.group, Err: fmt.Errorf("%d IDs: %w", len(ids), err)})
 		}
-		if attempt == attempts || !sleepCtx(ctx, r.backoff.Delay(attempt)) {
+		if runCtx.Err() == nil && !isPermanent(err) {
+			// A shutdown cuts the wait short.
+			sleepCtx(runCtx, r.backoff.Delay(attempt))
+			continue
+		}
+		last++
+		if last == lastAttempts || !sleepCtx(ctx, r.backoff.Delay(last)) {
 			return
 		}
 	}

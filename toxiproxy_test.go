@@ -1,0 +1,335 @@
+package redstream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redstream/redstream/internal/redistest"
+)
+
+// faultProxy is an in-process toxiproxy in front of a Redis server.
+type faultProxy struct {
+	t     testing.TB
+	proxy *toxiproxy.Proxy
+	addr  string
+}
+
+func newFaultProxy(t testing.TB, upstream string) *faultProxy {
+	t.Helper()
+	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	proxy := toxiproxy.NewProxy(server, "redis-"+hex.EncodeToString(b), "127.0.0.1:0", upstream)
+	require.NoError(t, server.Collection.Add(proxy, true))
+	t.Cleanup(func() { _ = server.Collection.Clear() })
+	// Listen now holds the port the proxy got; it keeps it across
+	// disable and enable.
+	return &faultProxy{t: t, proxy: proxy, addr: proxy.Listen}
+}
+
+// addToxic adds a toxic given as the JSON of toxiproxy's HTTP API.
+func (p *faultProxy) addToxic(json string) {
+	p.t.Helper()
+	_, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(json))
+	require.NoError(p.t, err)
+}
+
+func (p *faultProxy) removeToxic(name string) {
+	p.t.Helper()
+	require.NoError(p.t, p.proxy.Toxics.RemoveToxic(context.Background(), name))
+}
+
+// TestNetworkFaultsToxiproxy puts a toxiproxy between a consumer and Redis
+// and injects latency, dropped connections (refused, then reset) and a
+// blackhole, while a producer with a direct connection publishes steadily.
+// Nothing may be lost, the group's pending list must drain, the consumer
+// must recover by itself, and while Redis is unreachable the consumer's
+// failed calls must stay well below a hot loop's rate.
+//
+// The ceiling on failed calls per second follows from the backoff policy.
+// The consumer's client does not retry (MaxRetries -1, one dial attempt),
+// so every failure reaches the library and fails fast when the port
+// refuses connections: only the library's backoff limits the rate. Its
+// goroutines that call Redis:
+//   - the reader (one per stream) backs off exponentially from
+//     DefaultErrorBackoffMin (50ms; jitter picks in [d/2, d]): at most 6
+//     failures in any second (25+50+100+200+400ms < 1s);
+//   - the acker retries a batch with the same backoff until it is
+//     acknowledged: at most 6 in any second too;
+//   - the lease keeper calls once per MinIdle/3 (here 2s/3: about 2/s);
+//   - the reaper calls XAUTOCLAIM and XINFO CONSUMERS once per reap
+//     interval (here 500ms: 4/s).
+//
+// That is under 20 per second; the ceiling of 50 leaves room for
+// scheduling noise and the EVALSHA-then-EVAL pairs, and is still two orders
+// of magnitude below a loop without backoff (thousands per second on a
+// refused port).
+func TestNetworkFaultsToxiproxy(t *testing.T) {
+	t.Parallel()
+	const ceiling = 50 // failed calls in any one second; see above
+	ctx, stream := testCtx(t), uniqueStream(t)
+	fp := newFaultProxy(t, redistest.Addr(t))
+
+	logs := &syncBuffer{}
+	dumpOnFailure(t, logs)
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	direct := mustRedis(t)
+	p, err := NewProducer[Order](direct, stream)
+	require.NoError(t, err)
+
+	failures := &callFailures{}
+	viaProxy := redis.NewClient(&redis.Options{
+		Addr: fp.addr, MaxRetries: -1, DialerRetries: 1,
+		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	})
+	viaProxy.AddHook(failures)
+	t.Cleanup(func() { _ = viaProxy.Close() })
+
+	l := newLedger()
+	c, err := NewConsumer(viaProxy, "g",
+		WithGroupStart("0"),
+		WithMinIdle(2*time.Second),
+		WithReapInterval(500*time.Millisecond),
+		WithLogger(logger),
+	)
+	require.NoError(t, err)
+	require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
+		l.handle("c", m)
+		return nil
+	}))
+	run := start(t, c)
+	select {
+	case <-c.Ready():
+	case err := <-run.done:
+		t.Fatalf("Run returned before it was ready: %v", err)
+	case <-ctx.Done():
+		t.Fatal("consumer not ready")
+	}
+
+	pubCtx, stopPublishing := context.WithCancel(ctx)
+	defer stopPublishing()
+	waitPublisher := publishSteadily(pubCtx, p, l, "m", 1, 5*time.Millisecond)
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled >= 50 }, "warm-up")
+
+	type phase struct {
+		name          string
+		from, to      time.Time // the fault was in place
+		failed, peak  int       // failed calls from the fault's start to recovery; most in one second
+		recovered     time.Duration
+		handledDuring int
+	}
+	var phases []phase
+	// fault runs inject, holds it for d, lifts it with heal, and waits
+	// until the consumer handles a message published after that.
+	fault := func(name string, d time.Duration, inject, heal func()) {
+		_, _, handledBefore := l.counts()
+		ph := phase{name: name, from: time.Now()}
+		inject()
+		holdFault(ctx, t, d)
+		heal()
+		ph.to = time.Now()
+		_, _, handledAfter := l.counts()
+		ph.handledDuring = handledAfter - handledBefore
+		var back time.Time
+		eventually(t, 20*time.Second, func() bool {
+			var ok bool
+			back, ok = l.firstHandledAppendedAfter(ph.to, "")
+			return ok
+		}, "consumer recovers after %s", name)
+		ph.recovered = back.Sub(ph.to)
+		ph.failed, ph.peak = failures.between(ph.from, back)
+		phases = append(phases, ph)
+		select {
+		case err := <-run.done:
+			t.Fatalf("Run returned during %s: %v", name, err)
+		default:
+		}
+	}
+
+	fault("latency 50ms", 2*time.Second,
+		func() {
+			fp.addToxic(`{"name":"latency","type":"latency","stream":"downstream","attributes":{"latency":50}}`)
+		},
+		func() { fp.removeToxic("latency") })
+	fault("proxy disabled (connections closed, then refused)", 1500*time.Millisecond,
+		fp.proxy.Stop,
+		func() { require.NoError(t, fp.proxy.Start()) })
+	fault("reset_peer (every connection reset)", 1500*time.Millisecond,
+		func() {
+			fp.addToxic(`{"name":"reset","type":"reset_peer","stream":"upstream","attributes":{"timeout":0}}`)
+		},
+		func() { fp.removeToxic("reset") })
+	fault("blackhole (timeout toxic, data dropped)", 3*time.Second,
+		func() {
+			fp.addToxic(`{"name":"blackhole","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
+		},
+		func() { fp.removeToxic("blackhole") })
+
+	stopPublishing()
+	waitPublisher()
+	published, failedPublishes, _ := l.counts()
+	require.Zero(t, failedPublishes, "the producer's direct connection saw no fault")
+
+	l.waitAllHandled(t, 30*time.Second, "every published message handled")
+	eventually(t, 30*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == 0 }, "pending list drains")
+	select {
+	case err := <-run.done:
+		t.Fatalf("Run returned on its own: %v", err)
+	default:
+	}
+	assert.NoError(t, run.stop(t))
+	// No crash, no lost lease (one consumer): acknowledgements are
+	// retried until they arrive, so duplicates stay within what was in
+	// flight, and in practice there are none.
+	assert.LessOrEqual(t, l.duplicates(), DefaultMaxInFlight, "duplicates")
+
+	_, _, handled := l.counts()
+	t.Logf("published %d, handled %d distinct, duplicates %d; failed calls in all %d (%s)",
+		published, handled, l.duplicates(), failures.total(), failures.commands())
+	for _, ph := range phases {
+		dur := ph.to.Sub(ph.from)
+		t.Logf("%s for %v: handled during it %d, recovered %v after it ended; failed calls %d (%.1f/s over fault+recovery), peak %d in one second",
+			ph.name, dur.Round(time.Millisecond), ph.handledDuring, ph.recovered.Round(time.Millisecond),
+			ph.failed, float64(ph.failed)/(dur+ph.recovered).Seconds(), ph.peak)
+		assert.Less(t, ph.peak, ceiling, "%s: failed calls per second", ph.name)
+	}
+	assert.Positive(t, phases[0].handledDuring, "messages are handled while latency is added")
+	_, overall := failures.between(time.Time{}, time.Now())
+	assert.Less(t, overall, ceiling, "failed calls per second over the whole test")
+}
+
+// TestAcksSurviveAnOutage cuts the consumer off from Redis while its
+// handlers finish a batch of messages, for longer than a few quick retries
+// of the acknowledgement take. The acknowledgements must still arrive once
+// Redis is back: a dropped connection is neither a crash nor a lost lease,
+// so nothing may be handled twice.
+func TestAcksSurviveAnOutage(t *testing.T) {
+	t.Parallel()
+	ctx, stream := testCtx(t), uniqueStream(t)
+	fp := newFaultProxy(t, redistest.Addr(t))
+	logs := &syncBuffer{}
+	dumpOnFailure(t, logs)
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	direct := mustRedis(t)
+	viaProxy := redis.NewClient(&redis.Options{
+		Addr: fp.addr, MaxRetries: -1, DialerRetries: 1,
+		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	})
+	t.Cleanup(func() { _ = viaProxy.Close() })
+
+	const n = 50
+	l := newLedger()
+	cutOff := make(chan struct{})
+	c, err := NewConsumer(viaProxy, "g",
+		WithGroupStart("0"),
+		WithMinIdle(500*time.Millisecond), // a redelivery would come quickly
+		WithReapInterval(100*time.Millisecond),
+		WithLogger(logger),
+	)
+	require.NoError(t, err)
+	require.NoError(t, Handle(c, stream, func(ctx context.Context, m *Message[Order]) error {
+		select { // finish only once Redis is out of reach
+		case <-cutOff:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		l.handle("c", m)
+		return nil
+	}))
+	p, err := NewProducer[Order](direct, stream)
+	require.NoError(t, err)
+	for i := range n {
+		_, err := p.Publish(ctx, Order{ID: fmt.Sprintf("m-%d", i)})
+		require.NoError(t, err)
+	}
+	run := start(t, c)
+	// Every message is delivered and waits in a handler or in the buffer.
+	eventually(t, 10*time.Second, func() bool {
+		info, err := Inspect(ctx, direct, stream)
+		return err == nil && len(info.Groups) == 1 && info.Groups[0].Pending == n
+	}, "all delivered")
+
+	fp.proxy.Stop()
+	close(cutOff)
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled == n }, "handled while cut off")
+	holdFault(ctx, t, 2*time.Second) // longer than 5 quick retries (about 0.4 to 0.75s)
+	require.NoError(t, fp.proxy.Start())
+
+	eventually(t, 20*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == 0 }, "acknowledged after the outage")
+	// Long enough for a reaper to have taken back any acknowledgement that
+	// was dropped: MinIdle and a few reap intervals.
+	holdFault(ctx, t, time.Second)
+	require.NoError(t, run.stop(t))
+	assert.Zero(t, l.duplicates(), "messages handled twice after an outage")
+}
+
+// TestShutdownDuringOutageReturns stops a consumer whose acknowledgements
+// cannot reach Redis: Run must still return promptly, after a few last
+// attempts, leaving the messages pending for redelivery.
+func TestShutdownDuringOutageReturns(t *testing.T) {
+	t.Parallel()
+	ctx, stream := testCtx(t), uniqueStream(t)
+	fp := newFaultProxy(t, redistest.Addr(t))
+	direct := mustRedis(t)
+	viaProxy := redis.NewClient(&redis.Options{
+		Addr: fp.addr, MaxRetries: -1, DialerRetries: 1,
+		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	})
+	t.Cleanup(func() { _ = viaProxy.Close() })
+
+	const n = 20
+	l := newLedger()
+	cutOff := make(chan struct{})
+	release := sync.OnceFunc(func() { close(cutOff) })
+	t.Cleanup(release)
+	c := newTestConsumer(t, viaProxy, "g", WithGroupStart("0"))
+	require.NoError(t, Handle(c, stream, func(ctx context.Context, m *Message[Order]) error {
+		select {
+		case <-cutOff:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		l.handle("c", m)
+		return nil
+	}))
+	p, err := NewProducer[Order](direct, stream)
+	require.NoError(t, err)
+	for i := range n {
+		_, err := p.Publish(ctx, Order{ID: fmt.Sprintf("m-%d", i)})
+		require.NoError(t, err)
+	}
+	run := start(t, c)
+	select {
+	case <-c.Ready():
+	case <-ctx.Done():
+		t.Fatal("consumer not ready")
+	}
+	eventually(t, 10*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == n }, "all delivered")
+	fp.proxy.Stop()
+	release()
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled == n }, "handled while cut off")
+	holdFault(ctx, t, time.Second) // the acknowledgements are being retried
+
+	began := time.Now()
+	require.NoError(t, run.stop(t))
+	took := time.Since(began)
+	t.Logf("Run returned %v after its context ended", took.Round(time.Millisecond))
+	assert.Less(t, took, 5*time.Second, "Run returns promptly though Redis is unreachable")
+	assert.Equal(t, int64(n), pendingCount(t, direct, stream, "g"), "unacknowledged messages stay pending")
+}
