@@ -588,9 +588,10 @@ func TestInFlightIsBounded(t *testing.T) {
 }
 
 func TestNoGoroutineLeakAfterRun(t *testing.T) {
-	// Not parallel: goleak compares against the goroutines of this test only.
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	// Not parallel: goleak compares against the goroutines of this test
+	// only, taken after the shared redis-server (and its waiter) started.
 	rdb := redistest.Client(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	stream := uniqueStream(t)
 	publishOrders(t, rdb, stream, 50)
 	for range 5 {

@@ -57,7 +57,13 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 		cursor = "0-0"
 	}
 	for range maxClaimsPerRound {
-		n := r.takeRoomNow(r.c.cfg.reapBatch)
+		// Wait for room, not only take what is free: a reader blocked on a
+		// quiet stream holds the room its read may fill (all of it when
+		// MaxInFlight is not above the batch size) and takes it again as
+		// soon as it gives it back, so a reaper that never waited would
+		// starve and a dead consumer's entries would stay pending for
+		// good. Room given back goes to a waiting reaper first.
+		n := r.takeRoom(ctx, r.c.cfg.reapBatch)
 		if n == 0 {
 			return cursor
 		}
