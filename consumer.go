@@ -560,12 +560,19 @@ func (r *runner) forget(e *entry) {
 // readNew reads up to n entries never delivered to the group, waiting up to
 // the block time for some to arrive.
 func (r *runner) readNew(ctx context.Context, rt *route, n int) ([]*entry, error) {
+	return r.readGroup(ctx, rt, ">", n, r.c.cfg.block)
+}
+
+// readGroup runs one XREADGROUP of up to n entries of rt's stream from id;
+// a negative block does not block. Entries read with ">" are on their
+// first delivery.
+func (r *runner) readGroup(ctx context.Context, rt *route, id string, n int, block time.Duration) ([]*entry, error) {
 	streams, err := r.c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group:    r.c.group,
 		Consumer: r.c.cfg.name,
-		Streams:  []string{rt.stream, ">"},
+		Streams:  []string{rt.stream, id},
 		Count:    int64(n),
-		Block:    r.c.cfg.block,
+		Block:    block,
 	}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -585,24 +592,9 @@ func (r *runner) readNew(ctx context.Context, rt *route, n int) ([]*entry, error
 // readPending reads up to n of this consumer's own pending entries after
 // cursor, with their delivery counts.
 func (r *runner) readPending(ctx context.Context, rt *route, cursor string, n int) ([]*entry, error) {
-	streams, err := r.c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group:    r.c.group,
-		Consumer: r.c.cfg.name,
-		Streams:  []string{rt.stream, cursor},
-		Count:    int64(n),
-		Block:    -1,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
+	entries, err := r.readGroup(ctx, rt, cursor, n, -1)
 	if err != nil {
 		return nil, err
-	}
-	var entries []*entry
-	for _, s := range streams {
-		for _, m := range s.Messages {
-			entries = append(entries, &entry{route: rt, id: m.ID, values: m.Values})
-		}
 	}
 	if len(entries) == 0 {
 		return nil, nil
