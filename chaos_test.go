@@ -40,6 +40,8 @@ const (
 	// chaosEnvSoak makes the run longer than chaosDefaultRun: a Go
 	// duration, such as 10m (give go test a -timeout to match).
 	chaosEnvSoak = "REDSTREAM_SOAK"
+	// chaosEnvSummary names a file to write the summary line to.
+	chaosEnvSummary = "REDSTREAM_CHAOS_SUMMARY"
 	// chaosEnvLogs names a directory that keeps the workers' logs; by
 	// default they go to a temporary directory removed after the test.
 	chaosEnvLogs = "REDSTREAM_CHAOS_LOGS"
@@ -620,6 +622,11 @@ func TestChaos(t *testing.T) {
 		len(ids), handled, lost, duplicates, deadLettered, kills)
 	t.Log(summary)
 	fmt.Println(summary)
+	// go test shows a passing package's output only with -v: CI names a
+	// file to keep the line and prints it after the suite.
+	if path := os.Getenv(chaosEnvSummary); path != "" {
+		require.NoError(t, os.WriteFile(path, []byte(summary+"\n"), 0o644))
+	}
 	byDeliveries, err := rdb.HGetAll(ctx, chaosDeliveriesKey(stream)).Result()
 	require.NoError(t, err)
 	t.Logf("chaos: handlings by delivery count: %v", byDeliveries)
