@@ -187,3 +187,30 @@ func TestBadInput(t *testing.T) {
 		}, "the consumer carries on once the key is a stream again")
 	})
 }
+
+// panickyCodec encodes with JSON and panics when decoding.
+type panickyCodec struct{}
+
+func (panickyCodec) Marshal(v any) ([]byte, error) { return JSON.Marshal(v) }
+func (panickyCodec) Unmarshal([]byte, any) error   { panic("codec bug") }
+
+func TestPanickingCodecDeadLettersAsDecodeFailure(t *testing.T) {
+	_, rdb := newMiniredis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	publishOrders(t, rdb, stream, 1)
+	var calls atomic.Int64
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithCodec(panickyCodec{}))
+	require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error {
+		calls.Add(1)
+		return nil
+	}))
+	start(t, c)
+	d := mustDeadLetters(t, rdb, stream)
+	eventually(t, 10*time.Second, func() bool { n, _ := d.Len(ctx); return n == 1 }, "dead-lettered, not retried")
+	letters, _, err := d.List(ctx, ListOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, ReasonDecode, letters[0].Reason)
+	assert.Contains(t, letters[0].Error, "codec panicked: codec bug")
+	assert.Equal(t, int64(1), letters[0].Deliveries)
+	assert.Zero(t, calls.Load(), "the handler never ran")
+}

@@ -359,7 +359,7 @@ func (r *runner) run(ctx context.Context) error {
 	// Leases are renewed until the last handler has returned.
 	stopLeases := make(chan struct{})
 	var background sync.WaitGroup
-	background.Go(func() { r.renewLeases(stopLeases) })
+	background.Go(func() { r.keepLeases(stopLeases) })
 	background.Go(func() { r.ack(handlerCtx, ctx) })
 
 	<-ctx.Done()
@@ -873,10 +873,10 @@ func (r *runner) scheduleRetries(ctx context.Context) {
 // leaseBatch caps the IDs renewed by one script call.
 const leaseBatch = 200
 
-// renewLeases keeps the idle time of every held message low, so reapers
+// keepLeases keeps the idle time of every held message low, so reapers
 // leave them alone, until stop is closed; a message found to belong to
 // another consumer has its handler's context cancelled.
-func (r *runner) renewLeases(stop <-chan struct{}) {
+func (r *runner) keepLeases(stop <-chan struct{}) {
 	ticker := time.NewTicker(max(r.c.cfg.minIdle/3, 10*time.Millisecond))
 	defer ticker.Stop()
 	for {
