@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -16,7 +17,11 @@ import (
 // first of them leads the next round trip with all those queued. Each
 // caller gets its own ID or error.
 type batcher struct {
-	rdb redis.UniversalClient
+	rdb    redis.UniversalClient
+	stream string
+	// minReplicas above 0 sends a WAIT after the XADDs ([WithMinReplicas]).
+	minReplicas    int
+	replicaTimeout time.Duration
 
 	mu      sync.Mutex
 	queue   []*xaddReq
@@ -138,10 +143,10 @@ func (b *batcher) send(batch []*xaddReq) {
 			live++
 		}
 	}
-	switch live {
-	case 0:
+	switch {
+	case live == 0:
 		return
-	case 1:
+	case live == 1 && b.minReplicas == 0:
 		for _, r := range batch {
 			if r.err == nil {
 				r.id, r.err = b.rdb.XAdd(context.WithoutCancel(r.ctx), r.args).Result()
@@ -150,6 +155,24 @@ func (b *batcher) send(batch []*xaddReq) {
 		return
 	}
 	ctx := context.WithoutCancel(batch[0].ctx)
+	if b.minReplicas > 0 {
+		args := make([]*redis.XAddArgs, 0, live)
+		for _, r := range batch {
+			if r.err == nil {
+				args = append(args, r.args)
+			}
+		}
+		ids, errs := make([]string, len(args)), make([]error, len(args))
+		b.exec(ctx, args, ids, errs)
+		j := 0
+		for _, r := range batch {
+			if r.err == nil {
+				r.id, r.err = ids[j], errs[j]
+				j++
+			}
+		}
+		return
+	}
 	pipe := b.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(batch))
 	for i, r := range batch {
@@ -163,4 +186,67 @@ func (b *batcher) send(batch []*xaddReq) {
 			r.id, r.err = cmds[i].Result()
 		}
 	}
+}
+
+// redirectRetries bounds how often exec retries writes that a cluster node
+// refused because its slot moved (after a failover, before the client's
+// view of the cluster caught up).
+const redirectRetries = 5
+
+// exec sends args (all to b.stream) and a WAIT for b.minReplicas in one
+// pipeline, on one connection to the stream's primary, and fills ids and
+// errs. A write that the replicas did not confirm in time gets its ID and a
+// *ReplicationError.
+func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string, errs []error) {
+	var (
+		cmds []*redis.StringCmd
+		wait *redis.IntCmd
+	)
+	for attempt := 0; ; attempt++ {
+		node, err := nodeFor(ctx, b.rdb, b.stream)
+		if err != nil {
+			for i := range errs {
+				errs[i] = err
+			}
+			return
+		}
+		pipe := node.Pipeline()
+		cmds = make([]*redis.StringCmd, len(args))
+		for i, a := range args {
+			cmds[i] = pipe.XAdd(ctx, a)
+		}
+		wait = redis.NewIntCmd(ctx, "wait", b.minReplicas, b.replicaTimeout.Milliseconds())
+		_ = pipe.Process(ctx, wait)
+		_, _ = pipe.Exec(ctx)
+		// All the writes go to one slot: a redirect refuses them all, and
+		// nothing was written, so sending them again is safe.
+		if attempt < redirectRetries && isRedirect(cmds[0].Err()) {
+			if cc, ok := b.rdb.(*redis.ClusterClient); ok {
+				cc.ReloadState(ctx)
+			}
+			if !sleepCtx(ctx, time.Duration(20<<attempt)*time.Millisecond) {
+				break
+			}
+			continue
+		}
+		break
+	}
+	replicas, waitErr := wait.Result()
+	for i, cmd := range cmds {
+		ids[i], errs[i] = cmd.Result()
+		if errs[i] == nil && (waitErr != nil || replicas < int64(b.minReplicas)) {
+			errs[i] = &ReplicationError{Stream: b.stream, ID: ids[i], Want: b.minReplicas, Replicas: int(replicas), Err: waitErr}
+		}
+	}
+}
+
+// isRedirect reports whether err is a cluster node's refusal to serve a
+// slot it does not own (now or yet), which leaves the command unexecuted.
+func isRedirect(err error) bool {
+	for _, prefix := range []string{"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
 }

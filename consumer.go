@@ -71,6 +71,8 @@ type Consumer struct {
 type route struct {
 	stream string
 	handle func(ctx context.Context, e *entry) error
+	// ordered runs the entries of one key one at a time (WithOrderedKeys).
+	ordered bool
 	// drained is set once the reader has gone through this consumer's own
 	// pending entries; the reaper waits for it, so that it does not claim
 	// them a second time.
@@ -94,6 +96,10 @@ type entry struct {
 	lost    bool
 	trimmed bool
 	cancel  context.CancelFunc
+	// keyed is set while the entry holds its key's turn on an ordered
+	// route (guarded by runner.mu); key is then its key.
+	keyed bool
+	key   string
 }
 
 // NewConsumer returns a Consumer in group. rdb may be any
@@ -130,17 +136,40 @@ func (c *Consumer) Name() string { return c.cfg.name }
 // Handle registers fn as the handler of stream's entries on c, decoding the
 // payload field into T with the consumer's codec (for T = [Fields], every
 // field is passed as is). A consumer serves several streams with one Handle
-// call each. It returns an error wrapping [ErrInvalidStreamName] for a bad
-// stream key, and one wrapping [ErrInvalidOption] for a nil fn, a stream
+// call each. With [WithPartitions], stream is a logical stream's base name
+// and fn handles all its partitions ([Message.Stream] tells which); with
+// [WithOrderedKeys], messages of one key run one at a time, in order.
+//
+// It returns an error wrapping [ErrInvalidStreamName] for a bad stream key,
+// and one wrapping [ErrInvalidOption] for a nil fn, a bad option, a stream
 // that already has a handler, or a consumer that has started.
-func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T]) error {
+func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T], opts ...HandleOption) error {
 	if err := ValidateStream(stream); err != nil {
 		return err
 	}
 	if fn == nil {
 		return fmt.Errorf("%w: nil handler for %s", ErrInvalidOption, stream)
 	}
-	rt := &route{stream: stream, handle: typedHandler(c, stream, fn)}
+	var hc handleConfig
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyHandle(&hc); err != nil {
+			return err
+		}
+	}
+	streams := []string{stream}
+	if hc.partitions > 0 {
+		var err error
+		if streams, err = Partitions(stream, hc.partitions); err != nil {
+			return err
+		}
+	}
+	routes := make([]*route, len(streams))
+	for i, s := range streams {
+		routes[i] = &route{stream: s, handle: typedHandler(c, s, fn), ordered: hc.ordered}
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -148,11 +177,11 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T]) error {
 		return fmt.Errorf("%w: Handle(%s) after Run started", ErrInvalidOption, stream)
 	}
 	for _, other := range c.routes {
-		if other.stream == stream {
-			return fmt.Errorf("%w: stream %s already has a handler", ErrInvalidOption, stream)
+		if slices.Contains(streams, other.stream) {
+			return fmt.Errorf("%w: stream %s already has a handler", ErrInvalidOption, other.stream)
 		}
 	}
-	c.routes = append(c.routes, rt)
+	c.routes = append(c.routes, routes...)
 	return nil
 }
 
@@ -299,6 +328,13 @@ type runner struct {
 	// held is every message the consumer holds, for lease renewal.
 	mu   sync.Mutex
 	held map[heldKey]*entry
+	// keys has an element for each key of an ordered route that has an
+	// entry in the workers' hands (retries included): the entries of that
+	// key read since, waiting their turn in stream order.
+	keys map[heldKey][]*entry
+	// draining is set when the work channel closes: an entry whose turn
+	// comes after that stays pending for a later run.
+	draining bool
 }
 
 type heldKey struct {
@@ -318,6 +354,7 @@ func newRunner(c *Consumer, routes []*route) *runner {
 		acks:    make(chan *entry, c.cfg.maxInFlight),
 		retries: make(chan retryAt, c.cfg.maxInFlight),
 		held:    make(map[heldKey]*entry),
+		keys:    make(map[heldKey][]*entry),
 	}
 	for range c.cfg.maxInFlight {
 		r.room <- struct{}{}
@@ -368,7 +405,10 @@ func (r *runner) run(ctx context.Context) error {
 	go func() {
 		defer close(drained)
 		feeders.Wait()
+		r.mu.Lock()
+		r.draining = true
 		close(r.work)
+		r.mu.Unlock()
 		workers.Wait()
 	}()
 	timer := time.NewTimer(r.c.cfg.shutdownTimeout)
@@ -497,9 +537,56 @@ func (r *runner) dispatch(ctx context.Context, entries []*entry) {
 		case e.deliveries > int64(r.c.cfg.maxDeliveries):
 			r.deadLetter(ctx, e, ReasonMaxDeliveries, nil)
 		default:
-			r.work <- e
+			r.toWork(e)
 		}
 	}
+}
+
+// toWork hands e to the workers, or, on an ordered route whose key has an
+// entry in the workers' hands, queues it behind that key's earlier entries.
+func (r *runner) toWork(e *entry) {
+	if e.route.ordered {
+		if key, _ := e.values[KeyField].(string); key != "" {
+			k := heldKey{e.route, key}
+			r.mu.Lock()
+			if waiting, busy := r.keys[k]; busy {
+				r.keys[k] = append(waiting, e)
+				r.mu.Unlock()
+				return
+			}
+			r.keys[k] = nil
+			e.keyed, e.key = true, key
+			r.mu.Unlock()
+		}
+	}
+	r.work <- e
+}
+
+// nextOfKey gives e's key's turn to the next entry of that key, if one
+// waits: the consumer is done with e. The send never blocks: the work
+// channel has room for every message the consumer may hold.
+func (r *runner) nextOfKey(e *entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !e.keyed {
+		return
+	}
+	e.keyed = false
+	k := heldKey{e.route, e.key}
+	waiting := r.keys[k]
+	if len(waiting) == 0 {
+		delete(r.keys, k)
+		return
+	}
+	next := waiting[0]
+	r.keys[k] = waiting[1:]
+	next.keyed, next.key = true, e.key
+	if r.draining {
+		// Shutting down: next and those behind it stay pending, in order,
+		// for this consumer's next run or a reaper.
+		return
+	}
+	r.work <- next
 }
 
 // takeRoom waits for room for at least one message and takes up to want.
@@ -549,6 +636,14 @@ func (r *runner) hold(e *entry) {
 func (r *runner) release(e *entry) {
 	r.forget(e)
 	r.giveRoom(1)
+	r.nextOfKey(e)
+}
+
+// acknowledge queues e's acknowledgement and frees its room.
+func (r *runner) acknowledge(e *entry) {
+	r.acks <- e
+	r.giveRoom(1)
+	r.nextOfKey(e)
 }
 
 func (r *runner) forget(e *entry) {
@@ -689,16 +784,14 @@ func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelF
 // the acknowledgement only spares the new owner's duplicate.
 func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bool) {
 	if err == nil {
-		r.acks <- e
-		r.giveRoom(1)
+		r.acknowledge(e)
 		return
 	}
 	var decodeErr *DecodeError
 	switch {
 	case errors.Is(err, ErrDrop):
 		r.log.Info("redstream: handler dropped the message", slog.String("stream", e.route.stream), slog.String("id", e.id), slog.Any("error", err))
-		r.acks <- e
-		r.giveRoom(1)
+		r.acknowledge(e)
 	case lost:
 		r.log.Warn("redstream: lease lost while handling; the message is another consumer's now", slog.String("stream", e.route.stream), slog.String("id", e.id), slog.Any("error", err))
 		r.release(e)

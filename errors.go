@@ -51,6 +51,40 @@ var ErrNoHandlers = errors.New("redstream: no handlers registered")
 // redelivery.
 var ErrShutdownTimeout = errors.New("redstream: shutdown timeout: in-flight handlers were cancelled")
 
+// ErrNotReplicated is wrapped by the [*ReplicationError] that
+// [Producer.Publish] and [Producer.PublishBatch] return when fewer replicas
+// than [WithMinReplicas] asks for confirmed a write in time.
+var ErrNotReplicated = errors.New("redstream: write not confirmed by enough replicas")
+
+// ReplicationError reports a write that the primary accepted (ID holds its
+// entry ID, which Publish returns too) but fewer than Want replicas confirmed
+// within the timeout of [WithMinReplicas]. The entry is in the stream and
+// will be delivered, unless the primary fails before its replicas catch up:
+// then a failover can lose it. Retrying may publish it twice; publish with
+// [WithID] to make the retry a no-op.
+type ReplicationError struct {
+	Stream   string
+	ID       string
+	Want     int
+	Replicas int   // replicas that confirmed the write
+	Err      error // the WAIT's own error, if it failed
+}
+
+func (e *ReplicationError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("redstream: %s %s written, but waiting for %d replicas failed: %v", e.Stream, e.ID, e.Want, e.Err)
+	}
+	return fmt.Sprintf("redstream: %s %s written, but only %d of %d replicas confirmed it in time", e.Stream, e.ID, e.Replicas, e.Want)
+}
+
+// Unwrap returns [ErrNotReplicated] and the WAIT's error, if any.
+func (e *ReplicationError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrNotReplicated, e.Err}
+	}
+	return []error{ErrNotReplicated}
+}
+
 // DecodeError reports an entry whose fields could not be decoded into the
 // handler's payload type: the payload field is missing or the codec rejected
 // it. The handler is not called: the consumer dead-letters the entry at once

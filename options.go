@@ -159,6 +159,10 @@ type producerConfig struct {
 	maxLen         int64
 	maxAge         time.Duration
 	contextHeaders func(ctx context.Context, set func(name, value string))
+	partitions     int // 0: not partitioned
+	keyFunc        any // func(T) string, checked by NewProducer
+	minReplicas    int
+	replicaTimeout time.Duration
 }
 
 type producerOption func(*producerConfig) error
@@ -194,6 +198,28 @@ func WithMaxAge(d time.Duration) ProducerOption {
 	})
 }
 
+// WithMinReplicas makes every publish wait (WAIT) until at least n
+// replicas of the stream's primary have the write, up to timeout. A write
+// they did not confirm in time is still in the stream: Publish returns its
+// ID with a [*ReplicationError] wrapping [ErrNotReplicated], so the caller
+// can decide whether to retry (with [WithID], idempotently) or go on. This
+// narrows what a failover can lose, since Redis replicates asynchronously,
+// but does not close it: WAIT does not make Redis a consensus store. It costs
+// a replication round trip per pipelined batch. n must be positive and
+// timeout positive (WAIT 0 would block forever); the default is not to wait.
+func WithMinReplicas(n int, timeout time.Duration) ProducerOption {
+	return producerOption(func(c *producerConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithMinReplicas(%d, %v): n must be positive", ErrInvalidOption, n, timeout)
+		}
+		if timeout <= 0 {
+			return fmt.Errorf("%w: WithMinReplicas(%d, %v): timeout must be positive", ErrInvalidOption, n, timeout)
+		}
+		c.minReplicas, c.replicaTimeout = n, timeout
+		return nil
+	})
+}
+
 func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
 	c := producerConfig{commonConfig: defaultCommon()}
 	for _, o := range opts {
@@ -212,6 +238,8 @@ func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
 
 // publishConfig is one publish call's configuration.
 type publishConfig struct {
+	key     string
+	hasKey  bool
 	id      string
 	minID   string
 	headers []string // name, value pairs

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -13,16 +14,21 @@ import (
 // [NewProducer]. A Producer is safe for concurrent use; it holds no
 // connection of its own and never closes the client it was given.
 type Producer[T any] struct {
-	rdb    redis.UniversalClient
-	stream string
-	cfg    producerConfig
-	fields bool // T is Fields
-	batch  *batcher
+	rdb     redis.UniversalClient
+	stream  string   // the logical stream
+	streams []string // its partitions, or just stream
+	batches []*batcher
+	cfg     producerConfig
+	fields  bool // T is Fields
+	keyFunc func(T) string
+	turn    atomic.Uint32 // the next partition of a message without a key
 }
 
 // NewProducer returns a Producer of T for stream. rdb may be any
-// [redis.UniversalClient]: a plain, cluster or failover client. The error
-// wraps [ErrInvalidOption] or [ErrInvalidStreamName].
+// [redis.UniversalClient]: a plain, cluster or failover client. With
+// [WithPartitions], stream is the logical stream's base name and the
+// producer writes to its partitions. The error wraps [ErrInvalidOption] or
+// [ErrInvalidStreamName].
 func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...ProducerOption) (*Producer[T], error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidOption)
@@ -34,11 +40,48 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 	if err != nil {
 		return nil, err
 	}
-	return &Producer[T]{rdb: rdb, stream: stream, cfg: cfg, fields: isFields[T](), batch: &batcher{rdb: rdb}}, nil
+	p := &Producer[T]{rdb: rdb, stream: stream, streams: []string{stream}, cfg: cfg, fields: isFields[T]()}
+	if cfg.keyFunc != nil {
+		fn, ok := cfg.keyFunc.(func(T) string)
+		if !ok {
+			var zero T
+			return nil, fmt.Errorf("%w: WithKeyFunc takes %T, but the producer's payload type is %T", ErrInvalidOption, cfg.keyFunc, zero)
+		}
+		p.keyFunc = fn
+	}
+	if cfg.partitions > 0 {
+		if p.streams, err = Partitions(stream, cfg.partitions); err != nil {
+			return nil, err
+		}
+	}
+	p.batches = make([]*batcher, len(p.streams))
+	for i, s := range p.streams {
+		p.batches[i] = &batcher{rdb: rdb, stream: s, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout}
+	}
+	return p, nil
 }
 
-// Stream returns the stream key the producer writes to.
+// Stream returns the stream key the producer writes to; for a partitioned
+// producer, the logical stream's base name.
 func (p *Producer[T]) Stream() string { return p.stream }
+
+// Partitions returns the stream keys the producer writes to: its
+// partitions, or its one stream.
+func (p *Producer[T]) Partitions() []string { return slices.Clone(p.streams) }
+
+// route returns the partition a message with key (hasKey false: none)
+// goes to.
+func (p *Producer[T]) route(key string, hasKey bool) int {
+	n := len(p.streams)
+	switch {
+	case n == 1:
+		return 0
+	case hasKey:
+		return PartitionOf(key, n)
+	default:
+		return int(p.turn.Add(1) % uint32(n))
+	}
+}
 
 // Publish appends v to the stream and returns the entry's ID. Concurrent
 // calls are pipelined: while one round trip is in flight, the calls that
@@ -58,37 +101,58 @@ func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (
 	if err != nil {
 		return "", err
 	}
-	args, err := p.xaddArgs(ctx, v, &pc)
+	p.applyKey(v, &pc)
+	if pc.id != "" && len(p.streams) > 1 && !pc.hasKey {
+		return "", fmt.Errorf("%w: WithID on a partitioned producer needs a key (WithKey or WithKeyFunc), so that a retry goes to the same partition", ErrInvalidOption)
+	}
+	b := p.batches[p.route(pc.key, pc.hasKey)]
+	args, err := p.xaddArgs(ctx, v, b.stream, &pc)
 	if err != nil {
 		return "", err
 	}
-	id, err := p.batch.add(ctx, args)
+	id, err := b.add(ctx, args)
 	if obs := p.cfg.observer; obs != nil {
-		obs.Published(p.stream, 1, err)
+		obs.Published(b.stream, 1, err)
 	}
 	if err == nil {
 		return id, nil
 	}
+	var replErr *ReplicationError
+	if errors.As(err, &replErr) {
+		return id, err
+	}
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return "", fmt.Errorf("redstream: publish to %s: %w", p.stream, err)
+		return "", fmt.Errorf("redstream: publish to %s: %w", b.stream, err)
 	}
 	if pc.id != "" && redis.HasErrorPrefix(err, "The ID specified in XADD is equal or smaller") {
-		return p.explicitIDConflict(ctx, pc.id)
+		return p.explicitIDConflict(ctx, b.stream, pc.id)
 	}
-	return "", fmt.Errorf("redstream: publish to %s: %w", p.stream, err)
+	return "", fmt.Errorf("redstream: publish to %s: %w", b.stream, err)
+}
+
+// applyKey sets pc's key from the producer's key func when the call gave
+// none; an empty key counts as none.
+func (p *Producer[T]) applyKey(v T, pc *publishConfig) {
+	if !pc.hasKey && p.keyFunc != nil {
+		pc.key = p.keyFunc(v)
+		pc.hasKey = true
+	}
+	if pc.key == "" {
+		pc.hasKey = false
+	}
 }
 
 // explicitIDConflict tells a retried publish (the ID holds an entry) from an
 // ID that cannot be written.
-func (p *Producer[T]) explicitIDConflict(ctx context.Context, id string) (string, error) {
-	existing, err := p.rdb.XRangeN(ctx, p.stream, id, id, 1).Result()
+func (p *Producer[T]) explicitIDConflict(ctx context.Context, stream, id string) (string, error) {
+	existing, err := p.rdb.XRangeN(ctx, stream, id, id, 1).Result()
 	if err != nil {
-		return "", fmt.Errorf("redstream: publish to %s: ID %s rejected, and checking for an existing entry failed: %w", p.stream, id, err)
+		return "", fmt.Errorf("redstream: publish to %s: ID %s rejected, and checking for an existing entry failed: %w", stream, id, err)
 	}
 	if len(existing) == 1 {
 		return id, ErrDuplicate
 	}
-	return "", fmt.Errorf("%w: %s, stream %s", ErrIDTooSmall, id, p.stream)
+	return "", fmt.Errorf("%w: %s, stream %s", ErrIDTooSmall, id, stream)
 }
 
 // BatchError is returned by [Producer.PublishBatch] when some entries were
@@ -121,11 +185,14 @@ func (e *BatchError) Unwrap() []error {
 	return errs
 }
 
-// PublishBatch appends every payload of vs to the stream in one round trip
-// (a pipeline of XADDs, in order) and returns their IDs, in order. The
-// entries are not appended atomically: when some fail, their IDs are ""
-// and the error is a [*BatchError] telling which. An encoding error publishes
-// nothing. [WithID] is not allowed; other publish options apply to every entry.
+// PublishBatch appends every payload of vs in one round trip (a pipeline
+// of XADDs, in order; on a cluster, one per node, in parallel) and returns
+// their IDs, in order. For a partitioned producer each entry goes to its
+// key's partition. The entries are not appended atomically: when some fail,
+// their IDs are "" and the error is a [*BatchError] telling which. An
+// encoding error publishes nothing. [WithID] is not allowed; other publish
+// options apply to every entry. With [WithMinReplicas], entries written but
+// not confirmed by enough replicas have their IDs and a [*ReplicationError].
 func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishOption) ([]string, error) {
 	pc, err := applyPublishOptions(opts)
 	if err != nil {
@@ -138,30 +205,67 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 		return nil, nil
 	}
 	args := make([]*redis.XAddArgs, len(vs))
+	parts := make([]int, len(vs))
 	for i, v := range vs {
-		if args[i], err = p.xaddArgs(ctx, v, &pc); err != nil {
+		epc := pc
+		p.applyKey(v, &epc)
+		parts[i] = p.route(epc.key, epc.hasKey)
+		if args[i], err = p.xaddArgs(ctx, v, p.streams[parts[i]], &epc); err != nil {
 			return nil, fmt.Errorf("redstream: batch entry %d: %w", i, err)
 		}
 	}
-	cmds := make([]*redis.StringCmd, len(vs))
-	_, _ = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for i, a := range args {
-			cmds[i] = pipe.XAdd(ctx, a)
-		}
-		return nil
-	})
 	ids := make([]string, len(vs))
-	var batchErr *BatchError
-	for i, cmd := range cmds {
-		id, err := cmd.Result()
-		if err != nil {
-			if batchErr == nil {
-				batchErr = &BatchError{Errs: make([]error, len(vs))}
+	errs := make([]error, len(vs))
+	if p.cfg.minReplicas == 0 {
+		cmds := make([]*redis.StringCmd, len(vs))
+		_, _ = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for i, a := range args {
+				cmds[i] = pipe.XAdd(ctx, a)
 			}
-			batchErr.Errs[i] = fmt.Errorf("redstream: publish to %s: %w", p.stream, err)
+			return nil
+		})
+		for i, cmd := range cmds {
+			ids[i], errs[i] = cmd.Result()
+		}
+	} else {
+		// WAIT counts the writes of its own connection: one pipeline per
+		// partition, to its primary.
+		for part, b := range p.batches {
+			var idx []int
+			for i := range args {
+				if parts[i] == part {
+					idx = append(idx, i)
+				}
+			}
+			if len(idx) == 0 {
+				continue
+			}
+			sub := make([]*redis.XAddArgs, len(idx))
+			for j, i := range idx {
+				sub[j] = args[i]
+			}
+			subIDs, subErrs := make([]string, len(idx)), make([]error, len(idx))
+			b.exec(ctx, sub, subIDs, subErrs)
+			for j, i := range idx {
+				ids[i], errs[i] = subIDs[j], subErrs[j]
+			}
+		}
+	}
+	var batchErr *BatchError
+	for i, err := range errs {
+		if err == nil {
 			continue
 		}
-		ids[i] = id
+		if batchErr == nil {
+			batchErr = &BatchError{Errs: make([]error, len(vs))}
+		}
+		var replErr *ReplicationError
+		if errors.As(err, &replErr) {
+			batchErr.Errs[i] = err
+			continue
+		}
+		ids[i] = ""
+		batchErr.Errs[i] = fmt.Errorf("redstream: publish to %s: %w", args[i].Stream, err)
 	}
 	if obs := p.cfg.observer; obs != nil {
 		var err error
@@ -190,17 +294,22 @@ func applyPublishOptions(opts []PublishOption) (publishConfig, error) {
 }
 
 // xaddArgs encodes v with its headers into the arguments of one XADD.
-func (p *Producer[T]) xaddArgs(ctx context.Context, v T, pc *publishConfig) (*redis.XAddArgs, error) {
+func (p *Producer[T]) xaddArgs(ctx context.Context, v T, stream string, pc *publishConfig) (*redis.XAddArgs, error) {
 	headers := pc.headers
-	if p.cfg.contextHeaders != nil {
+	if p.cfg.contextHeaders != nil || pc.hasKey {
 		headers = slices.Clone(headers)
+	}
+	if pc.hasKey {
+		headers = append(headers, KeyField, pc.key)
+	}
+	if p.cfg.contextHeaders != nil {
 		p.cfg.contextHeaders(ctx, func(name, value string) { headers = append(headers, name, value) })
 	}
 	values, err := p.encode(v, headers)
 	if err != nil {
 		return nil, err
 	}
-	a := &redis.XAddArgs{Stream: p.stream, Values: values, ID: pc.id}
+	a := &redis.XAddArgs{Stream: stream, Values: values, ID: pc.id}
 	writeTrim(a, p.cfg, pc)
 	return a, nil
 }

@@ -331,9 +331,9 @@ func TestConcurrentPublishesArePipelined(t *testing.T) {
 		hooks.gate = func() {
 			once.Do(func() {
 				eventually(t, 5*time.Second, func() bool {
-					p.batch.mu.Lock()
-					defer p.batch.mu.Unlock()
-					return len(p.batch.queue) == 7
+					p.batches[0].mu.Lock()
+					defer p.batches[0].mu.Unlock()
+					return len(p.batches[0].queue) == 7
 				})
 			})
 		}
@@ -403,9 +403,9 @@ func TestQueuedPublishGivesUpWithItsContext(t *testing.T) {
 		first <- err
 	}()
 	eventually(t, 5*time.Second, func() bool {
-		p.batch.mu.Lock()
-		defer p.batch.mu.Unlock()
-		return p.batch.leaders == 1
+		p.batches[0].mu.Lock()
+		defer p.batches[0].mu.Unlock()
+		return p.batches[0].leaders == 1
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()

@@ -39,6 +39,10 @@ func (m *Message[T]) Header(name string) string {
 	return s
 }
 
+// Key returns the message's key ([WithKey], [WithKeyFunc]), stored in
+// [KeyField], or "" when it has none.
+func (m *Message[T]) Key() string { return m.Header(KeyField) }
+
 // Fields returns every field of the entry as stored, the payload field and
 // headers included, in a new map the caller may keep.
 func (m *Message[T]) Fields() map[string]string {

@@ -1,0 +1,344 @@
+package redstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPartitions(t *testing.T) {
+	t.Parallel()
+	names, err := Partitions("orders:order:created", 3)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders:order:created:p0", "orders:order:created:p1", "orders:order:created:p2"}, names)
+	for _, p := range names {
+		assert.Equal(t, "dead-letter:{"+p+"}", DeadLetterKey(p))
+	}
+
+	for _, tc := range []struct {
+		base string
+		n    int
+		want error
+	}{
+		{"orders:{eu}:created", 4, ErrInvalidStreamName},
+		{"", 4, ErrInvalidStreamName},
+		{"orders", 0, ErrInvalidOption},
+		{"orders", -1, ErrInvalidOption},
+		{"orders", MaxPartitions + 1, ErrInvalidOption},
+	} {
+		_, err := Partitions(tc.base, tc.n)
+		assert.ErrorIs(t, err, tc.want, "Partitions(%q, %d)", tc.base, tc.n)
+	}
+	offline := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = offline.Close() })
+	_, err = NewProducer[Order](offline, "orders", WithPartitions(0))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	c, err := NewConsumer(offline, "g")
+	require.NoError(t, err)
+	err = Handle(c, "orders:{eu}", func(context.Context, *Message[Order]) error { return nil }, WithPartitions(4))
+	assert.ErrorIs(t, err, ErrInvalidStreamName)
+}
+
+func TestPartitionOfSpreadsAndIsStable(t *testing.T) {
+	t.Parallel()
+	// Fixed values: writers in other languages route the same way.
+	assert.Equal(t, PartitionOf("order-1", 16), PartitionOf("order-1", 16))
+	assert.Equal(t, 0, PartitionOf("anything", 1))
+	counts := make([]int, 16)
+	for i := range 16_000 {
+		p := PartitionOf("order-"+strconv.Itoa(i), 16)
+		require.True(t, p >= 0 && p < 16)
+		counts[p]++
+	}
+	for p, n := range counts {
+		assert.InDelta(t, 1000, n, 200, "partition %d", p)
+	}
+}
+
+func TestKeyOptionErrors(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx := testCtx(t)
+	_, err := NewProducer[Order](rdb, "orders", WithKeyFunc(func(s string) string { return s }))
+	assert.ErrorIs(t, err, ErrInvalidOption, "a key func of another type")
+	_, err = NewProducer[Order](rdb, "orders", WithKeyFunc[Order](nil))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+
+	stream := uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream, WithPartitions(4))
+	require.NoError(t, err)
+	_, err = p.Publish(ctx, Order{ID: "1"}, WithID("1-1"))
+	assert.ErrorIs(t, err, ErrInvalidOption, "WithID without a key would go to a random partition")
+	id, err := p.Publish(ctx, Order{ID: "1"}, WithID("1-1"), WithKey("k"))
+	require.NoError(t, err)
+	_, err = p.Publish(ctx, Order{ID: "1"}, WithID(id), WithKey("k"))
+	assert.ErrorIs(t, err, ErrDuplicate, "a retry with the same key finds its entry")
+
+	// A key already used as a header is refused, not silently overwritten.
+	f, err := NewProducer[Fields](rdb, stream)
+	require.NoError(t, err)
+	_, err = f.Publish(ctx, Fields{"key": "a"}, WithKey("b"))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+}
+
+func TestPartitionedRoundTrip(t *testing.T) {
+	t.Parallel()
+	checkPartitionedRoundTrip(t, mustRedis(t), 4)
+}
+
+// checkPartitionedRoundTrip publishes keyed and keyless messages through a
+// producer of n partitions and checks a consumer handles each once, every
+// key's messages in the key's partition.
+func checkPartitionedRoundTrip(t *testing.T, rdb redis.UniversalClient, n int) {
+	ctx, base := testCtx(t), uniqueStream(t)
+	parts, err := Partitions(base, n)
+	require.NoError(t, err)
+	p, err := NewProducer[Order](rdb, base, WithPartitions(n), WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	assert.Equal(t, parts, p.Partitions())
+	assert.Equal(t, base, p.Stream())
+
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"))
+	var (
+		mu      sync.Mutex
+		handled = map[string]string{} // order ID -> partition stream
+		dups    int
+	)
+	require.NoError(t, Handle(c, base, func(_ context.Context, m *Message[Order]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := handled[m.Payload.ID]; ok {
+			dups++
+		}
+		handled[m.Payload.ID] = m.Stream
+		if m.Payload.UserID != "" {
+			assert.Equal(t, m.Payload.UserID, m.Key())
+		}
+		return nil
+	}, WithPartitions(n)))
+
+	const keyed, keyless = 400, 40
+	var want []Order
+	for i := range keyed {
+		want = append(want, Order{ID: strconv.Itoa(i), UserID: "user-" + strconv.Itoa(i%37)})
+	}
+	for i := range keyless {
+		want = append(want, Order{ID: "free-" + strconv.Itoa(i)})
+	}
+	// Half through Publish (pipelined), half through PublishBatch.
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < len(want)/2; i += 4 {
+				_, err := p.Publish(ctx, want[i])
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	_, err = p.PublishBatch(ctx, want[len(want)/2:])
+	require.NoError(t, err)
+
+	run := start(t, c)
+	eventually(t, 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == len(want)
+	})
+	require.NoError(t, run.stop(t))
+	assert.Zero(t, dups)
+	used := map[string]bool{}
+	for _, o := range want {
+		if o.UserID != "" {
+			assert.Equal(t, parts[PartitionOf(o.UserID, n)], handled[o.ID], "order %s of %s", o.ID, o.UserID)
+		}
+		used[handled[o.ID]] = true
+	}
+	assert.Len(t, used, n, "messages reached every partition")
+
+	info, err := InspectPartitions(ctx, rdb, base, n)
+	require.NoError(t, err)
+	assert.EqualValues(t, len(want), info.Total.Length)
+	require.Len(t, info.Total.Groups, 1)
+	assert.Zero(t, info.Total.Groups[0].Lag)
+	assert.Zero(t, info.Total.Groups[0].Pending)
+	var sum int64
+	for _, pi := range info.Partitions {
+		require.NotNil(t, pi)
+		sum += pi.Length
+	}
+	assert.EqualValues(t, len(want), sum)
+
+	res, err := TrimPartitions(ctx, rdb, base, n, TrimPolicy{})
+	require.NoError(t, err)
+	assert.EqualValues(t, len(want), res.Removed, "everything was acknowledged, so safe trim removes all")
+}
+
+func TestInspectPartitionsMissing(t *testing.T) {
+	t.Parallel()
+	_, err := InspectPartitions(testCtx(t), mustRedis(t), uniqueStream(t), 4)
+	assert.ErrorIs(t, err, ErrNoStream)
+}
+
+func TestOrderedKeys(t *testing.T) {
+	t.Parallel()
+	checkOrderedKeys(t, mustRedis(t), 0)
+}
+
+func TestOrderedKeysPartitioned(t *testing.T) {
+	t.Parallel()
+	checkOrderedKeys(t, mustRedis(t), 4)
+}
+
+// checkOrderedKeys publishes 120 keys × 10 messages and checks that 16
+// workers handle each key's messages one at a time, in publish order, while
+// different keys run concurrently. Some handlers fail once, to show a
+// retried message holds its key back.
+func checkOrderedKeys(t *testing.T, rdb redis.UniversalClient, partitions int) {
+	ctx, base := testCtx(t), uniqueStream(t)
+	const keys, perKey = 120, 10
+	popts := []ProducerOption{WithKeyFunc(func(o Order) string { return o.UserID })}
+	hopts := []HandleOption{WithOrderedKeys()}
+	if partitions > 0 {
+		popts = append(popts, WithPartitions(partitions))
+		hopts = append(hopts, WithPartitions(partitions))
+	}
+	p, err := NewProducer[Order](rdb, base, popts...)
+	require.NoError(t, err)
+	var batch []Order
+	for i := range perKey {
+		for k := range keys {
+			batch = append(batch, Order{ID: strconv.Itoa(i), UserID: "user-" + strconv.Itoa(k)})
+		}
+	}
+	// Keyless messages run beside the ordered ones.
+	for i := range 50 {
+		_, err := p.Publish(ctx, Order{ID: "free"}, WithKey(""), WithHeader("n", strconv.Itoa(i)))
+		require.NoError(t, err)
+	}
+	_, err = p.PublishBatch(ctx, batch)
+	require.NoError(t, err)
+
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithConcurrency(16), WithRetryBackoff(5*time.Millisecond, 20*time.Millisecond))
+	var (
+		mu         sync.Mutex
+		next       = map[string]int{} // key -> next sequence number expected
+		busy       = map[string]bool{}
+		violations []string
+		failed     = map[string]bool{}
+		running    atomic.Int32
+		peak       atomic.Int32
+		free       atomic.Int32
+	)
+	require.NoError(t, Handle(c, base, func(_ context.Context, m *Message[Order]) error {
+		if m.Key() == "" {
+			free.Add(1)
+			return nil
+		}
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			old := peak.Load()
+			if n <= old || peak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		key, seq := m.Key(), m.Payload.ID
+		mu.Lock()
+		if busy[key] {
+			violations = append(violations, key+" ran twice at once")
+		}
+		if want := strconv.Itoa(next[key]); seq != want {
+			violations = append(violations, fmt.Sprintf("%s: got %s, want %s", key, seq, want))
+		}
+		busy[key] = true
+		fail := rand.IntN(20) == 0 && !failed[key+"/"+seq]
+		if fail {
+			failed[key+"/"+seq] = true
+		}
+		mu.Unlock()
+		time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+		mu.Lock()
+		defer mu.Unlock()
+		busy[key] = false
+		if fail {
+			return errors.New("fails once")
+		}
+		next[key]++
+		return nil
+	}, hopts...))
+	run := start(t, c)
+	eventually(t, 60*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		done := 0
+		for _, n := range next {
+			if n == perKey {
+				done++
+			}
+		}
+		return done == keys && free.Load() == 50
+	})
+	require.NoError(t, run.stop(t))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Empty(t, violations)
+	assert.Greater(t, peak.Load(), int32(4), "different keys ran concurrently")
+	assert.NotEmpty(t, failed, "some messages failed once and were retried")
+	t.Logf("peak concurrency %d, %d messages retried", peak.Load(), len(failed))
+}
+
+func TestMinReplicasWithoutReplicas(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	_, err := NewProducer[Order](rdb, stream, WithMinReplicas(0, time.Second))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = NewProducer[Order](rdb, stream, WithMinReplicas(1, 0))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+
+	p, err := NewProducer[Order](rdb, stream, WithMinReplicas(1, 20*time.Millisecond))
+	require.NoError(t, err)
+	id, err := p.Publish(ctx, Order{ID: "1"})
+	var replErr *ReplicationError
+	require.ErrorAs(t, err, &replErr, "the test server has no replica")
+	assert.ErrorIs(t, err, ErrNotReplicated)
+	assert.Equal(t, id, replErr.ID)
+	assert.Equal(t, 0, replErr.Replicas)
+	assert.Equal(t, 1, replErr.Want)
+	assert.NotEmpty(t, id, "the write happened; its ID comes back")
+	got, err := rdb.XRange(ctx, stream, id, id).Result()
+	require.NoError(t, err)
+	assert.Len(t, got, 1)
+
+	// Concurrent publishes share a WAIT; each gets its own ID and error.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			id, err := p.Publish(ctx, Order{ID: "2"})
+			assert.ErrorIs(t, err, ErrNotReplicated)
+			assert.NotEmpty(t, id)
+		})
+	}
+	wg.Wait()
+	ids, err := p.PublishBatch(ctx, []Order{{ID: "3"}, {ID: "4"}})
+	var batchErr *BatchError
+	require.ErrorAs(t, err, &batchErr)
+	for i, err := range batchErr.Errs {
+		assert.ErrorIs(t, err, ErrNotReplicated)
+		assert.NotEmpty(t, ids[i])
+	}
+	n, err := rdb.XLen(ctx, stream).Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 11, n)
+}
