@@ -76,6 +76,26 @@
 // The dead-letter stream of a stream lives in the same Redis Cluster hash
 // slot ([DeadLetterKey]), so scripts that touch both work on a cluster.
 //
+// # Scaling out
+//
+// Every command redstream sends touches one hash slot, so producers,
+// consumers, reapers, [Trim], [Inspect] and [DeadLetters] work on a
+// [redis.ClusterClient]. One stream is one key on one node; [WithPartitions]
+// splits a logical stream into partition streams on different slots. The
+// producer routes each message by its key ([WithKey], [WithKeyFunc],
+// [PartitionOf]), so one key's messages stay in order in one partition, and
+// a consumer reads every partition:
+//
+//	p, err := redstream.NewProducer[Order](rdb, "orders:order:created",
+//		redstream.WithPartitions(16), redstream.WithKeyFunc(func(o Order) string { return o.ID }))
+//	err = redstream.Handle(c, "orders:order:created", handle,
+//		redstream.WithPartitions(16), redstream.WithOrderedKeys())
+//
+// [WithOrderedKeys] handles one key's messages one at a time in stream
+// order. [WithMinReplicas] makes a publish wait until replicas have the
+// write, narrowing what a failover can lose. [InspectPartitions] and
+// [TrimPartitions] work over all partitions.
+//
 // # Payloads
 //
 // Payloads are encoded by a [Codec] (JSON by default) into one field
