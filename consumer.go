@@ -1172,6 +1172,7 @@ func (r *runner) sendAcks(batch map[*route][]string) error {
 
 // report logs a background failure and passes it to the error callback.
 func (r *runner) report(err *OpError) {
+	refreshTopology(r.c.rdb, err.Err)
 	r.log.Warn("redstream: "+err.Op+" failed", slog.String("stream", err.Stream), slog.Any("error", err.Err))
 	r.notify(err)
 }

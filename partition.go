@@ -262,3 +262,22 @@ func nodeFor(ctx context.Context, rdb redis.UniversalClient, stream string) (red
 	}
 	return node, nil
 }
+
+// refreshTopology asks a cluster client to reload its map of slots to nodes
+// after err, when err suggests that the map is stale: a node that cannot be
+// reached (its primary failed over), a redirect, or a cluster that is down.
+// go-redis reloads the map by itself only on MOVED replies and once per
+// ClusterStateReloadInterval (a minute by default), so without this a
+// consumer would keep calling a dead primary long after its replica took
+// over. The reload runs in the background, at most one at a time.
+func refreshTopology(rdb redis.UniversalClient, err error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok || err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !isRedirect(err) && !redis.HasErrorPrefix(err, "READONLY") && !redis.HasErrorPrefix(err, "MASTERDOWN") {
+		return // a refusal of the command itself
+	}
+	cc.ReloadState(context.Background())
+}

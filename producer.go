@@ -124,6 +124,7 @@ func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return "", fmt.Errorf("redstream: publish to %s: %w", b.stream, err)
 	}
+	refreshTopology(p.rdb, err)
 	if pc.id != "" && redis.HasErrorPrefix(err, "The ID specified in XADD is equal or smaller") {
 		return p.explicitIDConflict(ctx, b.stream, pc.id)
 	}
@@ -265,6 +266,7 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 			continue
 		}
 		ids[i] = ""
+		refreshTopology(p.rdb, err)
 		batchErr.Errs[i] = fmt.Errorf("redstream: publish to %s: %w", args[i].Stream, err)
 	}
 	if obs := p.cfg.observer; obs != nil {

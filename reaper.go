@@ -277,6 +277,7 @@ func (rp *Reaper) ReapOnce(ctx context.Context) (ReapStats, error) {
 
 func (rp *Reaper) fail(op, stream string, err error) error {
 	opErr := &OpError{Op: op, Stream: stream, Group: rp.group, Err: err}
+	refreshTopology(rp.rdb, err)
 	rp.log.Warn("redstream: "+op+" failed", slog.String("stream", stream), slog.Any("error", err))
 	if rp.cfg.onError != nil {
 		rp.cfg.onError(opErr)

@@ -159,6 +159,7 @@ func trimLoop(ctx context.Context, rdb redis.UniversalClient, streams []string, 
 			res, err := Trim(context.WithoutCancel(ctx), rdb, stream, policy)
 			if err != nil {
 				log.Warn("redstream: trim failed", slog.String("stream", stream), slog.Any("error", err))
+				refreshTopology(rdb, err)
 				onError(&OpError{Op: "trim", Stream: stream, Err: err})
 				continue
 			}

@@ -759,3 +759,58 @@ func infoFields(info string) map[string]string {
 	}
 	return fields
 }
+
+// ReplicaOf returns the address of a replica of the master at masterAddr,
+// as the cluster lists it.
+func (c *Cluster) ReplicaOf(ctx context.Context, masterAddr string) (string, error) {
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	var masterID string
+	for _, n := range nodes {
+		if n.Addr == masterAddr {
+			masterID = n.ID
+		}
+	}
+	for _, n := range nodes {
+		if masterID != "" && !n.Master && n.MasterID == masterID && !n.Failing {
+			return n.Addr, nil
+		}
+	}
+	return "", fmt.Errorf("redistest: no live replica of %s", masterAddr)
+}
+
+// PauseNode freezes the process of the node at addr (SIGSTOP), so that it
+// neither answers nor replicates, and returns a func that lets it go on
+// (SIGCONT); a node still paused when the test ends is resumed first. It
+// fails the test for a node that is not running, and skips it for an
+// external cluster or where the signals do not exist.
+func (c *Cluster) PauseNode(tb testing.TB, addr string) (resume func()) {
+	tb.Helper()
+	if c.nodes == nil {
+		tb.Skipf("redistest: SKIPPING: PauseNode needs a cluster started by StartCluster, not the external %s=%v", EnvClusterAddrs, c.seeds)
+	}
+	s := c.node(addr)
+	if s == nil {
+		tb.Fatalf("redistest: PauseNode(%q): not a node of this cluster %v", addr, c.Addrs())
+	}
+	s.mu.Lock()
+	proc := s.proc
+	s.mu.Unlock()
+	if proc == nil {
+		tb.Fatalf("redistest: PauseNode(%q): the node is not running", addr)
+	}
+	if err := pauseProcess(proc); err != nil {
+		if errors.Is(err, errUnsupported) {
+			tb.Skipf("redistest: SKIPPING: PauseNode: %v", err)
+		}
+		tb.Fatalf("redistest: PauseNode(%q): %v", addr, err)
+	}
+	var once sync.Once
+	resume = func() {
+		once.Do(func() { _ = resumeProcess(proc) })
+	}
+	tb.Cleanup(resume)
+	return resume
+}
