@@ -144,3 +144,44 @@ func ExampleDeadLetterKey() {
 	// dead-letter:{orders:order:created}
 	// dead-letter:orders:{eu}:created
 }
+
+func ExampleWithPartitions() {
+	mr, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()}) // a *redis.ClusterClient in production
+	defer func() { _ = rdb.Close() }()
+	ctx := context.Background()
+
+	// The order ID is the key: one order's events share a partition, in order.
+	p, err := redstream.NewProducer[Order](rdb, "orders:order:created",
+		redstream.WithPartitions(4),
+		redstream.WithKeyFunc(func(o Order) string { return o.ID }))
+	if err != nil {
+		panic(err)
+	}
+	for _, id := range []string{"o-1", "o-2", "o-1"} {
+		if _, err := p.Publish(ctx, Order{ID: id}); err != nil {
+			panic(err)
+		}
+	}
+	fmt.Println(p.Partitions())
+	fmt.Println("o-1 goes to partition", redstream.PartitionOf("o-1", 4))
+
+	info, err := redstream.InspectPartitions(ctx, rdb, "orders:order:created", 4)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("entries:", info.Total.Length)
+	// A consumer handles every partition, one order's events at a time:
+	//
+	//	redstream.Handle(c, "orders:order:created", handle,
+	//		redstream.WithPartitions(4), redstream.WithOrderedKeys())
+
+	// Output:
+	// [orders:order:created:p0 orders:order:created:p1 orders:order:created:p2 orders:order:created:p3]
+	// o-1 goes to partition 0
+	// entries: 3
+}
