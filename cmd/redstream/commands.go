@@ -161,6 +161,7 @@ Errors are one line on stderr; the exit status is 1 for a failure at run time
 
 Examples:
   redstream info orders:order:created
+  redstream info orders:order:created -partitions 16
   redstream -addr redis.internal:6379 pending orders:order:created billing
   redstream -url rediss://default:PASSWORD@redis.example.com:6380/0 dlq list orders:order:created
   REDIS_URL=redis://localhost:6379 redstream tail orders:order:created

@@ -35,7 +35,7 @@ func (l *idList) Set(value string) error {
 
 var dlqListCommand = &command{
 	name:     "dlq list",
-	synopsis: "STREAM [-n 20] [-newest] [-after ID] [-json]",
+	synopsis: "STREAM [-n 20] [-newest] [-after ID] [-partitions N] [-json]",
 	args:     []string{"STREAM"},
 	summary:  "list the dead letters of a stream",
 	about: `Lists the dead letters of STREAM, oldest first (or newest first with
@@ -49,16 +49,29 @@ take. When more remain, the last line says how to see the next page.
 With -json it prints {"dead_letters": [...], "next": ID} where each dead
 letter is {"id", "time", "stream", "origin_id", "group", "consumer",
 "deliveries", "reason", "error", "fields", "fields_omitted"} and "next" is
-the -after value of the next page ("" after the last one). ` + jsonDoc,
+the -after value of the next page ("" after the last one). ` + jsonDoc + `
+
+With -partitions N, STREAM is the base name of a partitioned stream: it lists
+the dead letters of each partition STREAM:p0 to STREAM:p<N-1> in turn, at
+most -n of each, with a STREAM column first that names the partition; the
+dead letter's ID belongs to that partition's dead-letter stream, so 'dlq
+replay -id' and 'dlq delete -id' take it with the partition as STREAM, and
+so does -after, which pages through one partition. With -json, "stream" is
+the partition, "next" is "", and "partitions" lists {"stream",
+"dead_letter_key", "dead_letter_length", "next"} for every partition, "next"
+being the -after value of that partition's next page.`,
 	examples: `redstream dlq list orders:order:created
 redstream dlq list orders:order:created -newest -n 5
 redstream dlq list orders:order:created -after 1700000000000-3
-redstream dlq list orders:order:created -json | jq -r '.dead_letters[] | select(.reason == "decode") | .id'`,
+redstream dlq list orders:order:created -json | jq -r '.dead_letters[] | select(.reason == "decode") | .id'
+redstream dlq list orders:order:created -partitions 16 -n 5
+redstream dlq list orders:order:created:p3 -after 1700000000000-3`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		n := countFlag(fs, 20, "dead letters")
 		newest := fs.Bool("newest", false, "list the most recent dead letters first")
 		after := fs.String("after", "", "start after dead letter `ID` (the next-page cursor)")
 		asJSON := fs.Bool("json", false, "print the dead letters as JSON")
+		partitions := partitionsVar(fs)
 		return func(ctx context.Context, a *app, args []string) error {
 			if err := checkCount(*n); err != nil {
 				return err
@@ -67,19 +80,30 @@ redstream dlq list orders:order:created -json | jq -r '.dead_letters[] | select(
 				if err := parseID("-after", *after); err != nil {
 					return err
 				}
+				if *partitions > 0 {
+					return usagef("dlq list: -after pages through the dead letters of one partition: name the partition stream (such as %s:p0) instead of giving -partitions", args[0])
+				}
+			}
+			opts := redstream.ListOptions{Count: *n, After: *after, NewestFirst: *newest}
+			if *partitions > 0 {
+				set, err := a.partitionDeadLetters(ctx, args[0], *partitions)
+				if err != nil {
+					return err
+				}
+				return a.listPartitionDeadLetters(ctx, set, opts, *asJSON)
 			}
 			dlq, err := a.deadLetters(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			return a.listDeadLetters(ctx, dlq, args[0], redstream.ListOptions{Count: *n, After: *after, NewestFirst: *newest}, *asJSON)
+			return a.listDeadLetters(ctx, dlq, args[0], opts, *asJSON)
 		}
 	},
 }
 
 var dlqReplayCommand = &command{
 	name:     "dlq replay",
-	synopsis: "STREAM (-id ID ... | -all) [-rate N]",
+	synopsis: "STREAM (-id ID ... | -all) [-rate N] [-partitions N]",
 	args:     []string{"STREAM"},
 	summary:  "put dead letters back on their stream",
 	about: `Appends dead letters to STREAM again, as new entries with their original
@@ -91,18 +115,30 @@ Give the dead letters with -id (repeatable, or comma-separated; IDs as
 'dlq list' shows them in its first column), or -all for every dead letter
 present when the replay starts. -rate limits how many entries a second are
 replayed, so a large replay does not flood the consumers. Interrupting it
-(Ctrl-C) keeps what was replayed so far.`,
+(Ctrl-C) keeps what was replayed so far.
+
+With -partitions N, STREAM is the base name of a partitioned stream and -all
+replays the dead letters of each partition STREAM:p0 to STREAM:p<N-1> in
+turn, each back onto its partition, at -rate overall. A dead letter's ID
+belongs to one partition's dead-letter stream: to replay some by -id, name
+their partition stream as STREAM, as 'dlq list -partitions N' shows it.`,
 	examples: `redstream dlq replay orders:order:created -id 1700000000000-0
 redstream dlq replay orders:order:created -id 1700000000000-0 -id 1700000000000-1
-redstream dlq replay orders:order:created -all -rate 50`,
+redstream dlq replay orders:order:created -all -rate 50
+redstream dlq replay orders:order:created -partitions 16 -all -rate 50
+redstream dlq replay orders:order:created:p3 -id 1700000000000-0`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		var ids idList
 		fs.Var(&ids, "id", "replay dead letter `ID`; repeat for several")
 		all := fs.Bool("all", false, "replay every dead letter")
 		rate := fs.Float64("rate", 0, "replay at most `N` entries a second (default: no limit)")
+		partitions := partitionsVar(fs)
 		return func(ctx context.Context, a *app, args []string) error {
 			if *all == (len(ids) > 0) {
 				return usagef("dlq replay: give either -id ID (one or more) or -all")
+			}
+			if *partitions > 0 && len(ids) > 0 {
+				return usagef("dlq replay: a dead letter's ID belongs to one partition: name the partition stream (such as %s:p0) instead of giving -partitions, or replay them all with -all", args[0])
 			}
 			if *rate < 0 {
 				return usagef("-rate must be positive, got %v", *rate)
@@ -114,13 +150,13 @@ redstream dlq replay orders:order:created -all -rate 50`,
 			if *rate > 0 {
 				opts = append(opts, redstream.ReplayRate(*rate))
 			}
-			dlq, err := a.deadLetters(ctx, args[0])
+			set, err := a.deadLetterSet(ctx, args[0], *partitions)
 			if err != nil {
 				return err
 			}
-			n, err := dlq.Replay(ctx, opts...)
+			n, err := set.replay(ctx, opts)
 			if n > 0 || err == nil {
-				fmt.Fprintf(a.stdout, "replayed %s to %s\n", plural(int64(n), "dead letter", "dead letters"), args[0])
+				fmt.Fprintf(a.stdout, "replayed %s to %s\n", plural(int64(n), "dead letter", "dead letters"), set.name)
 			}
 			if err != nil && ctx.Err() != nil {
 				return fmt.Errorf("replay interrupted after %s", plural(int64(n), "dead letter", "dead letters"))
@@ -137,13 +173,25 @@ var dlqDeleteCommand = &command{
 	summary:  "delete some dead letters for good",
 	about: `Deletes the dead letters with the given IDs (as 'dlq list' shows them in its
 first column), for messages that must never be replayed. IDs that do not
-exist are ignored; the output says how many existed.`,
+exist are ignored; the output says how many existed.
+
+For a partitioned stream, a dead letter's ID belongs to one partition's
+dead-letter stream: name the partition stream as STREAM, as 'dlq list
+-partitions N' shows it. -partitions is refused.`,
 	examples: `redstream dlq delete orders:order:created -id 1700000000000-0
-redstream dlq delete orders:order:created -id 1700000000000-0,1700000000000-1`,
+redstream dlq delete orders:order:created -id 1700000000000-0,1700000000000-1
+redstream dlq delete orders:order:created:p3 -id 1700000000000-0`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		var ids idList
 		fs.Var(&ids, "id", "delete dead letter `ID`; repeat for several")
+		// Defined only to refuse it with a message better than "flag
+		// provided but not defined".
+		partitions := new(int)
+		fs.Var((*partitionsFlag)(partitions), "partitions", "not taken: give the partition stream, such as STREAM:p3, as STREAM instead of -partitions `N`")
 		return func(ctx context.Context, a *app, args []string) error {
+			if *partitions > 0 {
+				return usagef("dlq delete: a dead letter's ID belongs to one partition: name the partition stream (such as %s:p%d) instead of giving -partitions", args[0], *partitions-1)
+			}
 			if len(ids) == 0 {
 				return usagef("dlq delete: give the dead letters to delete with -id ID (one or more)")
 			}
@@ -163,32 +211,36 @@ redstream dlq delete orders:order:created -id 1700000000000-0,1700000000000-1`,
 
 var dlqPurgeCommand = &command{
 	name:     "dlq purge",
-	synopsis: "STREAM [-yes]",
+	synopsis: "STREAM [-yes] [-partitions N]",
 	args:     []string{"STREAM"},
 	summary:  "delete every dead letter of a stream",
 	about: `Deletes the whole dead-letter stream of STREAM. Without -yes it deletes
-nothing: it says how many dead letters would go and exits with status 2.`,
+nothing: it says how many dead letters would go and exits with status 2.
+
+With -partitions N, STREAM is the base name of a partitioned stream and the
+dead-letter streams of all its partitions STREAM:p0 to STREAM:p<N-1> go.`,
 	examples: `redstream dlq purge orders:order:created        # how many would go
-redstream dlq purge orders:order:created -yes`,
+redstream dlq purge orders:order:created -yes
+redstream dlq purge orders:order:created -partitions 16 -yes`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		yes := fs.Bool("yes", false, "really delete them")
+		partitions := partitionsVar(fs)
 		return func(ctx context.Context, a *app, args []string) error {
-			dlq, err := a.deadLetters(ctx, args[0])
+			set, err := a.deadLetterSet(ctx, args[0], *partitions)
 			if err != nil {
 				return err
 			}
 			if !*yes {
-				n, err := dlq.Len(ctx)
+				n, err := set.len(ctx)
 				if err != nil {
 					return err
 				}
-				return usagef("dlq purge: would delete %s of %s (%s); add -yes to delete them", plural(n, "dead letter", "dead letters"), args[0], dlq.Key())
+				return usagef("dlq purge: would delete %s of %s (%s); add -yes to delete them", plural(n, "dead letter", "dead letters"), set.name, set.keys())
 			}
-			n, err := dlq.Purge(ctx)
-			if err != nil {
-				return err
+			n, err := set.purge(ctx)
+			if n > 0 || err == nil {
+				fmt.Fprintf(a.stdout, "purged %s of %s (%s)\n", plural(n, "dead letter", "dead letters"), set.name, set.keys())
 			}
-			_, err = fmt.Fprintf(a.stdout, "purged %s of %s (%s)\n", plural(n, "dead letter", "dead letters"), args[0], dlq.Key())
 			return err
 		}
 	},
@@ -222,6 +274,101 @@ func (a *app) deadLetters(ctx context.Context, name string) (*redstream.DeadLett
 		return nil, err
 	}
 	return redstream.NewDeadLetters(rdb, s)
+}
+
+// deadLetterSet is what a dlq command acts on: the dead-letter stream of a
+// stream, or those of every partition of a partitioned stream, in turn.
+type deadLetterSet struct {
+	name       string // for messages: the stream, or "the N partitions of BASE"
+	dlqs       []*redstream.DeadLetters
+	partitions []string // the partition of each of dlqs; nil for one stream
+}
+
+// deadLetterSet returns the dead-letter streams of the named stream, or
+// with partitions > 0 of its partitions.
+func (a *app) deadLetterSet(ctx context.Context, name string, partitions int) (*deadLetterSet, error) {
+	if partitions > 0 {
+		return a.partitionDeadLetters(ctx, name, partitions)
+	}
+	dlq, err := a.deadLetters(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &deadLetterSet{name: name, dlqs: []*redstream.DeadLetters{dlq}}, nil
+}
+
+// partitionDeadLetters returns the dead-letter streams of the n partitions
+// of base, after checking, as deadLetters does, that some partition or its
+// dead-letter stream exists.
+func (a *app) partitionDeadLetters(ctx context.Context, base string, n int) (*deadLetterSet, error) {
+	names, err := partitionNames(base, n)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := a.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := partitionsMustExist(ctx, rdb, base, names, true); err != nil {
+		return nil, err
+	}
+	set := &deadLetterSet{name: partitionsOf(base, n), dlqs: make([]*redstream.DeadLetters, n), partitions: names}
+	for i, name := range names {
+		if set.dlqs[i], err = redstream.NewDeadLetters(rdb, name); err != nil {
+			return nil, err
+		}
+	}
+	return set, nil
+}
+
+// keys names the dead-letter streams in messages.
+func (s *deadLetterSet) keys() string {
+	keys := make([]string, len(s.dlqs))
+	for i, d := range s.dlqs {
+		keys[i] = d.Key()
+	}
+	return span(keys)
+}
+
+// len returns how many dead letters the set holds.
+func (s *deadLetterSet) len(ctx context.Context) (int64, error) {
+	var total int64
+	for _, d := range s.dlqs {
+		n, err := d.Len(ctx)
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// replay replays each dead-letter stream in turn, stopping at the first
+// error, and returns how many dead letters went back.
+func (s *deadLetterSet) replay(ctx context.Context, opts []redstream.ReplayOption) (int, error) {
+	total := 0
+	for _, d := range s.dlqs {
+		n, err := d.Replay(ctx, opts...)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// purge deletes each dead-letter stream in turn, stopping at the first
+// error, and returns how many dead letters went.
+func (s *deadLetterSet) purge(ctx context.Context) (int64, error) {
+	var total int64
+	for _, d := range s.dlqs {
+		n, err := d.Purge(ctx)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 type deadLetterJSON struct {
@@ -259,12 +406,8 @@ func (a *app) listDeadLetters(ctx context.Context, dlq *redstream.DeadLetters, s
 	}
 	if asJSON {
 		out := deadLettersJSON{DeadLetters: make([]deadLetterJSON, len(letters)), Next: next}
-		for i, d := range letters {
-			out.DeadLetters[i] = deadLetterJSON{
-				ID: d.ID, Time: jsonTime(d.Time), Stream: d.Stream, OriginID: d.OriginID,
-				Group: d.Group, Consumer: d.Consumer, Deliveries: d.Deliveries, Reason: d.Reason,
-				Error: d.Error, Fields: d.Fields, FieldsOmitted: d.FieldsOmitted,
-			}
+		for i := range letters {
+			out.DeadLetters[i] = toDeadLetterJSON(&letters[i])
 		}
 		return writeJSON(a.stdout, out)
 	}
@@ -276,14 +419,9 @@ func (a *app) listDeadLetters(ctx context.Context, dlq *redstream.DeadLetters, s
 		_, err := fmt.Fprintf(a.stdout, "no dead letters%s for %s (%s)\n", more, s, dlq.Key())
 		return err
 	}
-	t := newTable(a.stdout, "ID", "DEAD-LETTERED", "ORIGIN ID", "GROUP", "CONSUMER", "DELIVERIES", "REASON", "ERROR", "FIELDS")
-	for _, d := range letters {
-		fields := fmtFields(d.Fields, sortedKeys(d.Fields))
-		if d.FieldsOmitted > 0 {
-			fields = fmt.Sprintf("(%d fields omitted)", d.FieldsOmitted)
-		}
-		t.row(d.ID, fmtTime(d.Time), dash(d.OriginID), dash(d.Group), dash(d.Consumer), strconv.FormatInt(d.Deliveries, 10),
-			dash(d.Reason), dash(truncate(oneLineText(d.Error), 50)), truncate(fields, 60))
+	t := newTable(a.stdout, deadLetterHeader...)
+	for i := range letters {
+		t.row(deadLetterCells(&letters[i])...)
 	}
 	if err := t.flush(); err != nil {
 		return err
@@ -292,19 +430,132 @@ func (a *app) listDeadLetters(ctx context.Context, dlq *redstream.DeadLetters, s
 	if err != nil {
 		return err
 	}
-	order := "oldest first"
-	if opts.NewestFirst {
-		order = "newest first"
-	}
-	fmt.Fprintf(a.stdout, "%d of %s of %s (%s), %s\n", len(letters), plural(total, "dead letter", "dead letters"), s, dlq.Key(), order)
+	fmt.Fprintf(a.stdout, "%d of %s of %s (%s), %s\n", len(letters), plural(total, "dead letter", "dead letters"), s, dlq.Key(), listOrder(opts))
 	if next != "" {
-		newest := ""
-		if opts.NewestFirst {
-			newest = " -newest"
-		}
-		fmt.Fprintf(a.stdout, "more: redstream dlq list %s%s -n %d -after %s\n", s, newest, opts.Count, next)
+		a.printMore(s, opts, next)
 	}
 	return nil
+}
+
+// partitionPage is one partition's part of a listing.
+type partitionPage struct {
+	stream  string
+	key     string
+	letters []redstream.DeadLetter
+	next    string
+	total   int64
+}
+
+type partitionPageJSON struct {
+	Stream           string `json:"stream"`
+	DeadLetterKey    string `json:"dead_letter_key"`
+	DeadLetterLength int64  `json:"dead_letter_length"`
+	Next             string `json:"next"`
+}
+
+type partitionDeadLettersJSON struct {
+	DeadLetters []deadLetterJSON `json:"dead_letters"`
+	// Next is always "": each partition pages on its own.
+	Next       string              `json:"next"`
+	Partitions []partitionPageJSON `json:"partitions"`
+}
+
+// listPartitionDeadLetters lists a page of each partition's dead letters,
+// one partition after the other. The pages are not merged by time: each
+// partition's dead-letter IDs come from its own stream, and a cursor would
+// have to hold one ID per partition.
+func (a *app) listPartitionDeadLetters(ctx context.Context, set *deadLetterSet, opts redstream.ListOptions, asJSON bool) error {
+	pages := make([]partitionPage, len(set.dlqs))
+	shown, total := 0, int64(0)
+	for i, dlq := range set.dlqs {
+		p := &pages[i]
+		p.stream, p.key = set.partitions[i], dlq.Key()
+		var err error
+		if p.letters, p.next, err = dlq.List(ctx, opts); err != nil {
+			return err
+		}
+		if p.next != "" {
+			if more, err := hasMore(ctx, dlq, p.next, opts.NewestFirst); err != nil {
+				return err
+			} else if !more {
+				p.next = ""
+			}
+		}
+		if p.total, err = dlq.Len(ctx); err != nil {
+			return err
+		}
+		shown += len(p.letters)
+		total += p.total
+	}
+	if asJSON {
+		out := partitionDeadLettersJSON{DeadLetters: make([]deadLetterJSON, 0, shown), Partitions: make([]partitionPageJSON, len(pages))}
+		for i, p := range pages {
+			for j := range p.letters {
+				d := toDeadLetterJSON(&p.letters[j])
+				d.Stream = p.stream
+				out.DeadLetters = append(out.DeadLetters, d)
+			}
+			out.Partitions[i] = partitionPageJSON{Stream: p.stream, DeadLetterKey: p.key, DeadLetterLength: p.total, Next: p.next}
+		}
+		return writeJSON(a.stdout, out)
+	}
+	if shown == 0 {
+		_, err := fmt.Fprintf(a.stdout, "no dead letters for %s (%s)\n", set.name, set.keys())
+		return err
+	}
+	t := newTable(a.stdout, append([]string{"STREAM"}, deadLetterHeader...)...)
+	for _, p := range pages {
+		for j := range p.letters {
+			t.row(append([]string{p.stream}, deadLetterCells(&p.letters[j])...)...)
+		}
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%d of %s of %s (at most %d of each), %s\n", shown, plural(total, "dead letter", "dead letters"), set.name, opts.Count, listOrder(opts))
+	for _, p := range pages {
+		if p.next != "" {
+			a.printMore(p.stream, opts, p.next)
+		}
+	}
+	return nil
+}
+
+// printMore says how to list the page after next.
+func (a *app) printMore(s string, opts redstream.ListOptions, next string) {
+	newest := ""
+	if opts.NewestFirst {
+		newest = " -newest"
+	}
+	fmt.Fprintf(a.stdout, "more: redstream dlq list %s%s -n %d -after %s\n", s, newest, opts.Count, next)
+}
+
+func listOrder(opts redstream.ListOptions) string {
+	if opts.NewestFirst {
+		return "newest first"
+	}
+	return "oldest first"
+}
+
+// deadLetterHeader heads the columns of deadLetterCells.
+var deadLetterHeader = []string{"ID", "DEAD-LETTERED", "ORIGIN ID", "GROUP", "CONSUMER", "DELIVERIES", "REASON", "ERROR", "FIELDS"}
+
+// deadLetterCells is a dead letter's row in a listing.
+func deadLetterCells(d *redstream.DeadLetter) []string {
+	fields := fmtFields(d.Fields, sortedKeys(d.Fields))
+	if d.FieldsOmitted > 0 {
+		fields = fmt.Sprintf("(%d fields omitted)", d.FieldsOmitted)
+	}
+	return []string{d.ID, fmtTime(d.Time), dash(d.OriginID), dash(d.Group), dash(d.Consumer), strconv.FormatInt(d.Deliveries, 10),
+		dash(d.Reason), dash(truncate(oneLineText(d.Error), 50)), truncate(fields, 60)}
+}
+
+func toDeadLetterJSON(d *redstream.DeadLetter) deadLetterJSON {
+	return deadLetterJSON{
+		ID: d.ID, Time: jsonTime(d.Time), Stream: d.Stream, OriginID: d.OriginID,
+		Group: d.Group, Consumer: d.Consumer, Deliveries: d.Deliveries, Reason: d.Reason,
+		Error: d.Error, Fields: d.Fields, FieldsOmitted: d.FieldsOmitted,
+	}
 }
 
 // hasMore reports whether a dead letter follows cursor in the listing order.

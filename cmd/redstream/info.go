@@ -21,7 +21,7 @@ none), and lists are never null. Keys are snake_case and only ever added to.`
 
 var infoCommand = &command{
 	name:     "info",
-	synopsis: "STREAM [-json]",
+	synopsis: "STREAM [-partitions N] [-json]",
 	args:     []string{"STREAM"},
 	summary:  "the stream, its consumer groups and consumers at a glance",
 	about: `Shows the stream's length, its first and last entry IDs with the time
@@ -37,12 +37,37 @@ and for each consumer its pending count, IDLE time (since it last talked to
 the group) and INACTIVE time (since its last successful read; "-" before
 Redis 7.2). Times are UTC; ages are computed with this machine's clock.
 
-` + jsonDoc,
+With -partitions N, STREAM is the base name of a partitioned stream (its
+producers and consumers use WithPartitions(N)), and the snapshot is the sum
+of its partitions STREAM:p0 to STREAM:p<N-1>: lengths, dead letters, and per
+group (and consumer) lag and pending; AGE and IDLE are the largest of the
+partitions', and IDs are not summed (shown as "-"). A table follows with
+each partition's length, dead letters, and each group's lag and pending ("-"
+where the partition, or the group in it, does not exist yet).
+
+` + jsonDoc + `
+With -partitions, the JSON object holds the sum, with "" for the IDs, their
+times and "dead_letter_key", and adds "partitions": each partition's
+snapshot in partition order, shaped as without -partitions, or null for a
+partition that does not exist yet.`,
 	examples: `redstream info orders:order:created
-redstream info orders:order:created -json | jq '.groups[] | {name, lag, pending}'`,
+redstream info orders:order:created -json | jq '.groups[] | {name, lag, pending}'
+redstream info orders:order:created -partitions 16
+redstream info orders:order:created -partitions 16 -json | jq '.partitions[] | {stream, length}'`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		asJSON := fs.Bool("json", false, "print the snapshot as JSON")
+		partitions := partitionsVar(fs)
 		return func(ctx context.Context, a *app, args []string) error {
+			if *partitions > 0 {
+				info, names, err := a.inspectPartitions(ctx, args[0], *partitions)
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					return writeJSON(a.stdout, toPartitionedJSON(info))
+				}
+				return printPartitionedInfo(a.stdout, info, names)
+			}
 			info, err := a.inspect(ctx, args[0])
 			if err != nil {
 				return err
@@ -57,22 +82,37 @@ redstream info orders:order:created -json | jq '.groups[] | {name, lag, pending}
 
 var groupsCommand = &command{
 	name:     "groups",
-	synopsis: "STREAM [-json]",
+	synopsis: "STREAM [-partitions N] [-json]",
 	args:     []string{"STREAM"},
 	summary:  "consumer groups: lag, pending, oldest pending entry",
 	about: `Shows the consumer groups of STREAM, as in 'redstream info' but without the
 stream summary and the consumers.
 
+With -partitions N, STREAM is the base name of a partitioned stream, and the
+groups are summed over its partitions as 'redstream info -partitions N' sums
+them.
+
 With -json it prints a JSON array of groups, each shaped as in
 'redstream info -json'. ` + jsonDoc,
 	examples: `redstream groups orders:order:created
-redstream groups orders:order:created -json`,
+redstream groups orders:order:created -json
+redstream groups orders:order:created -partitions 16`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		asJSON := fs.Bool("json", false, "print the groups as a JSON array")
+		partitions := partitionsVar(fs)
 		return func(ctx context.Context, a *app, args []string) error {
-			info, err := a.inspect(ctx, args[0])
-			if err != nil {
-				return err
+			var info *redstream.StreamInfo
+			if *partitions > 0 {
+				p, _, err := a.inspectPartitions(ctx, args[0], *partitions)
+				if err != nil {
+					return err
+				}
+				info = &p.Total
+			} else {
+				var err error
+				if info, err = a.inspect(ctx, args[0]); err != nil {
+					return err
+				}
 			}
 			if *asJSON {
 				return writeJSON(a.stdout, toStreamJSON(info).Groups)
@@ -106,6 +146,35 @@ func (a *app) inspect(ctx context.Context, name string) (*redstream.StreamInfo, 
 	}
 }
 
+// inspectPartitions validates the base name and returns the summed snapshot
+// of its n partitions and their names, turning a stream none of whose
+// partitions exists into a plain message.
+func (a *app) inspectPartitions(ctx context.Context, base string, n int) (*redstream.PartitionedInfo, []string, error) {
+	names, err := partitionNames(base, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb, err := a.client(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := redstream.InspectPartitions(ctx, rdb, base, n)
+	switch {
+	case err == nil:
+		return info, names, nil
+	case errors.Is(err, redstream.ErrNoStream):
+		return nil, nil, noPartitions(ctx, rdb, base, names)
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		// Name the partition that is not a stream.
+		if typeErr := partitionsMustExist(ctx, rdb, base, names, false); typeErr != nil {
+			return nil, nil, typeErr
+		}
+		return nil, nil, err
+	default:
+		return nil, nil, err
+	}
+}
+
 func printInfo(w io.Writer, info *redstream.StreamInfo, now time.Time) error {
 	t := newTable(w, "stream", info.Stream)
 	t.row("length", strconv.FormatInt(info.Length, 10))
@@ -119,11 +188,17 @@ func printInfo(w io.Writer, info *redstream.StreamInfo, now time.Time) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	if err := printGroups(w, info.Groups); err != nil {
+	return printGroupsAndConsumers(w, info.Groups)
+}
+
+// printGroupsAndConsumers prints the groups table and, when the groups
+// have consumers, the consumers table.
+func printGroupsAndConsumers(w io.Writer, groups []redstream.GroupInfo) error {
+	if err := printGroups(w, groups); err != nil {
 		return err
 	}
 	n := 0
-	for _, g := range info.Groups {
+	for _, g := range groups {
 		n += len(g.Consumers)
 	}
 	if n == 0 {
@@ -131,7 +206,7 @@ func printInfo(w io.Writer, info *redstream.StreamInfo, now time.Time) error {
 	}
 	fmt.Fprintln(w)
 	ct := newTable(w, "GROUP", "CONSUMER", "PENDING", "IDLE", "INACTIVE")
-	for _, g := range info.Groups {
+	for _, g := range groups {
 		for _, c := range g.Consumers {
 			ct.row(g.Name, c.Name, strconv.FormatInt(c.Pending, 10), fmtDuration(c.Idle), fmtDuration(c.Inactive))
 		}
@@ -146,18 +221,95 @@ func printGroups(w io.Writer, groups []redstream.GroupInfo) error {
 	}
 	t := newTable(w, "GROUP", "LAG", "PENDING", "OLDEST PENDING", "AGE", "IDLE", "LAST DELIVERED", "CONSUMERS")
 	for _, g := range groups {
-		lag := strconv.FormatInt(g.Lag, 10)
-		if !g.LagKnown {
-			lag = "≥" + lag
-		}
 		age, idle := "-", "-"
-		if g.OldestPendingID != "" {
+		// A sum over partitions has no oldest pending ID, but its age.
+		if g.OldestPendingID != "" || g.Pending > 0 {
 			age, idle = fmtDuration(g.OldestPendingAge), fmtDuration(g.OldestPendingIdle)
 		}
-		t.row(g.Name, lag, strconv.FormatInt(g.Pending, 10), dash(g.OldestPendingID), age, idle,
+		t.row(g.Name, fmtLag(&g), strconv.FormatInt(g.Pending, 10), dash(g.OldestPendingID), age, idle,
 			dash(g.LastDeliveredID), strconv.Itoa(len(g.Consumers)))
 	}
 	return t.flush()
+}
+
+// fmtLag shows a group's lag, marked "≥" when it is a lower bound.
+func fmtLag(g *redstream.GroupInfo) string {
+	lag := strconv.FormatInt(g.Lag, 10)
+	if !g.LagKnown {
+		lag = "≥" + lag
+	}
+	return lag
+}
+
+// printPartitionedInfo prints the summed snapshot of a partitioned stream
+// as printInfo prints a stream, then a table of its partitions, names.
+func printPartitionedInfo(w io.Writer, p *redstream.PartitionedInfo, names []string) error {
+	total := &p.Total
+	missing := 0
+	deadKeys := make([]string, len(names))
+	for i, name := range names {
+		if p.Partitions[i] == nil {
+			missing++
+		}
+		deadKeys[i] = redstream.DeadLetterKey(name)
+	}
+	parts := fmt.Sprintf("%d (%s)", len(names), span(names))
+	if missing > 0 {
+		parts += fmt.Sprintf(", %d not created yet", missing)
+	}
+	t := newTable(w, "stream", total.Stream)
+	t.row("partitions", parts)
+	t.row("length", strconv.FormatInt(total.Length, 10))
+	t.row("dead letters", fmt.Sprintf("%d (%s)", total.DeadLetterLength, span(deadKeys)))
+	if err := t.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if err := printGroupsAndConsumers(w, total.Groups); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return printPartitionTable(w, p, names)
+}
+
+// printPartitionTable prints a row per partition: its length, dead letters,
+// and two columns per group of the sum, lag and pending.
+func printPartitionTable(w io.Writer, p *redstream.PartitionedInfo, names []string) error {
+	header := []string{"PARTITION", "LENGTH", "DEAD LETTERS"}
+	for _, g := range p.Total.Groups {
+		header = append(header, g.Name+" LAG", g.Name+" PENDING")
+	}
+	t := newTable(w, header...)
+	for i, name := range names {
+		info := p.Partitions[i]
+		cells := []string{name, "-", "-"}
+		if info != nil {
+			cells = []string{name, strconv.FormatInt(info.Length, 10), strconv.FormatInt(info.DeadLetterLength, 10)}
+		}
+		for _, tg := range p.Total.Groups {
+			g := findGroup(info, tg.Name)
+			if g == nil {
+				cells = append(cells, "-", "-")
+				continue
+			}
+			cells = append(cells, fmtLag(g), strconv.FormatInt(g.Pending, 10))
+		}
+		t.row(cells...)
+	}
+	return t.flush()
+}
+
+// findGroup returns the group of info (which may be nil) named name, or nil.
+func findGroup(info *redstream.StreamInfo, name string) *redstream.GroupInfo {
+	if info == nil {
+		return nil
+	}
+	for i := range info.Groups {
+		if info.Groups[i].Name == name {
+			return &info.Groups[i]
+		}
+	}
+	return nil
 }
 
 // streamJSON is the stable JSON shape of a [redstream.StreamInfo].
@@ -172,6 +324,27 @@ type streamJSON struct {
 	DeadLetterKey    string      `json:"dead_letter_key"`
 	DeadLetterLength int64       `json:"dead_letter_length"`
 	Groups           []groupJSON `json:"groups"`
+}
+
+// partitionedJSON is the stable JSON shape of a
+// [redstream.PartitionedInfo]: the sum, with the keys of streamJSON, and
+// each partition's snapshot (null for one that does not exist).
+type partitionedJSON struct {
+	streamJSON
+	Partitions []*streamJSON `json:"partitions"`
+}
+
+func toPartitionedJSON(p *redstream.PartitionedInfo) partitionedJSON {
+	out := partitionedJSON{streamJSON: toStreamJSON(&p.Total), Partitions: make([]*streamJSON, len(p.Partitions))}
+	// Each partition has its own dead-letter stream; the base name has none.
+	out.DeadLetterKey = ""
+	for i, info := range p.Partitions {
+		if info != nil {
+			j := toStreamJSON(info)
+			out.Partitions[i] = &j
+		}
+	}
+	return out
 }
 
 type groupJSON struct {

@@ -268,15 +268,16 @@ func TestPending(t *testing.T) {
 }
 
 // deadLetterVia runs a real consumer whose handler dead-letters every
-// entry until want dead letters exist.
-func deadLetterVia(t *testing.T, rdb redis.UniversalClient, stream string, want int64) {
+// entry until want dead letters exist in the dead-letter streams keys
+// (those of stream's partitions when opts has WithPartitions).
+func deadLetterVia(t *testing.T, rdb redis.UniversalClient, stream string, keys []string, want int64, opts ...redstream.HandleOption) {
 	t.Helper()
 	c, err := redstream.NewConsumer(rdb, "billing", redstream.WithGroupStart("0"), redstream.WithBlock(20*time.Millisecond),
 		redstream.WithConsumerName("worker-1"))
 	require.NoError(t, err)
 	require.NoError(t, redstream.Handle(c, stream, func(_ context.Context, m *redstream.Message[redstream.Fields]) error {
 		return fmt.Errorf("entry %s is poison: %w", m.Payload["n"], redstream.ErrDeadLetter)
-	}))
+	}, opts...))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -285,8 +286,15 @@ func deadLetterVia(t *testing.T, rdb redis.UniversalClient, stream string, want 
 		require.NoError(t, <-done)
 	}()
 	require.Eventually(t, func() bool {
-		n, err := rdb.XLen(context.Background(), redstream.DeadLetterKey(stream)).Result()
-		return err == nil && n == want
+		var total int64
+		for _, key := range keys {
+			n, err := rdb.XLen(context.Background(), key).Result()
+			if err != nil {
+				return false
+			}
+			total += n
+		}
+		return total == want
 	}, 10*time.Second, 10*time.Millisecond)
 }
 
@@ -296,7 +304,7 @@ func TestDeadLetters(t *testing.T) {
 	ctx := testCtx(t)
 	stream := uniqueStream(t)
 	ids := addEntries(t, rdb, stream, 4)
-	deadLetterVia(t, rdb, stream, 4)
+	deadLetterVia(t, rdb, stream, []string{redstream.DeadLetterKey(stream)}, 4)
 
 	// The consumer handles entries concurrently: dead letters are not in
 	// the order of their origin IDs.

@@ -11,7 +11,7 @@ import (
 
 var trimCommand = &command{
 	name:     "trim",
-	synopsis: "STREAM (-safe | -maxlen N | -max-age D) [-allow-unconsumed]",
+	synopsis: "STREAM (-safe | -maxlen N | -max-age D) [-allow-unconsumed] [-partitions N]",
 	args:     []string{"STREAM"},
 	summary:  "remove consumed entries, or trim by length or age",
 	about: `Removes entries from the head of STREAM, in one atomic step with the check
@@ -28,17 +28,25 @@ of what the consumer groups still need:
                lets -maxlen and -max-age remove such entries too: they are
                lost for those groups, and counted as dropped.
 It prints how many entries were removed, and how many of them were dropped
-unconsumed.`,
+unconsumed.
+
+With -partitions N, STREAM is the base name of a partitioned stream: each of
+its partitions STREAM:p0 to STREAM:p<N-1> is trimmed in turn with the same
+policy (-maxlen N keeps the newest N entries of each partition), and the
+counts are summed. A Redis failure stops at that partition; what was trimmed
+before stays trimmed.`,
 	examples: `redstream trim orders:order:created -safe
 redstream trim orders:order:created -maxlen 1000000
 redstream trim orders:order:created -max-age 168h
-redstream trim orders:order:created -max-age 720h -allow-unconsumed`,
+redstream trim orders:order:created -max-age 720h -allow-unconsumed
+redstream trim orders:order:created -partitions 16 -safe`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		safe := fs.Bool("safe", false, "remove only entries every group has consumed")
 		maxLen := fs.Int64("maxlen", 0, "keep the newest `N` entries")
 		maxAge := new(time.Duration)
 		durationFlag(fs, maxAge, "max-age", 0, "remove entries older than `D`, such as 72h")
 		allow := fs.Bool("allow-unconsumed", false, "let -maxlen and -max-age remove entries a group still needs")
+		partitions := partitionsVar(fs)
 		return func(ctx context.Context, a *app, args []string) error {
 			s, err := stream(args[0])
 			if err != nil {
@@ -59,6 +67,9 @@ redstream trim orders:order:created -max-age 720h -allow-unconsumed`,
 				return usagef("trim: -allow-unconsumed contradicts -safe; it goes with -maxlen or -max-age")
 			}
 			policy := redstream.TrimPolicy{MaxLen: *maxLen, MaxAge: *maxAge, AllowUnconsumed: *allow}
+			if *partitions > 0 {
+				return a.trimPartitions(ctx, s, *partitions, policy)
+			}
 			return a.trim(ctx, s, policy)
 		}
 	},
@@ -74,6 +85,30 @@ func (a *app) trim(ctx context.Context, s string, policy redstream.TrimPolicy) e
 		return err
 	}
 	res, err := redstream.Trim(ctx, rdb, s, policy)
+	return a.printTrim(res, err)
+}
+
+// trimPartitions trims each of the n partitions of base with policy.
+func (a *app) trimPartitions(ctx context.Context, base string, n int, policy redstream.TrimPolicy) error {
+	names, err := partitionNames(base, n)
+	if err != nil {
+		return err
+	}
+	rdb, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	// As for one stream: missing partitions count as empty, but a base
+	// name none of whose partitions exists is an error.
+	if err := partitionsMustExist(ctx, rdb, base, names, false); err != nil {
+		return err
+	}
+	res, err := redstream.TrimPartitions(ctx, rdb, base, n, policy)
+	return a.printTrim(res, err)
+}
+
+// printTrim reports what a trim removed, also when it failed part way.
+func (a *app) printTrim(res redstream.TrimResult, err error) error {
 	if err != nil {
 		if res.Removed > 0 {
 			fmt.Fprintf(a.stdout, "removed %s before the error\n", plural(res.Removed, "entry", "entries"))
