@@ -193,15 +193,14 @@ func (b *batcher) send(batch []*xaddReq) {
 // view of the cluster caught up).
 const redirectRetries = 5
 
-// exec sends args (all to b.stream) and a WAIT for b.minReplicas in one
-// pipeline, on one connection to the stream's primary, and fills ids and
-// errs. A write that the replicas did not confirm in time gets its ID and a
-// *ReplicationError.
+// exec sends args (all to b.stream) in one pipeline on one connection to
+// the stream's primary, then a WAIT for b.minReplicas on that connection,
+// and fills ids and errs. A write that the replicas did not confirm in time
+// gets its ID and a *ReplicationError. The WAIT is a command of its own, not
+// part of the pipeline: go-redis reads a pipeline with the client's read
+// timeout and retries it whole when that passes, which would write the
+// entries again; a lone WAIT gets its own read timeout.
 func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string, errs []error) {
-	var (
-		cmds []*redis.StringCmd
-		wait *redis.IntCmd
-	)
 	for attempt := 0; ; attempt++ {
 		node, err := nodeFor(ctx, b.rdb, b.stream)
 		if err != nil {
@@ -210,34 +209,51 @@ func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string
 			}
 			return
 		}
-		pipe := node.Pipeline()
-		cmds = make([]*redis.StringCmd, len(args))
-		for i, a := range args {
-			cmds[i] = pipe.XAdd(ctx, a)
-		}
-		wait = redis.NewIntCmd(ctx, "wait", b.minReplicas, b.replicaTimeout.Milliseconds())
-		_ = pipe.Process(ctx, wait)
-		_, _ = pipe.Exec(ctx)
-		// All the writes go to one slot: a redirect refuses them all, and
-		// nothing was written, so sending them again is safe.
-		if attempt < redirectRetries && isRedirect(cmds[0].Err()) {
+		conn := node.Conn()
+		cmds := make([]*redis.StringCmd, len(args))
+		_, _ = conn.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for i, a := range args {
+				cmds[i] = pipe.XAdd(ctx, a)
+			}
+			return nil
+		})
+		// All the writes go to one slot: when the node refused them all
+		// with a redirect, nothing was written and sending again is safe.
+		if attempt < redirectRetries && allRedirected(cmds) {
+			_ = conn.Close()
 			if cc, ok := b.rdb.(*redis.ClusterClient); ok {
 				cc.ReloadState(ctx)
 			}
 			if !sleepCtx(ctx, time.Duration(20<<attempt)*time.Millisecond) {
-				break
+				return
 			}
 			continue
 		}
-		break
+		written := false
+		for i, cmd := range cmds {
+			ids[i], errs[i] = cmd.Result()
+			written = written || errs[i] == nil
+		}
+		if written {
+			replicas, waitErr := conn.Wait(ctx, b.minReplicas, b.replicaTimeout).Result()
+			for i := range cmds {
+				if errs[i] == nil && (waitErr != nil || replicas < int64(b.minReplicas)) {
+					errs[i] = &ReplicationError{Stream: b.stream, ID: ids[i], Want: b.minReplicas, Replicas: int(replicas), Err: waitErr}
+				}
+			}
+		}
+		_ = conn.Close()
+		return
 	}
-	replicas, waitErr := wait.Result()
-	for i, cmd := range cmds {
-		ids[i], errs[i] = cmd.Result()
-		if errs[i] == nil && (waitErr != nil || replicas < int64(b.minReplicas)) {
-			errs[i] = &ReplicationError{Stream: b.stream, ID: ids[i], Want: b.minReplicas, Replicas: int(replicas), Err: waitErr}
+}
+
+func allRedirected(cmds []*redis.StringCmd) bool {
+	for _, cmd := range cmds {
+		if !isRedirect(cmd.Err()) {
+			return false
 		}
 	}
+	return len(cmds) > 0
 }
 
 // isRedirect reports whether err is a cluster node's refusal to serve a

@@ -100,6 +100,9 @@ type entry struct {
 	// route (guarded by runner.mu); key is then its key.
 	keyed bool
 	key   string
+	// deadLetterLater is set while a failed dead-letter move waits to be
+	// tried again, instead of a handler call.
+	deadLetterLater *deadLetterLater
 }
 
 // NewConsumer returns a Consumer in group. rdb may be any
@@ -303,9 +306,24 @@ func (c *Consumer) Run(ctx context.Context) error {
 			streams[i] = rt.stream
 		}
 		r.log.Info("redstream: consumer started", slog.Any("streams", streams), slog.Int("concurrency", c.cfg.concurrency))
+		c.warnCapacity(r.log, len(routes))
 		close(c.ready)
 	}
 	return r.run(ctx)
+}
+
+// warnCapacity logs setups where readers, each blocking a connection and
+// holding in-flight room while it waits, can starve one another: more
+// streams (partitions) than in-flight room, or than the client's pool.
+func (c *Consumer) warnCapacity(log *slog.Logger, readers int) {
+	if readers > c.cfg.maxInFlight {
+		log.Warn("redstream: more streams than in-flight room: readers blocked on quiet streams hold the room the others need; raise WithMaxInFlight",
+			slog.Int("streams", readers), slog.Int("max_in_flight", c.cfg.maxInFlight))
+	}
+	if rc, ok := c.rdb.(*redis.Client); ok && rc.Options().PoolSize < readers+2 {
+		log.Warn("redstream: the client's pool is smaller than the consumer's readers (one blocked connection per stream) plus acknowledgements; raise redis.Options.PoolSize",
+			slog.Int("streams", readers), slog.Int("pool_size", rc.Options().PoolSize))
+	}
 }
 
 // runner is one Run's state: the readers, workers, acker, retry scheduler,
@@ -760,6 +778,11 @@ func (r *runner) work1(handlerCtx context.Context) {
 // process runs e's handler with ctx, which markLost cancels through cancel
 // while the handler runs, and settles the outcome.
 func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelFunc, e *entry) {
+	if dl := e.deadLetterLater; dl != nil {
+		e.deadLetterLater = nil
+		r.deadLetter(handlerCtx, e, dl.reason, dl.cause)
+		return
+	}
 	if e.retry && !r.reclaimForRetry(handlerCtx, e) {
 		return
 	}
@@ -854,10 +877,11 @@ func (r *runner) reclaimForRetry(handlerCtx context.Context, e *entry) bool {
 }
 
 // deadLetter moves e to the dead-letter stream, retrying Redis failures a
-// few times; if it cannot, e stays pending and a reaper dead-letters it
-// once it is idle.
+// few times. If it cannot, an entry holding its key's turn (WithOrderedKeys)
+// keeps it and its lease, and the move is tried again after a backoff, so
+// the key's later messages do not overtake it; any other entry is let go,
+// pending, and a reaper dead-letters it once it is idle.
 func (r *runner) deadLetter(ctx context.Context, e *entry, reason string, cause error) {
-	defer r.release(e)
 	errText := ""
 	if cause != nil {
 		errText = cause.Error()
@@ -869,13 +893,30 @@ func (r *runner) deadLetter(ctx context.Context, e *entry, reason string, cause 
 			if obs := r.c.cfg.observer; obs != nil && res == moved {
 				obs.DeadLettered(r.c.event(e, time.Now()), reason)
 			}
+			r.release(e)
 			return
 		}
 		r.report(&OpError{Op: "dead-letter", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
-		if attempt == 3 || !sleepCtx(ctx, r.backoff.Delay(attempt)) {
+		if attempt < 3 && sleepCtx(ctx, r.backoff.Delay(attempt)) {
+			continue
+		}
+		r.mu.Lock()
+		keyed := e.keyed
+		r.mu.Unlock()
+		if keyed && ctx.Err() == nil {
+			e.deadLetterLater = &deadLetterLater{reason: reason, cause: cause}
+			r.retries <- retryAt{at: time.Now().Add(r.backoff.Delay(attempt)), e: e}
 			return
 		}
+		r.release(e)
+		return
 	}
+}
+
+// deadLetterLater is a dead-letter move that failed, to try again.
+type deadLetterLater struct {
+	reason string
+	cause  error
 }
 
 // deadLettered logs what the dead-letter script did.

@@ -60,14 +60,19 @@ var ErrNotReplicated = errors.New("redstream: write not confirmed by enough repl
 // entry ID, which Publish returns too) but fewer than Want replicas confirmed
 // within the timeout of [WithMinReplicas]. The entry is in the stream and
 // will be delivered, unless the primary fails before its replicas catch up:
-// then a failover can lose it. Retrying may publish it twice; publish with
-// [WithID] to make the retry a no-op.
+// then a failover can lose it. Publishing it again without [WithID] writes a
+// second entry; with WithID the retry returns [ErrDuplicate], which does not
+// confirm replication either.
 type ReplicationError struct {
-	Stream   string
-	ID       string
+	// Stream and ID are the entry's stream (the partition, for a
+	// partitioned producer) and ID.
+	Stream string
+	ID     string
+	// Want is the n of WithMinReplicas; Replicas is how many confirmed.
 	Want     int
-	Replicas int   // replicas that confirmed the write
-	Err      error // the WAIT's own error, if it failed
+	Replicas int
+	// Err is the WAIT's own error, if it failed.
+	Err error
 }
 
 func (e *ReplicationError) Error() string {

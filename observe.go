@@ -12,7 +12,8 @@ import (
 // nothing is computed for it.
 type Observer interface {
 	// Published reports one Publish (n = 1) or PublishBatch call and its
-	// error, if any.
+	// error, if any; a PublishBatch of a partitioned producer is reported
+	// once per partition it wrote to, each with its own [*BatchError].
 	Published(stream string, n int, err error)
 	// Delivered reports a decoded message about to be handled; ev.Age is
 	// its end-to-end latency so far.

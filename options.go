@@ -205,15 +205,23 @@ func WithMaxAge(d time.Duration) ProducerOption {
 // can decide whether to retry (with [WithID], idempotently) or go on. This
 // narrows what a failover can lose, since Redis replicates asynchronously,
 // but does not close it: WAIT does not make Redis a consensus store. It costs
-// a replication round trip per pipelined batch. n must be positive and
-// timeout positive (WAIT 0 would block forever); the default is not to wait.
+// a WAIT round trip per pipelined batch, and each partition (or stream)
+// gets its own batches. n must be positive and timeout at least 1ms (WAIT
+// counts whole milliseconds, and WAIT 0 would block forever); the default
+// is not to wait. The client must be a *redis.Client or a
+// *redis.ClusterClient, else NewProducer returns an error wrapping
+// [ErrInvalidOption].
+//
+// A retry with [WithID] of a publish that returned a ReplicationError finds
+// the entry and returns [ErrDuplicate]: that says the entry is on the
+// primary, not that a replica has it.
 func WithMinReplicas(n int, timeout time.Duration) ProducerOption {
 	return producerOption(func(c *producerConfig) error {
 		if n <= 0 {
 			return fmt.Errorf("%w: WithMinReplicas(%d, %v): n must be positive", ErrInvalidOption, n, timeout)
 		}
-		if timeout <= 0 {
-			return fmt.Errorf("%w: WithMinReplicas(%d, %v): timeout must be positive", ErrInvalidOption, n, timeout)
+		if timeout < time.Millisecond {
+			return fmt.Errorf("%w: WithMinReplicas(%d, %v): timeout must be at least 1ms", ErrInvalidOption, n, timeout)
 		}
 		c.minReplicas, c.replicaTimeout = n, timeout
 		return nil

@@ -95,7 +95,8 @@ func WithPartitions(n int) PartitionOption { return partitionsOption(n) }
 // WithKey sets the message's key: it is written in the entry's [KeyField],
 // chooses the partition of a partitioned producer, and orders the message
 // after earlier ones of the same key for consumers that use
-// [WithOrderedKeys]. It overrides the producer's [WithKeyFunc].
+// [WithOrderedKeys]. It overrides the producer's [WithKeyFunc];
+// WithKey("") publishes without a key.
 func WithKey(key string) PublishOption {
 	return publishOption(func(c *publishConfig) error {
 		c.key, c.hasKey = key, true
@@ -135,17 +136,22 @@ func (o handleOption) applyHandle(c *handleConfig) error { return o(c) }
 // WithOrderedKeys handles messages with the same key ([Message.Key]) one
 // at a time, in stream order, while messages of different keys (and those
 // without a key) run concurrently. A message whose handler fails holds back
-// the later messages of its key, which wait in the consumer (taking in-flight
-// room, [WithMaxInFlight]) until it succeeds or is dead-lettered: one
-// poison message delays its key by up to MaxDeliveries retry backoffs, and
-// many failing keys at once can fill the consumer's room and slow every key.
+// the later messages of its key until it succeeds or is dead-lettered (a
+// failed dead-letter move is tried again, keeping the key's turn). The
+// messages held back wait in the consumer and take in-flight room
+// ([WithMaxInFlight]): one poison message delays its key by up to
+// MaxDeliveries retry backoffs, and if its key's later messages fill the
+// room, the consumer stops reading and every key waits with it.
 //
 // The order holds within one Consumer. Several consumers of a group share a
 // stream's entries, so two messages of one key may go to two consumers and
 // run at once; where order across a whole group matters, run one consumer
-// per group (partitioning spreads the load over its readers and handlers),
-// and note that a message reclaimed from a crashed consumer runs after the
-// later messages of its key that were already handled.
+// per group (partitioning spreads the load over its readers and handlers).
+// Messages held back at shutdown stay pending, and a consumer restarted
+// under the same name ([WithConsumerName]; the default name changes with
+// the process ID) handles them first, in order; a message another
+// consumer's reaper takes over from a crashed or renamed consumer runs after
+// the later messages of its key that were already handled.
 func WithOrderedKeys() HandleOption {
 	return handleOption(func(c *handleConfig) error {
 		c.ordered = true
@@ -248,19 +254,19 @@ func TrimPartitions(ctx context.Context, rdb redis.UniversalClient, base string,
 	return total, nil
 }
 
-// nodeFor returns the client that talks to the primary serving stream: for
-// a cluster client, that node's own client, so that a WAIT on the same
-// connection covers the writes before it; any other client as is.
-func nodeFor(ctx context.Context, rdb redis.UniversalClient, stream string) (redis.UniversalClient, error) {
-	cc, ok := rdb.(*redis.ClusterClient)
-	if !ok {
-		return rdb, nil
+// nodeFor returns the client of the primary serving stream: for a cluster
+// client, that node's own client, so that a WAIT on one of its connections
+// covers the writes before it. NewProducer accepts WithMinReplicas only for
+// the two client types handled here.
+func nodeFor(ctx context.Context, rdb redis.UniversalClient, stream string) (*redis.Client, error) {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c, nil
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, stream)
+	default:
+		return nil, fmt.Errorf("%w: WithMinReplicas needs a *redis.Client or *redis.ClusterClient, not %T", ErrInvalidOption, rdb)
 	}
-	node, err := cc.MasterForKey(ctx, stream)
-	if err != nil {
-		return nil, err
-	}
-	return node, nil
 }
 
 // refreshTopology asks a cluster client to reload its map of slots to nodes

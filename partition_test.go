@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -49,11 +50,25 @@ func TestPartitions(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidStreamName)
 }
 
+// fnv1a is FNV-1a (32 bits) written out from its definition, so that the
+// test pins PartitionOf to what writers in other languages compute.
+func fnv1a(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
 func TestPartitionOfSpreadsAndIsStable(t *testing.T) {
 	t.Parallel()
-	// Fixed values: writers in other languages route the same way.
-	assert.Equal(t, PartitionOf("order-1", 16), PartitionOf("order-1", 16))
-	assert.Equal(t, 0, PartitionOf("anything", 1))
+	for _, key := range []string{"", "order-1", "user-42", "ü", "a much longer key with spaces"} {
+		for _, n := range []int{1, 3, 16, 1024} {
+			assert.Equal(t, int(fnv1a(key)%uint32(n)), PartitionOf(key, n), "PartitionOf(%q, %d)", key, n)
+		}
+	}
+	assert.Equal(t, 0x811c9dc5, int(fnv1a("")), "the FNV-1a offset basis")
 	counts := make([]int, 16)
 	for i := range 16_000 {
 		p := PartitionOf("order-"+strconv.Itoa(i), 16)
@@ -306,6 +321,12 @@ func TestMinReplicasWithoutReplicas(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidOption)
 	_, err = NewProducer[Order](rdb, stream, WithMinReplicas(1, 0))
 	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = NewProducer[Order](rdb, stream, WithMinReplicas(1, 500*time.Microsecond))
+	assert.ErrorIs(t, err, ErrInvalidOption, "WAIT counts whole milliseconds; 0 blocks for ever")
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": rdb.Options().Addr}})
+	t.Cleanup(func() { _ = ring.Close() })
+	_, err = NewProducer[Order](ring, stream, WithMinReplicas(1, time.Second))
+	assert.ErrorIs(t, err, ErrInvalidOption, "a ring may send the WAIT to another shard than the writes")
 
 	p, err := NewProducer[Order](rdb, stream, WithMinReplicas(1, 20*time.Millisecond))
 	require.NoError(t, err)
@@ -321,7 +342,7 @@ func TestMinReplicasWithoutReplicas(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, got, 1)
 
-	// Concurrent publishes share a WAIT; each gets its own ID and error.
+	// Concurrent publishes each get their own ID and error.
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -341,4 +362,81 @@ func TestMinReplicasWithoutReplicas(t *testing.T) {
 	n, err := rdb.XLen(ctx, stream).Result()
 	require.NoError(t, err)
 	assert.EqualValues(t, 11, n)
+}
+
+// TestMinReplicasLongerThanReadTimeout checks a WAIT longer than the
+// client's read timeout neither fails the read nor writes the entry again
+// (go-redis retries a pipeline whose read timed out).
+func TestMinReplicasLongerThanReadTimeout(t *testing.T) {
+	t.Parallel()
+	srv := mustRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Options().Addr, ReadTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream, WithMinReplicas(1, 300*time.Millisecond))
+	require.NoError(t, err)
+	id, err := p.Publish(ctx, Order{ID: "1"})
+	var replErr *ReplicationError
+	require.ErrorAs(t, err, &replErr, "no replica: the WAIT runs out, not the read")
+	assert.NoError(t, replErr.Err)
+	assert.NotEmpty(t, id)
+	n, err := rdb.XLen(ctx, stream).Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n, "written once")
+}
+
+// TestOrderedKeysHoldWhileDeadLetteringFails checks that a message whose
+// dead-letter move fails keeps its key's turn: the key's later messages
+// wait until the move succeeds.
+func TestOrderedKeysHoldWhileDeadLetteringFails(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	// The dead-letter key holds a string: every move fails with WRONGTYPE.
+	require.NoError(t, rdb.Set(ctx, DeadLetterKey(stream), "in the way", 0).Err())
+	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	_, err = p.PublishBatch(ctx, []Order{{ID: "1", UserID: "k", Amount: -1}, {ID: "2", UserID: "k"}, {ID: "3", UserID: "k"}, {ID: "x", UserID: "other"}})
+	require.NoError(t, err)
+
+	var (
+		mu    sync.Mutex
+		order []string
+	)
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithErrorBackoff(10*time.Millisecond, 50*time.Millisecond))
+	require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
+		mu.Lock()
+		order = append(order, m.Payload.ID)
+		mu.Unlock()
+		if m.Payload.Amount < 0 {
+			return ErrDeadLetter
+		}
+		return nil
+	}, WithOrderedKeys()))
+	run := start(t, c)
+	eventually(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(order, "x")
+	}, "other keys go on")
+	// Let several dead-letter attempts fail.
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	assert.Equal(t, []string{"1"}, slices.DeleteFunc(slices.Clone(order), func(id string) bool { return id == "x" }), "k's later messages wait")
+	mu.Unlock()
+
+	require.NoError(t, rdb.Del(ctx, DeadLetterKey(stream)).Err())
+	eventually(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(order) == 4
+	})
+	require.NoError(t, run.stop(t))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"1", "2", "3"}, slices.DeleteFunc(order, func(id string) bool { return id == "x" }), "1 was handled once, dead-lettered, then 2 and 3 ran")
+	n, err := rdb.XLen(ctx, DeadLetterKey(stream)).Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n)
+	assert.Zero(t, pendingCount(t, rdb, stream, "g"))
 }

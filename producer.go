@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -52,6 +53,15 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 	if cfg.partitions > 0 {
 		if p.streams, err = Partitions(stream, cfg.partitions); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.minReplicas > 0 {
+		switch rdb.(type) {
+		case *redis.Client, *redis.ClusterClient:
+		default:
+			// A pipeline of a ring or an auto-pipeliner may send the WAIT
+			// to another node than the writes.
+			return nil, fmt.Errorf("%w: WithMinReplicas needs a *redis.Client or *redis.ClusterClient, not %T", ErrInvalidOption, rdb)
 		}
 	}
 	p.batches = make([]*batcher, len(p.streams))
@@ -187,8 +197,9 @@ func (e *BatchError) Unwrap() []error {
 }
 
 // PublishBatch appends every payload of vs in one round trip (a pipeline
-// of XADDs, in order; on a cluster, one per node, in parallel) and returns
-// their IDs, in order. For a partitioned producer each entry goes to its
+// of XADDs, in order; on a cluster, one per node, in parallel; with
+// [WithMinReplicas], one per partition, in parallel, each followed by its
+// WAIT) and returns their IDs, in order. For a partitioned producer each entry goes to its
 // key's partition. The entries are not appended atomically: when some fail,
 // their IDs are "" and the error is a [*BatchError] telling which. An
 // encoding error publishes nothing. [WithID] is not allowed; other publish
@@ -230,7 +241,8 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 		}
 	} else {
 		// WAIT counts the writes of its own connection: one pipeline per
-		// partition, to its primary.
+		// partition, to its primary, the partitions in parallel.
+		var wg sync.WaitGroup
 		for part, b := range p.batches {
 			var idx []int
 			for i := range args {
@@ -241,16 +253,19 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 			if len(idx) == 0 {
 				continue
 			}
-			sub := make([]*redis.XAddArgs, len(idx))
-			for j, i := range idx {
-				sub[j] = args[i]
-			}
-			subIDs, subErrs := make([]string, len(idx)), make([]error, len(idx))
-			b.exec(ctx, sub, subIDs, subErrs)
-			for j, i := range idx {
-				ids[i], errs[i] = subIDs[j], subErrs[j]
-			}
+			wg.Go(func() {
+				sub := make([]*redis.XAddArgs, len(idx))
+				for j, i := range idx {
+					sub[j] = args[i]
+				}
+				subIDs, subErrs := make([]string, len(idx)), make([]error, len(idx))
+				b.exec(ctx, sub, subIDs, subErrs)
+				for j, i := range idx {
+					ids[i], errs[i] = subIDs[j], subErrs[j]
+				}
+			})
 		}
+		wg.Wait()
 	}
 	var batchErr *BatchError
 	for i, err := range errs {
@@ -270,16 +285,31 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 		batchErr.Errs[i] = fmt.Errorf("redstream: publish to %s: %w", args[i].Stream, err)
 	}
 	if obs := p.cfg.observer; obs != nil {
-		var err error
-		if batchErr != nil {
-			err = batchErr
-		}
-		obs.Published(p.stream, len(vs), err)
+		p.observeBatch(obs, parts, errs)
 	}
 	if batchErr != nil {
 		return ids, batchErr
 	}
 	return ids, nil
+}
+
+// observeBatch reports a batch to obs once per partition it wrote to,
+// with a *BatchError of that partition's entries when some failed.
+func (p *Producer[T]) observeBatch(obs Observer, parts []int, errs []error) {
+	byPart := make([][]error, len(p.streams))
+	for i, part := range parts {
+		byPart[part] = append(byPart[part], errs[i])
+	}
+	for part, partErrs := range byPart {
+		if len(partErrs) == 0 {
+			continue
+		}
+		var err error
+		if slices.ContainsFunc(partErrs, func(e error) bool { return e != nil }) {
+			err = &BatchError{Errs: partErrs}
+		}
+		obs.Published(p.streams[part], len(partErrs), err)
+	}
 }
 
 func applyPublishOptions(opts []PublishOption) (publishConfig, error) {
