@@ -7,6 +7,9 @@
 //
 // Tests then call [Addr] or [Client] to reach the shared server, or [Start] to
 // get a dedicated server they may kill, restart or configure specially.
+// [StartCluster] starts a Redis Cluster of three masters and three replicas
+// (it needs redis-cli too) that a test may fail over, or uses the cluster
+// named by REDIS_CLUSTER_ADDRS.
 //
 // If no redis-server binary is on PATH (and, for the shared server, REDIS_ADDR
 // is unset), tests are skipped with a loud message, or failed when the
