@@ -19,6 +19,11 @@ import (
 type batcher struct {
 	rdb    redis.UniversalClient
 	stream string
+	// maxLeaders bounds the round trips in flight. Several use several
+	// connections, which keeps Redis busy while the callers of one round
+	// trip are woken and encode their next entries; one keeps the order of
+	// the calls (asynchronous publishes).
+	maxLeaders int
 	// minReplicas above 0 sends a WAIT after the XADDs ([WithMinReplicas]).
 	minReplicas    int
 	replicaTimeout time.Duration
@@ -31,8 +36,11 @@ type batcher struct {
 	lastBatch int
 }
 
-// maxLeaders bounds the concurrent round trips of one producer.
-const maxLeaders = 1
+// syncLeaders is the maxLeaders of the batcher of synchronous publishes:
+// measured on two cores with 8 publishing goroutines, 1 reached 0.6 of a
+// plain XADD per call loop (one connection idles Redis between round
+// trips), 4 reached 1.0, and 8 no more.
+const syncLeaders = 4
 
 // xaddReq is one caller's XADD waiting in a batch.
 type xaddReq struct {
@@ -43,7 +51,15 @@ type xaddReq struct {
 	// wake tells a queued caller either that its result is ready (false) or
 	// that it leads the next round trip (true).
 	wake chan bool
+	// done, set for an asynchronous publish, takes the result instead: no
+	// caller waits on wake, and a goroutine is started to lead for it.
+	done func(id string, err error)
 }
+
+// maxBatch caps the XADDs of one round trip, so that a long queue of
+// asynchronous publishes goes out in several pipelines, each answered
+// sooner.
+const maxBatch = 512
 
 var xaddReqPool = sync.Pool{New: func() any { return &xaddReq{wake: make(chan bool, 1)} }}
 
@@ -52,15 +68,7 @@ var xaddReqPool = sync.Pool{New: func() any { return &xaddReq{wake: make(chan bo
 func (b *batcher) add(ctx context.Context, args *redis.XAddArgs) (string, error) {
 	req := xaddReqPool.Get().(*xaddReq)
 	req.ctx, req.args = ctx, args
-	b.mu.Lock()
-	lead := b.leaders < maxLeaders
-	if lead {
-		b.leaders++
-	} else {
-		b.queue = append(b.queue, req)
-	}
-	concurrent := b.lastBatch > 1
-	b.mu.Unlock()
+	lead, concurrent := b.enqueue(req)
 	if lead && concurrent {
 		// The callers of the last round trip were just woken and are about
 		// to publish again: let them queue, so this round trip takes them
@@ -89,6 +97,32 @@ func (b *batcher) add(ctx context.Context, args *redis.XAddArgs) (string, error)
 	return id, err
 }
 
+// addAsync queues one XADD and returns; done gets its ID or error once its
+// round trip is over (or at once, with ctx's error, if ctx ends while it
+// queues), on the goroutine that led that round trip.
+func (b *batcher) addAsync(ctx context.Context, args *redis.XAddArgs, done func(id string, err error)) {
+	req := xaddReqPool.Get().(*xaddReq)
+	req.ctx, req.args, req.done = ctx, args, done
+	if lead, _ := b.enqueue(req); lead {
+		go b.lead(req)
+	}
+}
+
+// enqueue makes req lead a round trip if fewer than maxLeaders are in
+// flight, else queues it; concurrent tells whether the last round trip
+// carried more than one entry.
+func (b *batcher) enqueue(req *xaddReq) (lead, concurrent bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lead = b.leaders < b.maxLeaders
+	if lead {
+		b.leaders++
+	} else {
+		b.queue = append(b.queue, req)
+	}
+	return lead, b.lastBatch > 1
+}
+
 // unqueue takes req out of the queue if no leader has taken it yet.
 func (b *batcher) unqueue(req *xaddReq) bool {
 	b.mu.Lock()
@@ -101,19 +135,30 @@ func (b *batcher) unqueue(req *xaddReq) bool {
 	return true
 }
 
-// lead sends self's XADD with everything queued in one round trip, then
-// hands the lead to the first caller that queued meanwhile, if any.
+// lead sends self's XADD with what is queued (up to maxBatch) in one round
+// trip, then hands the lead to the first request that queued meanwhile, if
+// any: a waiting caller leads itself, an asynchronous publish gets a
+// goroutine to lead for it.
 func (b *batcher) lead(self *xaddReq) {
 	b.mu.Lock()
-	batch := b.queue
-	b.queue = nil
-	b.lastBatch = len(batch) + 1
-	b.mu.Unlock()
+	n := min(len(b.queue), maxBatch-1)
+	// self queued (or arrived) before those behind it: keep call order.
+	batch := make([]*xaddReq, 0, n+1)
 	batch = append(batch, self)
+	batch = append(batch, b.queue[:n]...)
+	b.queue = slices.Delete(b.queue, 0, n)
+	b.lastBatch = n + 1
+	b.mu.Unlock()
 
 	b.send(batch)
 	for _, r := range batch {
-		if r != self {
+		switch {
+		case r.done != nil:
+			done, id, err := r.done, r.id, r.err
+			*r = xaddReq{wake: r.wake}
+			xaddReqPool.Put(r)
+			done(id, err)
+		case r != self:
 			r.wake <- false
 		}
 	}
@@ -128,7 +173,11 @@ func (b *batcher) lead(self *xaddReq) {
 		b.leaders--
 	}
 	b.mu.Unlock()
-	if next != nil {
+	switch {
+	case next == nil:
+	case next.done != nil:
+		go b.lead(next)
+	default:
 		next.wake <- true
 	}
 }

@@ -9,6 +9,7 @@
 //	orders, err := redstream.NewProducer[Order](rdb, "orders:order:created", redstream.WithMaxLen(100_000))
 //	id, err := orders.Publish(ctx, order)                                      // XADD *
 //	id, err = orders.Publish(ctx, order, redstream.WithID("1694012345678-0")) // idempotent retry
+//	f, err := orders.PublishAsync(ctx, order)                                  // many in flight; f.Result() later
 //
 //	c, err := redstream.NewConsumer(rdb, "billing", redstream.WithConcurrency(16))
 //	err = redstream.Handle(c, "orders:order:created", func(ctx context.Context, m *redstream.Message[Order]) error {

@@ -185,3 +185,37 @@ func ExampleWithPartitions() {
 	// o-1 goes to partition 0
 	// entries: 3
 }
+
+func ExampleProducer_PublishAsync() {
+	mr, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer func() { _ = rdb.Close() }()
+	ctx := context.Background()
+
+	orders, err := redstream.NewProducer[Order](rdb, "orders:order:created")
+	if err != nil {
+		panic(err)
+	}
+	// Queue many publishes without waiting for each round trip; they go out
+	// in pipelines, in call order.
+	var futures []*redstream.PublishFuture
+	for i := range 100 {
+		f, err := orders.PublishAsync(ctx, Order{ID: fmt.Sprint("o-", i)})
+		if err != nil {
+			panic(err) // a bad option, an unencodable payload, ctx's end
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		if _, err := f.Result(); err != nil {
+			panic(err) // what Publish would have returned
+		}
+	}
+	n, err := rdb.XLen(ctx, "orders:order:created").Result()
+	fmt.Println(n, err)
+	// Output: 100 <nil>
+}

@@ -52,6 +52,9 @@ const (
 	DefaultReapInterval = 5 * time.Second
 	// DefaultReapBatch is the most entries one reaper call claims (COUNT).
 	DefaultReapBatch = 100
+	// DefaultMaxPending bounds the asynchronous publishes of a Producer
+	// waiting for their results ([Producer.PublishAsync]).
+	DefaultMaxPending = 4096
 	// DefaultIdleConsumerTTL is how long a consumer may be idle before a
 	// reaper deletes it from its group, which it does only when the
 	// consumer holds no pending entries.
@@ -163,6 +166,7 @@ type producerConfig struct {
 	keyFunc        any // func(T) string, checked by NewProducer
 	minReplicas    int
 	replicaTimeout time.Duration
+	maxPending     int
 }
 
 type producerOption func(*producerConfig) error
@@ -228,8 +232,21 @@ func WithMinReplicas(n int, timeout time.Duration) ProducerOption {
 	})
 }
 
+// WithMaxPending bounds the publishes of [Producer.PublishAsync] waiting
+// for their results at once; beyond it PublishAsync blocks. n must be
+// positive; the default is [DefaultMaxPending].
+func WithMaxPending(n int) ProducerOption {
+	return producerOption(func(c *producerConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithMaxPending(%d): must be positive", ErrInvalidOption, n)
+		}
+		c.maxPending = n
+		return nil
+	})
+}
+
 func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
-	c := producerConfig{commonConfig: defaultCommon()}
+	c := producerConfig{commonConfig: defaultCommon(), maxPending: DefaultMaxPending}
 	for _, o := range opts {
 		if o == nil {
 			continue

@@ -18,11 +18,16 @@ type Producer[T any] struct {
 	rdb     redis.UniversalClient
 	stream  string   // the logical stream
 	streams []string // its partitions, or just stream
-	batches []*batcher
-	cfg     producerConfig
-	fields  bool // T is Fields
-	keyFunc func(T) string
-	turn    atomic.Uint32 // the next partition of a message without a key
+	// batches and asyncBatches hold one batcher per partition, of
+	// synchronous and asynchronous publishes.
+	batches      []*batcher
+	asyncBatches []*batcher
+	cfg          producerConfig
+	fields       bool // T is Fields
+	keyFunc      func(T) string
+	turn         atomic.Uint32 // the next partition of a message without a key
+	// pending holds a token per asynchronous publish not yet answered.
+	pending chan struct{}
 }
 
 // NewProducer returns a Producer of T for stream. rdb may be any
@@ -64,9 +69,12 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 			return nil, fmt.Errorf("%w: WithMinReplicas needs a *redis.Client or *redis.ClusterClient, not %T", ErrInvalidOption, rdb)
 		}
 	}
+	p.pending = make(chan struct{}, cfg.maxPending)
 	p.batches = make([]*batcher, len(p.streams))
+	p.asyncBatches = make([]*batcher, len(p.streams))
 	for i, s := range p.streams {
-		p.batches[i] = &batcher{rdb: rdb, stream: s, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout}
+		p.batches[i] = &batcher{rdb: rdb, stream: s, maxLeaders: syncLeaders, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout}
+		p.asyncBatches[i] = &batcher{rdb: rdb, stream: s, maxLeaders: 1, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout}
 	}
 	return p, nil
 }
@@ -107,22 +115,108 @@ func (p *Producer[T]) route(key string, hasKey bool) int {
 // [ErrDuplicate], so retrying a publish is safe; an ID not above the stream's
 // last entry that holds no entry returns [ErrIDTooSmall].
 func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (string, error) {
-	pc, err := applyPublishOptions(opts)
-	if err != nil {
-		return "", err
-	}
-	p.applyKey(v, &pc)
-	if pc.id != "" && len(p.streams) > 1 && !pc.hasKey {
-		return "", fmt.Errorf("%w: WithID on a partitioned producer needs a key (WithKey or WithKeyFunc), so that a retry goes to the same partition", ErrInvalidOption)
-	}
-	b := p.batches[p.route(pc.key, pc.hasKey)]
-	args, err := p.xaddArgs(ctx, v, b.stream, &pc)
+	b, args, pc, err := p.prepare(ctx, v, opts, p.batches)
 	if err != nil {
 		return "", err
 	}
 	id, err := b.add(ctx, args)
+	return p.result(ctx, b.stream, pc.id, id, err)
+}
+
+// PublishFuture is the result of a [Producer.PublishAsync] to come. Its
+// methods are safe for concurrent use.
+type PublishFuture struct {
+	done chan struct{}
+	id   string
+	err  error
+}
+
+// Done returns a channel that is closed once the publish has its result.
+func (f *PublishFuture) Done() <-chan struct{} { return f.done }
+
+// Result waits for the publish and returns what [Producer.Publish] would
+// have: the entry's ID, or an error. Select on [PublishFuture.Done] to wait
+// with a deadline.
+func (f *PublishFuture) Result() (string, error) {
+	<-f.done
+	return f.id, f.err
+}
+
+// PublishAsync queues v for publishing and returns without waiting for
+// Redis: the entry is sent in the next pipelined round trip, with the other
+// publishes (synchronous or not) queued meanwhile, and the returned future
+// gets its ID or error, the same as [Producer.Publish] would return. One
+// goroutine can so keep many publishes in flight; entries of one partition
+// (or of an unpartitioned producer) are appended in the order PublishAsync
+// was called, one pipeline at a time. A [Producer.Publish] does not wait
+// for earlier PublishAsync calls: it may overtake them.
+//
+// At most [WithMaxPending] publishes wait for their results at once (default
+// [DefaultMaxPending]); beyond that PublishAsync blocks until one is
+// answered, or returns ctx's error when ctx ends first. The error it returns
+// is for a publish it did not queue: a bad option, a payload that does not
+// encode, ctx's end. Once queued, a publish is sent even if ctx ends (ctx's
+// values still serve [WithContextHeaders]): a request's context may well end
+// before the pipeline goes out.
+func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOption) (*PublishFuture, error) {
+	b, args, pc, err := p.prepare(ctx, v, opts, p.asyncBatches)
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	select {
+	case p.pending <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	f := &PublishFuture{done: make(chan struct{})}
+	explicitID := pc.id
+	ctx = context.WithoutCancel(ctx)
+	b.addAsync(ctx, args, func(id string, err error) {
+		complete := func() {
+			f.id, f.err = p.result(ctx, b.stream, explicitID, id, err)
+			<-p.pending
+			close(f.done)
+		}
+		if explicitID != "" && redis.HasErrorPrefix(err, xaddIDTooSmall) {
+			// Telling a duplicate apart takes a round trip: not on the
+			// goroutine that leads the pipelines.
+			go complete()
+			return
+		}
+		complete()
+	})
+	return f, nil
+}
+
+// prepare encodes one publish and picks its partition's batcher.
+func (p *Producer[T]) prepare(ctx context.Context, v T, opts []PublishOption, batches []*batcher) (*batcher, *redis.XAddArgs, publishConfig, error) {
+	pc, err := applyPublishOptions(opts)
+	if err != nil {
+		return nil, nil, pc, err
+	}
+	p.applyKey(v, &pc)
+	if pc.id != "" && len(p.streams) > 1 && !pc.hasKey {
+		return nil, nil, pc, fmt.Errorf("%w: WithID on a partitioned producer needs a key (WithKey or WithKeyFunc), so that a retry goes to the same partition", ErrInvalidOption)
+	}
+	b := batches[p.route(pc.key, pc.hasKey)]
+	args, err := p.xaddArgs(ctx, v, b.stream, &pc)
+	if err != nil {
+		return nil, nil, pc, err
+	}
+	return b, args, pc, nil
+}
+
+// xaddIDTooSmall starts Redis's error for an explicit ID not above the top.
+const xaddIDTooSmall = "The ID specified in XADD is equal or smaller"
+
+// result turns one XADD's outcome into what Publish returns, reporting it
+// to the observer.
+func (p *Producer[T]) result(ctx context.Context, stream, explicitID, id string, err error) (string, error) {
 	if obs := p.cfg.observer; obs != nil {
-		obs.Published(b.stream, 1, err)
+		obs.Published(stream, 1, err)
 	}
 	if err == nil {
 		return id, nil
@@ -132,13 +226,13 @@ func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (
 		return id, err
 	}
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return "", fmt.Errorf("redstream: publish to %s: %w", b.stream, err)
+		return "", fmt.Errorf("redstream: publish to %s: %w", stream, err)
 	}
 	refreshTopology(p.rdb, err)
-	if pc.id != "" && redis.HasErrorPrefix(err, "The ID specified in XADD is equal or smaller") {
-		return p.explicitIDConflict(ctx, b.stream, pc.id)
+	if explicitID != "" && redis.HasErrorPrefix(err, xaddIDTooSmall) {
+		return p.explicitIDConflict(context.WithoutCancel(ctx), stream, explicitID)
 	}
-	return "", fmt.Errorf("redstream: publish to %s: %w", b.stream, err)
+	return "", fmt.Errorf("redstream: publish to %s: %w", stream, err)
 }
 
 // applyKey sets pc's key from the producer's key func when the call gave

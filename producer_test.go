@@ -325,6 +325,7 @@ func TestConcurrentPublishesArePipelined(t *testing.T) {
 		ctx, stream := testCtx(t), uniqueStream(t)
 		p, err := NewProducer[Order](rdb, stream)
 		require.NoError(t, err)
+		p.batches[0].maxLeaders = 1 // one round trip at a time: the others queue
 		hooks := &roundTrips{}
 		// Hold the first XADD until seven more callers have queued behind it.
 		var once sync.Once
@@ -393,6 +394,7 @@ func TestQueuedPublishGivesUpWithItsContext(t *testing.T) {
 	stream := uniqueStream(t)
 	p, err := NewProducer[Order](rdb, stream)
 	require.NoError(t, err)
+	p.batches[0].maxLeaders = 1 // one round trip at a time: the second call queues
 	release := make(chan struct{})
 	var once sync.Once
 	rdb.AddHook(&roundTrips{gate: func() { once.Do(func() { <-release }) }})
@@ -423,4 +425,33 @@ func TestQueuedPublishGivesUpWithItsContext(t *testing.T) {
 		got = append(got, e.Values["orderId"].(string))
 	}
 	assert.Equal(t, []string{"first", "after"}, got, "the caller that gave up was never sent")
+}
+
+func TestSyncPublishesUseSeveralRoundTrips(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: mustRedis(t).Options().Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream)
+	require.NoError(t, err)
+	release := make(chan struct{})
+	rdb.AddHook(gateHook{release})
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			_, err := p.Publish(ctx, Order{ID: strconv.Itoa(i)})
+			assert.NoError(t, err)
+		})
+	}
+	b := p.batches[0]
+	eventually(t, 5*time.Second, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.leaders == syncLeaders && len(b.queue) == 12-syncLeaders
+	}, "%d round trips in flight, the other callers queued", syncLeaders)
+	close(release)
+	wg.Wait()
+	n, err := rdb.XLen(ctx, stream).Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 12, n)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,51 @@ func redstreamPublish(rdb *redis.Client, key string) (publishFunc, error) {
 		_, err := p.Publish(ctx, newPayload(id, 0))
 		return err
 	}, nil
+}
+
+// redstreamPublishAsync publishes with Producer.PublishAsync, one call per
+// message; wait returns once every publish has its result, with the first
+// error.
+func redstreamPublishAsync(rdb *redis.Client, key string) (publish publishFunc, wait func() error, err error) {
+	p, err := redstream.NewProducer[payload](rdb, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		mu      sync.Mutex
+		futures []*redstream.PublishFuture
+	)
+	publish = func(ctx context.Context, id int64) error {
+		f, err := p.PublishAsync(ctx, newPayload(id, 0))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		futures = append(futures, f)
+		mu.Unlock()
+		return nil
+	}
+	wait = func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range futures {
+			if _, err := f.Result(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return publish, wait, nil
+}
+
+// redstreamPublisher returns redstreamPublish (with a wait that returns at
+// once) or redstreamPublishAsync.
+func redstreamPublisher(rdb *redis.Client, key string, async bool) (publishFunc, func() error, error) {
+	if async {
+		return redstreamPublishAsync(rdb, key)
+	}
+	publish, err := redstreamPublish(rdb, key)
+	return publish, func() error { return nil }, err
 }
 
 // consumer is a running redstream Consumer with default options (but for

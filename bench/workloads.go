@@ -51,6 +51,8 @@ var workloads = []*workload{
 	{name: "drain", defaultN: 300_000, run: runDrain},
 	{name: "e2e", defaultN: 150_000, run: runE2E},
 	{name: "latency", run: runLatency},
+	{name: "publish-async", defaultN: 300_000, run: runPublishAsync},
+	{name: "e2e-async", defaultN: 300_000, run: runE2EAsync},
 	{name: "drain-heap", defaultN: 1_000_000, run: runDrainHeap, optIn: true},
 }
 
@@ -235,11 +237,7 @@ func throughput(n int, rawS, rsS []sample) result {
 }
 
 func runPublish(ctx context.Context, e *env, n int) (result, error) {
-	raw := func(ctx context.Context, key string) (sample, error) {
-		start := time.Now()
-		err := publishAll(ctx, publishers, n, rawXAdd(e.rdb, key))
-		return sample{n: n, elapsed: time.Since(start)}, err
-	}
+	raw := e.rawPublish(n)
 	rs := func(ctx context.Context, key string) (sample, error) {
 		publish, err := redstreamPublish(e.rdb, key)
 		if err != nil {
@@ -250,6 +248,29 @@ func runPublish(ctx context.Context, e *env, n int) (result, error) {
 		return sample{n: n, elapsed: time.Since(start)}, err
 	}
 	rawS, rsS, err := e.rounds(ctx, "publish", e.cfg.rounds, roundTimeout, raw, rs)
+	if err != nil {
+		return result{}, err
+	}
+	return throughput(n, rawS, rsS), nil
+}
+
+// runPublishAsync is publish with PublishAsync on the redstream side: the
+// same goroutines, one call per message, but each keeps publishing without
+// waiting for its results (the raw side is the same per-call XADD loop).
+func runPublishAsync(ctx context.Context, e *env, n int) (result, error) {
+	raw := e.rawPublish(n)
+	rs := func(ctx context.Context, key string) (sample, error) {
+		publish, wait, err := redstreamPublishAsync(e.rdb, key)
+		if err != nil {
+			return sample{}, err
+		}
+		start := time.Now()
+		if err = publishAll(ctx, publishers, n, publish); err == nil {
+			err = wait()
+		}
+		return sample{n: n, elapsed: time.Since(start)}, err
+	}
+	rawS, rsS, err := e.rounds(ctx, "publish-async", e.cfg.rounds, roundTimeout, raw, rs)
 	if err != nil {
 		return result{}, err
 	}
@@ -324,7 +345,65 @@ func (e *env) prefill(ctx context.Context, key string, n int, measure bool) (uin
 }
 
 func runE2E(ctx context.Context, e *env, n int) (result, error) {
-	raw := func(ctx context.Context, key string) (sample, error) {
+	rawS, rsS, err := e.rounds(ctx, "e2e", e.cfg.rounds, roundTimeout, e.rawE2E(n), e.redstreamE2E(n, false))
+	if err != nil {
+		return result{}, err
+	}
+	return throughput(n, rawS, rsS), nil
+}
+
+// runE2EAsync is e2e with PublishAsync on the redstream side.
+func runE2EAsync(ctx context.Context, e *env, n int) (result, error) {
+	rawS, rsS, err := e.rounds(ctx, "e2e-async", e.cfg.rounds, roundTimeout, e.rawE2E(n), e.redstreamE2E(n, true))
+	if err != nil {
+		return result{}, err
+	}
+	return throughput(n, rawS, rsS), nil
+}
+
+// redstreamE2E times publishers goroutines publishing n messages with
+// Publish (or PublishAsync) while a redstream consumer handles them, until
+// all are acknowledged.
+func (e *env) redstreamE2E(n int, async bool) roundFunc {
+	return func(ctx context.Context, key string) (sample, error) {
+		publish, wait, err := redstreamPublisher(e.rdb, key, async)
+		if err != nil {
+			return sample{}, err
+		}
+		start := time.Now()
+		c, err := startConsumer(ctx, e.rdb, key, n, nil)
+		if err != nil {
+			return sample{}, err
+		}
+		if err = publishAll(ctx, publishers, n, publish); err == nil {
+			err = wait()
+		}
+		published := time.Since(start)
+		if err == nil {
+			err = c.wait(ctx)
+		}
+		s := sample{n: n, elapsed: time.Since(start), published: published}
+		if serr := c.stop(); err == nil {
+			err = serr
+		}
+		return s, err
+	}
+}
+
+// rawPublish times publishers goroutines publishing n messages with one
+// XADD round trip per call.
+func (e *env) rawPublish(n int) roundFunc {
+	return func(ctx context.Context, key string) (sample, error) {
+		start := time.Now()
+		err := publishAll(ctx, publishers, n, rawXAdd(e.rdb, key))
+		return sample{n: n, elapsed: time.Since(start)}, err
+	}
+}
+
+// rawE2E times publishers goroutines publishing n messages with one XADD
+// per call while the raw reader consumes them, until all are acknowledged.
+func (e *env) rawE2E(n int) roundFunc {
+	return func(ctx context.Context, key string) (sample, error) {
 		start := time.Now()
 		if err := e.rdb.XGroupCreateMkStream(ctx, key, group, "0").Err(); err != nil {
 			return sample{}, err
@@ -345,32 +424,6 @@ func runE2E(ctx context.Context, e *env, n int) (result, error) {
 		err = <-consumed
 		return sample{n: n, elapsed: time.Since(start), published: published}, err
 	}
-	rs := func(ctx context.Context, key string) (sample, error) {
-		publish, err := redstreamPublish(e.rdb, key)
-		if err != nil {
-			return sample{}, err
-		}
-		start := time.Now()
-		c, err := startConsumer(ctx, e.rdb, key, n, nil)
-		if err != nil {
-			return sample{}, err
-		}
-		err = publishAll(ctx, publishers, n, publish)
-		published := time.Since(start)
-		if err == nil {
-			err = c.wait(ctx)
-		}
-		s := sample{n: n, elapsed: time.Since(start), published: published}
-		if serr := c.stop(); err == nil {
-			err = serr
-		}
-		return s, err
-	}
-	rawS, rsS, err := e.rounds(ctx, "e2e", e.cfg.rounds, roundTimeout, raw, rs)
-	if err != nil {
-		return result{}, err
-	}
-	return throughput(n, rawS, rsS), nil
 }
 
 // median returns the median of xs (the mean of the middle two for an even

@@ -123,17 +123,23 @@ func run(partitions, orders, minReplicas int) error {
 	if err != nil {
 		return err
 	}
+	// PublishAsync keeps many publishes in flight from each goroutine; the
+	// entries of a partition are appended in call order, so an order's
+	// events stay in sequence.
 	began := time.Now()
 	var wg sync.WaitGroup
+	futures := make([][]*redstream.PublishFuture, 8)
 	errs := make(chan error, 8)
 	for w := range 8 {
 		wg.Go(func() {
 			for seq, step := range steps {
 				for o := w; o < orders; o += 8 {
-					if _, err := p.Publish(ctx, Event{OrderID: "order-" + strconv.Itoa(o), Seq: seq, Step: step}); err != nil {
+					f, err := p.PublishAsync(ctx, Event{OrderID: "order-" + strconv.Itoa(o), Seq: seq, Step: step})
+					if err != nil {
 						errs <- err
 						return
 					}
+					futures[w] = append(futures[w], f)
 				}
 			}
 		})
@@ -142,6 +148,13 @@ func run(partitions, orders, minReplicas int) error {
 	close(errs)
 	if err := <-errs; err != nil {
 		return fmt.Errorf("publish: %w", err)
+	}
+	for _, fs := range futures {
+		for _, f := range fs {
+			if _, err := f.Result(); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+		}
 	}
 	select {
 	case <-done:
