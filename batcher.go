@@ -2,6 +2,7 @@ package redstream
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -98,8 +99,9 @@ func (b *batcher) add(ctx context.Context, args *redis.XAddArgs) (string, error)
 }
 
 // addAsync queues one XADD and returns; done gets its ID or error once its
-// round trip is over (or at once, with ctx's error, if ctx ends while it
-// queues), on the goroutine that led that round trip.
+// round trip is over, on the goroutine that led that round trip. A leader
+// goroutine ends once the queue is empty; [Producer.Flush] waits for the
+// results.
 func (b *batcher) addAsync(ctx context.Context, args *redis.XAddArgs, done func(id string, err error)) {
 	req := xaddReqPool.Get().(*xaddReq)
 	req.ctx, req.args, req.done = ctx, args, done
@@ -242,13 +244,12 @@ func (b *batcher) send(batch []*xaddReq) {
 // view of the cluster caught up).
 const redirectRetries = 5
 
-// exec sends args (all to b.stream) in one pipeline on one connection to
-// the stream's primary, then a WAIT for b.minReplicas on that connection,
-// and fills ids and errs. A write that the replicas did not confirm in time
-// gets its ID and a *ReplicationError. The WAIT is a command of its own, not
-// part of the pipeline: go-redis reads a pipeline with the client's read
-// timeout and retries it whole when that passes, which would write the
-// entries again; a lone WAIT gets its own read timeout.
+// exec sends args (all to b.stream) and a WAIT for b.minReplicas in one
+// pipeline, on one connection to the stream's primary, and fills ids and
+// errs. A write that the replicas did not confirm in time gets its ID and a
+// *ReplicationError. go-redis reads the pipeline with the client's read
+// timeout and sends it again when that passes: NewProducer keeps the WAIT's
+// timeout under half of it (checkReplicaTimeout).
 func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string, errs []error) {
 	for attempt := 0; ; attempt++ {
 		node, err := nodeFor(ctx, b.rdb, b.stream)
@@ -258,18 +259,17 @@ func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string
 			}
 			return
 		}
-		conn := node.Conn()
+		pipe := node.Pipeline()
 		cmds := make([]*redis.StringCmd, len(args))
-		_, _ = conn.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for i, a := range args {
-				cmds[i] = pipe.XAdd(ctx, a)
-			}
-			return nil
-		})
+		for i, a := range args {
+			cmds[i] = pipe.XAdd(ctx, a)
+		}
+		wait := redis.NewIntCmd(ctx, "wait", b.minReplicas, b.replicaTimeout.Milliseconds())
+		_ = pipe.Process(ctx, wait)
+		_, _ = pipe.Exec(ctx)
 		// All the writes go to one slot: when the node refused them all
 		// with a redirect, nothing was written and sending again is safe.
 		if attempt < redirectRetries && allRedirected(cmds) {
-			_ = conn.Close()
 			if cc, ok := b.rdb.(*redis.ClusterClient); ok {
 				cc.ReloadState(ctx)
 			}
@@ -278,22 +278,36 @@ func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string
 			}
 			continue
 		}
-		written := false
+		replicas, waitErr := wait.Result()
 		for i, cmd := range cmds {
 			ids[i], errs[i] = cmd.Result()
-			written = written || errs[i] == nil
-		}
-		if written {
-			replicas, waitErr := conn.Wait(ctx, b.minReplicas, b.replicaTimeout).Result()
-			for i := range cmds {
-				if errs[i] == nil && (waitErr != nil || replicas < int64(b.minReplicas)) {
-					errs[i] = &ReplicationError{Stream: b.stream, ID: ids[i], Want: b.minReplicas, Replicas: int(replicas), Err: waitErr}
-				}
+			if errs[i] == nil && (waitErr != nil || replicas < int64(b.minReplicas)) {
+				errs[i] = &ReplicationError{Stream: b.stream, ID: ids[i], Want: b.minReplicas, Replicas: int(replicas), Err: waitErr}
 			}
 		}
-		_ = conn.Close()
 		return
 	}
+}
+
+// checkReplicaTimeout refuses a WAIT timeout that could outlast the read
+// timeout the client reads the pipeline with: the read would fail and
+// go-redis would send the XADDs again.
+func checkReplicaTimeout(rdb redis.UniversalClient, timeout time.Duration) error {
+	var readTimeout time.Duration
+	switch c := rdb.(type) {
+	case *redis.Client:
+		readTimeout = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		readTimeout = c.Options().ReadTimeout
+	default:
+		// A pipeline of a ring or an auto-pipeliner may send the WAIT to
+		// another node than the writes.
+		return fmt.Errorf("%w: WithMinReplicas needs a *redis.Client or *redis.ClusterClient, not %T", ErrInvalidOption, rdb)
+	}
+	if readTimeout > 0 && timeout > readTimeout/2 {
+		return fmt.Errorf("%w: WithMinReplicas timeout %v is more than half the client's ReadTimeout %v, which the WAIT is read with", ErrInvalidOption, timeout, readTimeout)
+	}
+	return nil
 }
 
 func allRedirected(cmds []*redis.StringCmd) bool {

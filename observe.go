@@ -11,8 +11,9 @@ import (
 // [NopObserver] to implement only some of them. Without [WithObserver],
 // nothing is computed for it.
 type Observer interface {
-	// Published reports one Publish (n = 1) or PublishBatch call and its
-	// error, if any; a PublishBatch of a partitioned producer is reported
+	// Published reports one Publish or PublishAsync (n = 1; for
+	// PublishAsync, on an internal goroutine when the result is in) or
+	// PublishBatch call and its error, if any; a PublishBatch of a partitioned producer is reported
 	// once per partition it wrote to, each with its own [*BatchError].
 	Published(stream string, n int, err error)
 	// Delivered reports a decoded message about to be handled; ev.Age is

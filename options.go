@@ -213,8 +213,9 @@ func WithMaxAge(d time.Duration) ProducerOption {
 // gets its own batches. n must be positive and timeout at least 1ms (WAIT
 // counts whole milliseconds, and WAIT 0 would block forever); the default
 // is not to wait. The client must be a *redis.Client or a
-// *redis.ClusterClient, else NewProducer returns an error wrapping
-// [ErrInvalidOption].
+// *redis.ClusterClient, and timeout at most half its ReadTimeout (the WAIT
+// goes in the pipeline of the writes, read with that timeout), else
+// NewProducer returns an error wrapping [ErrInvalidOption].
 //
 // A retry with [WithID] of a publish that returned a ReplicationError finds
 // the entry and returns [ErrDuplicate]: that says the entry is on the

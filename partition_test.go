@@ -364,16 +364,19 @@ func TestMinReplicasWithoutReplicas(t *testing.T) {
 	assert.EqualValues(t, 11, n)
 }
 
-// TestMinReplicasLongerThanReadTimeout checks a WAIT longer than the
-// client's read timeout neither fails the read nor writes the entry again
-// (go-redis retries a pipeline whose read timed out).
+// TestMinReplicasLongerThanReadTimeout checks a WAIT that could outlast
+// the client's read timeout is refused (go-redis would send the XADDs again
+// when the read timed out), and one under it neither fails the read nor
+// writes the entry twice.
 func TestMinReplicasLongerThanReadTimeout(t *testing.T) {
 	t.Parallel()
 	srv := mustRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Options().Addr, ReadTimeout: 100 * time.Millisecond})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Options().Addr, ReadTimeout: 400 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	ctx, stream := testCtx(t), uniqueStream(t)
-	p, err := NewProducer[Order](rdb, stream, WithMinReplicas(1, 300*time.Millisecond))
+	_, err := NewProducer[Order](rdb, stream, WithMinReplicas(1, 300*time.Millisecond))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	p, err := NewProducer[Order](rdb, stream, WithMinReplicas(1, 200*time.Millisecond))
 	require.NoError(t, err)
 	id, err := p.Publish(ctx, Order{ID: "1"})
 	var replErr *ReplicationError

@@ -26,8 +26,11 @@ type Producer[T any] struct {
 	fields       bool // T is Fields
 	keyFunc      func(T) string
 	turn         atomic.Uint32 // the next partition of a message without a key
-	// pending holds a token per asynchronous publish not yet answered.
-	pending chan struct{}
+	// pending holds a token per asynchronous publish not yet answered;
+	// flushing is held by Flush, and shared by PublishAsync while it
+	// takes a token, so that Flush gets them all.
+	pending  chan struct{}
+	flushing sync.RWMutex
 }
 
 // NewProducer returns a Producer of T for stream. rdb may be any
@@ -61,12 +64,8 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 		}
 	}
 	if cfg.minReplicas > 0 {
-		switch rdb.(type) {
-		case *redis.Client, *redis.ClusterClient:
-		default:
-			// A pipeline of a ring or an auto-pipeliner may send the WAIT
-			// to another node than the writes.
-			return nil, fmt.Errorf("%w: WithMinReplicas needs a *redis.Client or *redis.ClusterClient, not %T", ErrInvalidOption, rdb)
+		if err := checkReplicaTimeout(rdb, cfg.replicaTimeout); err != nil {
+			return nil, err
 		}
 	}
 	p.pending = make(chan struct{}, cfg.maxPending)
@@ -102,8 +101,8 @@ func (p *Producer[T]) route(key string, hasKey bool) int {
 }
 
 // Publish appends v to the stream and returns the entry's ID. Concurrent
-// calls are pipelined: while one round trip is in flight, the calls that
-// arrive queue and go together in the next, each getting its own ID or
+// calls are pipelined: while up to four round trips are in flight, the
+// calls that arrive queue and go together in the next, each getting its own ID or
 // error; a lone call is sent at once. A call whose ctx ends while it queues
 // returns ctx's error and is not sent; once sent, it waits for the round
 // trip, which the client's read and write timeouts bound. The entry holds
@@ -144,12 +143,15 @@ func (f *PublishFuture) Result() (string, error) {
 
 // PublishAsync queues v for publishing and returns without waiting for
 // Redis: the entry is sent in the next pipelined round trip, with the other
-// publishes (synchronous or not) queued meanwhile, and the returned future
-// gets its ID or error, the same as [Producer.Publish] would return. One
-// goroutine can so keep many publishes in flight; entries of one partition
-// (or of an unpartitioned producer) are appended in the order PublishAsync
-// was called, one pipeline at a time. A [Producer.Publish] does not wait
-// for earlier PublishAsync calls: it may overtake them.
+// asynchronous publishes queued meanwhile, and the returned future gets its
+// ID or error, the same as [Producer.Publish] would return. One goroutine
+// can so keep many publishes in flight; entries of one partition (or of an
+// unpartitioned producer) are sent in the order PublishAsync was called, one
+// pipeline at a time. Order holds among the publishes that succeed: when a
+// round trip fails, its publishes fail while later ones may succeed, so a
+// failed publish that is retried lands after them; where that matters, stop
+// at the first error and retry in order. A [Producer.Publish] does not wait
+// for earlier PublishAsync calls and may overtake them.
 //
 // At most [WithMaxPending] publishes wait for their results at once (default
 // [DefaultMaxPending]); beyond that PublishAsync blocks until one is
@@ -157,19 +159,25 @@ func (f *PublishFuture) Result() (string, error) {
 // is for a publish it did not queue: a bad option, a payload that does not
 // encode, ctx's end. Once queued, a publish is sent even if ctx ends (ctx's
 // values still serve [WithContextHeaders]): a request's context may well end
-// before the pipeline goes out.
+// before the pipeline goes out. Queued publishes live in memory only: call
+// [Producer.Flush] before the process exits. Futures complete in call order,
+// except those of [WithID] publishes that find their ID taken (telling a
+// duplicate apart takes another round trip).
 func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOption) (*PublishFuture, error) {
 	b, args, pc, err := p.prepare(ctx, v, opts, p.asyncBatches)
 	if err != nil {
 		return nil, err
 	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("redstream: publish to %s: %w", b.stream, ctx.Err())
 	}
+	p.flushing.RLock()
 	select {
 	case p.pending <- struct{}{}:
+		p.flushing.RUnlock()
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		p.flushing.RUnlock()
+		return nil, fmt.Errorf("redstream: publish to %s: %w", b.stream, ctx.Err())
 	}
 	f := &PublishFuture{done: make(chan struct{})}
 	explicitID := pc.id
@@ -189,6 +197,31 @@ func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOpti
 		complete()
 	})
 	return f, nil
+}
+
+// Flush waits until every publish queued by [Producer.PublishAsync] before
+// it has its result, and returns nil, or ctx's error if ctx ends first.
+// PublishAsync calls made while Flush waits block until it returns. Call it
+// before the process exits: queued publishes live only in memory.
+func (p *Producer[T]) Flush(ctx context.Context) error {
+	p.flushing.Lock()
+	defer p.flushing.Unlock()
+	// Holding every pending token means no publish is pending.
+	taken := 0
+	defer func() {
+		for range taken {
+			<-p.pending
+		}
+	}()
+	for taken < cap(p.pending) {
+		select {
+		case p.pending <- struct{}{}:
+			taken++
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // prepare encodes one publish and picks its partition's batcher.

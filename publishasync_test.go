@@ -214,3 +214,50 @@ func (h gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		return next(ctx, cmds)
 	}
 }
+
+func TestFlushWaitsForPendingPublishes(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: mustRedis(t).Options().Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream, WithMaxPending(64))
+	require.NoError(t, err)
+	require.NoError(t, p.Flush(ctx), "nothing pending")
+
+	release := make(chan struct{})
+	rdb.AddHook(gateHook{release})
+	var futures []*PublishFuture
+	for i := range 40 {
+		f, err := p.PublishAsync(ctx, Order{ID: strconv.Itoa(i)})
+		require.NoError(t, err)
+		futures = append(futures, f)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, p.Flush(short), context.DeadlineExceeded, "the round trips are held")
+
+	flushed := make(chan error, 1)
+	go func() { flushed <- p.Flush(ctx) }()
+	close(release)
+	require.NoError(t, <-flushed)
+	for _, f := range futures {
+		select {
+		case <-f.Done():
+		default:
+			t.Fatal("Flush returned before a future was done")
+		}
+	}
+	n, err := rdb.XLen(ctx, stream).Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 40, n)
+
+	// Failed publishes give their room back too.
+	require.NoError(t, rdb.Set(ctx, stream+":string", "x", 0).Err())
+	wrong, err := NewProducer[Order](rdb, stream+":string", WithMaxPending(4))
+	require.NoError(t, err)
+	for range 20 {
+		_, err := wrong.PublishAsync(ctx, Order{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, wrong.Flush(ctx))
+}
