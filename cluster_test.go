@@ -52,6 +52,11 @@ func TestCluster(t *testing.T) {
 		checkOrderedKeys(t, rdb, 16)
 	})
 
+	t.Run("ExclusivePartitions", func(t *testing.T) {
+		t.Parallel()
+		checkExclusivePartitions(t, rdb)
+	})
+
 	t.Run("DeadLetterAndReplay", func(t *testing.T) {
 		t.Parallel()
 		ctx, base := testCtx(t), uniqueStream(t)

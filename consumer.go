@@ -73,6 +73,13 @@ type route struct {
 	handle func(ctx context.Context, e *entry) error
 	// ordered runs the entries of one key one at a time (WithOrderedKeys).
 	ordered bool
+	// exclusive routes are read only while this consumer holds their lease
+	// (WithExclusivePartitions); owned tells whether it does, for the
+	// reaper. members is the key of the registration's member set.
+	exclusive bool
+	lease     string
+	members   string
+	owned     atomic.Bool
 	// drained is set once the reader has gone through this consumer's own
 	// pending entries; the reaper waits for it, so that it does not claim
 	// them a second time.
@@ -172,6 +179,11 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T], opts ...Handle
 	routes := make([]*route, len(streams))
 	for i, s := range streams {
 		routes[i] = &route{stream: s, handle: typedHandler(c, s, fn), ordered: hc.ordered}
+		if hc.exclusive {
+			routes[i].exclusive = true
+			routes[i].lease = leaseKey(s, c.group)
+			routes[i].members = membersKey(stream, c.group)
+		}
 	}
 
 	c.mu.Lock()
@@ -353,6 +365,10 @@ type runner struct {
 	// draining is set when the work channel closes: an entry whose turn
 	// comes after that stays pending for a later run.
 	draining bool
+
+	// owned holds the exclusive routes this consumer holds the lease of;
+	// only the own goroutine uses it, and releaseLeases after it.
+	owned map[*route]*owned
 }
 
 type heldKey struct {
@@ -373,6 +389,7 @@ func newRunner(c *Consumer, routes []*route) *runner {
 		retries: make(chan retryAt, c.cfg.maxInFlight),
 		held:    make(map[heldKey]*entry),
 		keys:    make(map[heldKey][]*entry),
+		owned:   make(map[*route]*owned),
 	}
 	for range c.cfg.maxInFlight {
 		r.room <- struct{}{}
@@ -389,8 +406,16 @@ func (r *runner) run(ctx context.Context) error {
 	// Feeders put messages in r.work and stop with ctx; workers drain it.
 	var feeders, workers sync.WaitGroup
 	perRead := max(1, min(r.c.cfg.batchSize, r.c.cfg.maxInFlight/len(r.routes)))
+	exclusive := false
 	for _, rt := range r.routes {
+		if rt.exclusive {
+			exclusive = true
+			continue // read while this consumer holds its lease
+		}
 		feeders.Go(func() { r.read(ctx, rt, perRead) })
+	}
+	if exclusive {
+		feeders.Go(func() { r.own(ctx, &feeders, perRead) })
 	}
 	feeders.Go(func() { r.scheduleRetries(ctx) })
 	if r.c.cfg.reaper {
@@ -443,6 +468,7 @@ func (r *runner) run(ctx context.Context) error {
 	close(stopLeases)
 	close(r.acks)
 	background.Wait()
+	r.releaseLeases()
 	return err
 }
 

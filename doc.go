@@ -90,10 +90,11 @@
 //	p, err := redstream.NewProducer[Order](rdb, "orders:order:created",
 //		redstream.WithPartitions(16), redstream.WithKeyFunc(func(o Order) string { return o.ID }))
 //	err = redstream.Handle(c, "orders:order:created", handle,
-//		redstream.WithPartitions(16), redstream.WithOrderedKeys())
+//		redstream.WithPartitions(16), redstream.WithOrderedKeys(), redstream.WithExclusivePartitions())
 //
 // [WithOrderedKeys] handles one key's messages one at a time in stream
-// order. [WithMinReplicas] makes a publish wait until replicas have the
+// order; with [WithExclusivePartitions] each partition is read by one
+// consumer of the group at a time, so that order holds across the group. [WithMinReplicas] makes a publish wait until replicas have the
 // write, narrowing what a failover can lose. [InspectPartitions] and
 // [TrimPartitions] work over all partitions.
 //

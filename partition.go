@@ -127,6 +127,7 @@ type HandleOption interface {
 type handleConfig struct {
 	partitions int // 0: not partitioned
 	ordered    bool
+	exclusive  bool
 }
 
 type handleOption func(*handleConfig) error
@@ -145,8 +146,9 @@ func (o handleOption) applyHandle(c *handleConfig) error { return o(c) }
 //
 // The order holds within one Consumer. Several consumers of a group share a
 // stream's entries, so two messages of one key may go to two consumers and
-// run at once; where order across a whole group matters, run one consumer
-// per group (partitioning spreads the load over its readers and handlers).
+// run at once; where order across a whole group matters, add
+// [WithExclusivePartitions], so that each partition is read by one consumer
+// at a time.
 // Messages held back at shutdown stay pending, and a consumer restarted
 // under the same name ([WithConsumerName]; the default name changes with
 // the process ID) handles them first, in order; a message another

@@ -33,6 +33,9 @@ func (r *runner) reap(ctx context.Context) {
 			return
 		}
 		for _, rt := range r.routes {
+			if rt.exclusive && !rt.owned.Load() {
+				continue // its owner reclaims what it needs to
+			}
 			if rt.drained.Load() {
 				cursors[rt] = r.reapStream(ctx, rt, cursors[rt])
 			}

@@ -71,8 +71,8 @@ func run(partitions, orders, minReplicas int) error {
 	}()
 	fmt.Printf("%s: %d partitions of %s\n", where, partitions, stream)
 
-	// The consumer: one reader per partition, 16 handlers, one order's
-	// events one at a time.
+	// The consumer: one reader per partition it owns, 16 handlers, one
+	// order's events one at a time.
 	c, err := redstream.NewConsumer(rdb, "shipping", redstream.WithConcurrency(16), redstream.WithBlock(100*time.Millisecond))
 	if err != nil {
 		return err
@@ -96,7 +96,10 @@ func run(partitions, orders, minReplicas int) error {
 			close(done)
 		}
 		return nil
-	}, redstream.WithPartitions(partitions), redstream.WithOrderedKeys())
+	}, redstream.WithPartitions(partitions), redstream.WithOrderedKeys(),
+		// Run several copies of this consumer and each partition is still
+		// read by one of them at a time, so the order holds across them.
+		redstream.WithExclusivePartitions())
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,8 @@ var (
 	delConsumerSrc string
 	//go:embed trim.lua
 	trimSrc string
+	//go:embed lease.lua
+	leaseSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -29,4 +31,5 @@ var (
 	Replay      = redis.NewScript(replaySrc)
 	DelConsumer = redis.NewScript(delConsumerSrc)
 	Trim        = redis.NewScript(trimSrc)
+	Lease       = redis.NewScript(leaseSrc)
 )

@@ -1,0 +1,201 @@
+package redstream
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// orderLog records, per key, the sequence numbers handled, and which
+// consumer is running each partition, flagging anything out of order.
+type orderLog struct {
+	mu         sync.Mutex
+	next       map[string]int
+	running    map[string]string // partition -> consumer running one of its messages
+	runningN   map[string]int
+	violations []string
+	dups       int
+	handled    int
+	work       time.Duration // the most a handler sleeps
+}
+
+func newOrderLog() *orderLog {
+	return &orderLog{next: map[string]int{}, running: map[string]string{}, runningN: map[string]int{}}
+}
+
+func (l *orderLog) handler(consumer string) HandlerFunc[Order] {
+	return func(_ context.Context, m *Message[Order]) error {
+		seq, _ := strconv.Atoi(m.Payload.ID)
+		l.mu.Lock()
+		if other, ok := l.running[m.Stream]; ok && other != consumer {
+			l.violations = append(l.violations, fmt.Sprintf("%s run by %s and %s at once", m.Stream, other, consumer))
+		}
+		l.running[m.Stream] = consumer
+		l.runningN[m.Stream]++
+		switch next := l.next[m.Key()]; {
+		case seq == next:
+			l.next[m.Key()]++
+			l.handled++
+		case seq < next:
+			l.dups++
+		default:
+			l.violations = append(l.violations, fmt.Sprintf("%s: %d handled before %d", m.Key(), seq, next))
+		}
+		l.mu.Unlock()
+		time.Sleep(time.Duration(rand.Int64N(int64(l.work) + 1)))
+		l.mu.Lock()
+		if l.runningN[m.Stream]--; l.runningN[m.Stream] == 0 {
+			delete(l.running, m.Stream)
+		}
+		l.mu.Unlock()
+		return nil
+	}
+}
+
+// TestExclusivePartitionsKeepOrderAcrossTheGroup runs up to three
+// consumers of one group on six partitions with ordered keys while messages
+// flow, adding and removing consumers: each partition is read by one
+// consumer at a time, the partitions are shared out, and every key's
+// messages are handled in order across the group.
+func TestExclusivePartitionsKeepOrderAcrossTheGroup(t *testing.T) {
+	t.Parallel()
+	checkExclusivePartitions(t, mustRedis(t))
+}
+
+func checkExclusivePartitions(t *testing.T, rdb redis.UniversalClient) {
+	ctx, base := testCtx(t), uniqueStream(t)
+	const n, keys = 6, 40
+	parts, err := Partitions(base, n)
+	require.NoError(t, err)
+	p, err := NewProducer[Order](rdb, base, WithPartitions(n), WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	log := newOrderLog()
+	// Handlers slow enough that a consumer giving a partition up still
+	// holds a backlog of it, which must be done before the next owner reads.
+	log.work = 30 * time.Millisecond
+	newMember := func(name string) (*Consumer, *running) {
+		c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithConsumerName(name), WithConcurrency(16),
+			WithMinIdle(300*time.Millisecond), WithReapInterval(50*time.Millisecond))
+		require.NoError(t, Handle(c, base, log.handler(name), WithPartitions(n), WithOrderedKeys(), WithExclusivePartitions()))
+		return c, start(t, c)
+	}
+	owners := func() map[string]int {
+		counts := map[string]int{}
+		for _, part := range parts {
+			holder, err := rdb.Get(ctx, leaseKey(part, "g")).Result()
+			if err == nil {
+				counts[holder]++
+			}
+		}
+		return counts
+	}
+
+	var published atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		seq := 0
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for k := range keys {
+				_, err := p.Publish(ctx, Order{ID: strconv.Itoa(seq), UserID: "user-" + strconv.Itoa(k)})
+				if !assert.NoError(t, err) {
+					return
+				}
+				published.Add(1)
+			}
+			seq++
+			time.Sleep(30 * time.Millisecond)
+		}
+	})
+
+	_, a := newMember("a")
+	eventually(t, 10*time.Second, func() bool { return owners()["a"] == n }, "a alone owns every partition")
+	time.Sleep(300 * time.Millisecond)
+	_, b := newMember("b")
+	_, _ = newMember("c")
+	eventually(t, 10*time.Second, func() bool {
+		o := owners()
+		return o["a"] == 2 && o["b"] == 2 && o["c"] == 2
+	}, "three members share six partitions")
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, b.stop(t))
+	eventually(t, 10*time.Second, func() bool {
+		o := owners()
+		return o["a"] == 3 && o["c"] == 3
+	}, "b's partitions move to a and c")
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	eventually(t, 20*time.Second, func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		return int64(log.handled) == published.Load()
+	}, "every message handled")
+	require.NoError(t, a.stop(t))
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	assert.Empty(t, log.violations)
+	t.Logf("published %d, handled %d, duplicates %d", published.Load(), log.handled, log.dups)
+	for _, part := range parts {
+		assert.Zero(t, pendingCount(t, rdb, part, "g"))
+	}
+	members, err := rdb.ZRange(ctx, membersKey(base, "g"), 0, -1).Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"c"}, members, "stopped consumers leave the member set")
+}
+
+// TestExclusivePartitionsAfterACrash checks a partition whose owner died
+// with messages pending goes to another member once the lease expires,
+// which handles the dead owner's messages first, in order.
+func TestExclusivePartitionsAfterACrash(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	var batch []Order
+	for i := range 20 {
+		batch = append(batch, Order{ID: strconv.Itoa(i), UserID: "k"})
+	}
+	_, err = p.PublishBatch(ctx, batch)
+	require.NoError(t, err)
+
+	// The dead owner: it took the lease and the first messages in, then
+	// vanished without a word (as a killed process would).
+	require.NoError(t, createGroup(ctx, rdb, stream, "g", "0"))
+	require.NoError(t, rdb.Set(ctx, leaseKey(stream, "g"), "dead", 400*time.Millisecond).Err())
+	require.NoError(t, rdb.ZAdd(ctx, membersKey(stream, "g"), redis.Z{Score: float64(time.Now().Add(400 * time.Millisecond).UnixMilli()), Member: "dead"}).Err())
+	_, err = rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "dead", Streams: []string{stream, ">"}, Count: 5}).Result()
+	require.NoError(t, err)
+
+	log := newOrderLog()
+	log.work = 300 * time.Microsecond
+	c := newTestConsumer(t, rdb, "g", WithConsumerName("heir"), WithMinIdle(300*time.Millisecond), WithReapInterval(50*time.Millisecond))
+	require.NoError(t, Handle(c, stream, log.handler("heir"), WithOrderedKeys(), WithExclusivePartitions()))
+	run := start(t, c)
+	eventually(t, 10*time.Second, func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		return log.handled == 20
+	}, "the heir handles all 20, the dead owner's 5 first")
+	require.NoError(t, run.stop(t))
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	assert.Empty(t, log.violations)
+	assert.Zero(t, pendingCount(t, rdb, stream, "g"))
+}
