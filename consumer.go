@@ -80,6 +80,9 @@ type route struct {
 	lease     string
 	members   string
 	owned     atomic.Bool
+	// claimMu is held by the reaper from a claim to its dispatch, and by
+	// the own goroutine to check that nothing is held before releasing.
+	claimMu sync.Mutex
 	// drained is set once the reader has gone through this consumer's own
 	// pending entries; the reaper waits for it, so that it does not claim
 	// them a second time.
@@ -367,8 +370,12 @@ type runner struct {
 	draining bool
 
 	// owned holds the exclusive routes this consumer holds the lease of;
-	// only the own goroutine uses it, and releaseLeases after it.
-	owned map[*route]*owned
+	// only the own goroutine uses it. ownReaders counts their readers;
+	// readersClosed (guarded by mu) is set when Run stops waiting for
+	// readers to start.
+	owned         map[*route]*owned
+	ownReaders    sync.WaitGroup
+	readersClosed bool
 }
 
 type heldKey struct {
@@ -414,8 +421,11 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		feeders.Go(func() { r.read(ctx, rt, perRead) })
 	}
+	// Partition leases are kept until the last acknowledgements are sent.
+	stopOwn := make(chan struct{})
+	var ownership sync.WaitGroup
 	if exclusive {
-		feeders.Go(func() { r.own(ctx, &feeders, perRead) })
+		ownership.Go(func() { r.own(ctx, stopOwn, perRead) })
 	}
 	feeders.Go(func() { r.scheduleRetries(ctx) })
 	if r.c.cfg.reaper {
@@ -449,6 +459,10 @@ func (r *runner) run(ctx context.Context) error {
 		defer close(drained)
 		feeders.Wait()
 		r.mu.Lock()
+		r.readersClosed = true
+		r.mu.Unlock()
+		r.ownReaders.Wait()
+		r.mu.Lock()
 		r.draining = true
 		close(r.work)
 		r.mu.Unlock()
@@ -468,7 +482,8 @@ func (r *runner) run(ctx context.Context) error {
 	close(stopLeases)
 	close(r.acks)
 	background.Wait()
-	r.releaseLeases()
+	close(stopOwn)
+	ownership.Wait()
 	return err
 }
 

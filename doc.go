@@ -90,7 +90,8 @@
 //	p, err := redstream.NewProducer[Order](rdb, "orders:order:created",
 //		redstream.WithPartitions(16), redstream.WithKeyFunc(func(o Order) string { return o.ID }))
 //	err = redstream.Handle(c, "orders:order:created", handle,
-//		redstream.WithPartitions(16), redstream.WithOrderedKeys(), redstream.WithExclusivePartitions())
+//		redstream.WithPartitions(16), redstream.WithOrderedKeys(),
+//		redstream.WithExclusivePartitions())
 //
 // [WithOrderedKeys] handles one key's messages one at a time in stream
 // order; with [WithExclusivePartitions] each partition is read by one

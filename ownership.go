@@ -2,10 +2,9 @@ package redstream
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,16 +21,22 @@ import (
 // With [WithOrderedKeys] this keeps one key's messages in order across the
 // whole group, not only within one consumer.
 //
-// How: every consumer announces itself in a member set every MinIdle/3
-// ([WithMinIdle]); the members, sorted by name, take partitions in turn
-// (partition i goes to member i mod count). A consumer reads a partition only
-// while it holds the partition's lease, a key that expires after MinIdle
-// unless renewed. A consumer that gives a partition up stops reading it,
-// finishes (or leaves pending, at shutdown) what it holds of it, retries
-// included, and only then releases the lease; the next owner takes it then
-// and first claims what consumers no longer in the member set left pending
-// there, handling it, in order, before new entries. A consumer that crashes
-// loses its leases after MinIdle.
+// How: every consumer announces itself in a member set (about every block
+// time, [WithBlock]; the set uses the Redis server's clock); the members,
+// sorted by name, take partitions in turn (partition i goes to member i mod
+// count). A consumer reads a partition only while it holds the partition's
+// lease, a key that expires after MinIdle ([WithMinIdle]) unless renewed
+// (every MinIdle/3, also while the consumer drains at shutdown). A consumer
+// that gives a partition up stops reading it, finishes what it holds of it
+// and only then releases the lease; the next owner takes it then (within
+// about two block times with the defaults) and first claims what other
+// consumers left pending there, handling it, in order, before new entries.
+// A consumer that crashes loses its leases after MinIdle.
+//
+// What a consumer holds of a partition it gives up includes messages
+// waiting for a retry and those held back behind them ([WithOrderedKeys]):
+// the hand-over waits for them, and nobody reads the partition meanwhile,
+// for up to the remaining retry backoffs of its poison messages.
 //
 // Every consumer of the group that handles these streams must use this
 // option, with stable names ([WithConsumerName]) so that a restart does not
@@ -74,10 +79,19 @@ type owned struct {
 	leaving bool
 }
 
-// own runs the partition assignment of exclusive routes until ctx ends;
-// it starts and stops their readers with feeders. The leases still held
-// when it returns are released by releaseLeases, after the workers are done.
-func (r *runner) own(ctx context.Context, feeders *sync.WaitGroup, perRead int) {
+// ownStep bounds how long a hand-over waits on this consumer: how often it
+// looks at partitions it is giving up or wants but finds taken.
+func (r *runner) ownStep(ttl time.Duration) time.Duration {
+	return max(min(ttl/3, r.c.cfg.block), 10*time.Millisecond)
+}
+
+// own runs the partition assignment of exclusive routes. Until ctx ends it
+// takes and gives up partitions as the member set changes, starting and
+// stopping their readers; after that, while the consumer drains, it only
+// renews its leases and its membership; when stop is closed (the last
+// acknowledgements are sent) it leaves the member sets and releases its
+// leases.
+func (r *runner) own(ctx context.Context, stop <-chan struct{}, perRead int) {
 	var groups [][]*route // exclusive routes, by registration
 	for _, rt := range r.routes {
 		if !rt.exclusive {
@@ -90,57 +104,96 @@ func (r *runner) own(ctx context.Context, feeders *sync.WaitGroup, perRead int) 
 		groups = append(groups, []*route{rt})
 	}
 	ttl := r.c.cfg.minIdle
-	ticker := time.NewTicker(max(ttl/3, 10*time.Millisecond))
+	renewEvery := max(ttl/3, 10*time.Millisecond)
+	// The member set is read every step, so that joins and departures are
+	// seen within about the block time; leases are renewed every MinIdle/3.
+	ticker := time.NewTicker(r.ownStep(ttl))
 	defer ticker.Stop()
+	readerDone := make(chan struct{}, 1)
+	members := make([][]string, len(groups)) // nil: unknown
+	var lastRenew time.Time
+	redisCtx := context.WithoutCancel(ctx)
 	for {
-		for _, routes := range groups {
-			r.assign(ctx, routes, ttl, feeders, perRead)
+		renew := time.Since(lastRenew) >= renewEvery
+		if renew {
+			lastRenew = time.Now()
+		}
+		for i, routes := range groups {
+			m, err := r.heartbeat(redisCtx, routes[0].members, ttl)
+			if err != nil {
+				r.report(&OpError{Op: "lease", Stream: routes[0].stream, Group: r.c.group, Err: err})
+			}
+			members[i] = m // on error, nil: keep what is held, change nothing
+			if renew {
+				r.renewPartitions(redisCtx, routes, ttl)
+			}
+		}
+		if ctx.Err() == nil {
+			for i, routes := range groups {
+				if members[i] != nil {
+					r.assign(ctx, routes, members[i], ttl, perRead, readerDone)
+				}
+			}
+		}
+		done := ctx.Done()
+		if ctx.Err() != nil {
+			done = nil
 		}
 		select {
-		case <-ctx.Done():
+		case <-stop:
+			r.releaseLeases()
 			return
+		case <-done:
 		case <-ticker.C:
+		case <-readerDone:
 		}
 	}
 }
 
-// assign brings one registration's leases in line with the member set.
-func (r *runner) assign(ctx context.Context, routes []*route, ttl time.Duration, feeders *sync.WaitGroup, perRead int) {
-	redisCtx := context.WithoutCancel(ctx)
-	members, err := r.heartbeat(redisCtx, routes[0].members, ttl)
-	if err != nil {
-		r.report(&OpError{Op: "lease", Stream: routes[0].stream, Group: r.c.group, Err: err})
-		members = nil // renew what is held, take nothing new
+// renewPartitions extends the leases this consumer holds among routes; a
+// lease found taken by another consumer is dropped and its reader stopped.
+func (r *runner) renewPartitions(ctx context.Context, routes []*route, ttl time.Duration) {
+	for _, rt := range routes {
+		o := r.owned[rt]
+		if o == nil {
+			continue
+		}
+		held, err := r.lease(ctx, rt, "take", ttl)
+		if err != nil {
+			r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
+			continue
+		}
+		if !held {
+			r.log.Warn("redstream: partition lease lost to another consumer; stopped reading it", slog.String("stream", rt.stream))
+			r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: errLeaseLost})
+			o.cancel()
+			rt.owned.Store(false)
+			delete(r.owned, rt)
+		}
 	}
+}
+
+var errLeaseLost = errors.New("redstream: partition lease taken by another consumer")
+
+// assign takes the partitions of one registration that fall to this
+// consumer among members, and gives up the others it holds.
+func (r *runner) assign(ctx context.Context, routes []*route, members []string, ttl time.Duration, perRead int, readerDone chan<- struct{}) {
 	me := slices.Index(members, r.c.cfg.name)
 	for i, rt := range routes {
 		mine := me >= 0 && i%len(members) == me
 		o := r.owned[rt]
 		switch {
-		case o == nil && mine && ctx.Err() == nil:
-			r.takePartition(ctx, rt, members, ttl, feeders, perRead)
-		case o == nil:
-		case o.leaving || !mine:
-			r.leavePartition(redisCtx, rt, o, ttl)
-		default:
-			held, err := r.lease(redisCtx, rt, "take", ttl)
-			if err != nil {
-				r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
-				continue
-			}
-			if !held {
-				r.log.Warn("redstream: partition lease lost to another consumer; stopped reading it", slog.String("stream", rt.stream))
-				o.cancel()
-				rt.owned.Store(false)
-				delete(r.owned, rt)
-			}
+		case o == nil && mine:
+			r.takePartition(ctx, rt, ttl, perRead, readerDone)
+		case o != nil && (o.leaving || !mine):
+			r.leavePartition(context.WithoutCancel(ctx), rt, o)
 		}
 	}
 }
 
-// takePartition takes rt's lease if it is free, claims what departed
-// members left pending on it, and starts its reader.
-func (r *runner) takePartition(ctx context.Context, rt *route, members []string, ttl time.Duration, feeders *sync.WaitGroup, perRead int) {
+// takePartition takes rt's lease if it is free, claims what other
+// consumers left pending on it, and starts its reader.
+func (r *runner) takePartition(ctx context.Context, rt *route, ttl time.Duration, perRead int, readerDone chan<- struct{}) {
 	redisCtx := context.WithoutCancel(ctx)
 	held, err := r.lease(redisCtx, rt, "take", ttl)
 	if err != nil {
@@ -148,9 +201,9 @@ func (r *runner) takePartition(ctx context.Context, rt *route, members []string,
 		return
 	}
 	if !held {
-		return // its last owner has not let go yet
+		return // its last owner has not let go yet: tried again next step
 	}
-	if err := r.claimFromDeparted(redisCtx, rt, members); err != nil {
+	if err := r.claimLeftovers(redisCtx, rt); err != nil {
 		r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
 		_, _ = r.lease(redisCtx, rt, "release", ttl)
 		return
@@ -158,18 +211,33 @@ func (r *runner) takePartition(ctx context.Context, rt *route, members []string,
 	rt.drained.Store(false) // the new reader drains its own pending first
 	readCtx, cancel := context.WithCancel(ctx)
 	o := &owned{cancel: cancel, done: make(chan struct{})}
+	r.mu.Lock()
+	if r.readersClosed {
+		r.mu.Unlock()
+		cancel()
+		_, _ = r.lease(redisCtx, rt, "release", ttl)
+		return
+	}
+	r.ownReaders.Add(1)
+	r.mu.Unlock()
 	r.owned[rt] = o
 	rt.owned.Store(true)
 	r.log.Info("redstream: took a partition", slog.String("stream", rt.stream))
-	feeders.Go(func() {
+	go func() {
+		defer r.ownReaders.Done()
 		defer close(o.done)
 		r.read(readCtx, rt, perRead)
-	})
+		select {
+		case readerDone <- struct{}{}:
+		default:
+		}
+	}()
 }
 
 // leavePartition stops reading rt and, once its reader has returned and
-// nothing of rt is held, releases its lease; until then it keeps the lease.
-func (r *runner) leavePartition(ctx context.Context, rt *route, o *owned, ttl time.Duration) {
+// nothing of rt is held, releases its lease; until then the lease is kept
+// (and renewed with the others).
+func (r *runner) leavePartition(ctx context.Context, rt *route, o *owned) {
 	if !o.leaving {
 		o.leaving = true
 		o.cancel()
@@ -178,14 +246,18 @@ func (r *runner) leavePartition(ctx context.Context, rt *route, o *owned, ttl ti
 	select {
 	case <-o.done:
 	default:
-		_, _ = r.lease(ctx, rt, "take", ttl)
 		return
 	}
+	// The reaper claims and dispatches under claimMu: none of its claims
+	// can slip between this check and the release.
+	if !rt.claimMu.TryLock() {
+		return
+	}
+	defer rt.claimMu.Unlock()
 	if r.holds(rt) {
-		_, _ = r.lease(ctx, rt, "take", ttl)
 		return
 	}
-	if _, err := r.lease(ctx, rt, "release", ttl); err != nil {
+	if _, err := r.lease(ctx, rt, "release", 0); err != nil {
 		r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
 		return
 	}
@@ -205,50 +277,41 @@ func (r *runner) holds(rt *route) bool {
 	return false
 }
 
-// releaseLeases gives up every lease still held and leaves the member
-// sets: Run is ending and its workers are done.
+// releaseLeases leaves the member sets and gives up every lease still
+// held: Run is ending, its workers are done and its last acknowledgements
+// sent.
 func (r *runner) releaseLeases() {
-	ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
-	defer cancel()
 	left := map[string]bool{}
 	for _, rt := range r.routes {
 		if !rt.exclusive {
 			continue
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
 		if !left[rt.members] {
 			left[rt.members] = true
 			if err := r.c.rdb.ZRem(ctx, rt.members, r.c.cfg.name).Err(); err != nil {
 				r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
 			}
 		}
-		if _, ok := r.owned[rt]; !ok {
-			continue
+		if _, ok := r.owned[rt]; ok {
+			if _, err := r.lease(ctx, rt, "release", 0); err != nil {
+				r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
+			}
+			rt.owned.Store(false)
+			delete(r.owned, rt)
 		}
-		if _, err := r.lease(ctx, rt, "release", 0); err != nil {
-			r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
-		}
-		rt.owned.Store(false)
-		delete(r.owned, rt)
+		cancel()
 	}
 }
 
-// heartbeat announces this consumer in the member set at key for ttl,
-// drops members whose announcement expired, and returns the live members,
-// sorted.
+// heartbeat announces this consumer in the member set at key for ttl (on
+// the server's clock), drops members whose announcement expired, and
+// returns the live members, sorted.
 func (r *runner) heartbeat(ctx context.Context, key string, ttl time.Duration) ([]string, error) {
-	now := time.Now()
-	var members *redis.StringSliceCmd
-	_, err := r.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.ZAdd(ctx, key, redis.Z{Score: float64(now.Add(ttl).UnixMilli()), Member: r.c.cfg.name})
-		pipe.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(now.UnixMilli(), 10))
-		pipe.PExpire(ctx, key, 10*ttl)
-		members = pipe.ZRange(ctx, key, 0, -1)
-		return nil
-	})
+	names, err := scripts.Members.Run(ctx, r.c.rdb, []string{key}, r.c.cfg.name, max(ttl.Milliseconds(), 1)).StringSlice()
 	if err != nil {
 		return nil, err
 	}
-	names := members.Val()
 	slices.Sort(names)
 	return names, nil
 }
@@ -260,13 +323,15 @@ func (r *runner) lease(ctx context.Context, rt *route, op string, ttl time.Durat
 	return n == 1, err
 }
 
-// claimBatch caps the entries claimed from a departed member per call.
+// claimBatch caps the entries claimed from another consumer per call.
 const claimBatch = 500
 
-// claimFromDeparted moves to this consumer the entries of rt pending for
-// consumers that are not live members: they held the partition before and
-// crashed, and their entries come before anything new.
-func (r *runner) claimFromDeparted(ctx context.Context, rt *route, members []string) error {
+// claimLeftovers moves to this consumer every entry of rt pending for
+// another consumer: holding the lease, this consumer is rt's only reader,
+// and a previous owner hands a partition over only once it holds nothing
+// of it, so what is left belongs to one that crashed, or shut down with
+// retries or held-back messages pending. They come before anything new.
+func (r *runner) claimLeftovers(ctx context.Context, rt *route) error {
 	summary, err := r.c.rdb.XPending(ctx, rt.stream, r.c.group).Result()
 	if redis.HasErrorPrefix(err, "NOGROUP") {
 		return nil
@@ -275,7 +340,7 @@ func (r *runner) claimFromDeparted(ctx context.Context, rt *route, members []str
 		return err
 	}
 	for name, count := range summary.Consumers {
-		if count == 0 || name == r.c.cfg.name || slices.Contains(members, name) {
+		if count == 0 || name == r.c.cfg.name {
 			continue
 		}
 		for {
@@ -294,7 +359,7 @@ func (r *runner) claimFromDeparted(ctx context.Context, rt *route, members []str
 			if err != nil {
 				return err
 			}
-			r.log.Info("redstream: claimed a departed consumer's entries with its partition", slog.String("stream", rt.stream), slog.String("from", name), slog.Int("count", len(claimed)))
+			r.log.Info("redstream: claimed entries left pending on a partition it took", slog.String("stream", rt.stream), slog.String("from", name), slog.Int("count", len(claimed)))
 			if len(pending) < claimBatch {
 				break
 			}

@@ -199,3 +199,116 @@ func TestExclusivePartitionsAfterACrash(t *testing.T) {
 	assert.Empty(t, log.violations)
 	assert.Zero(t, pendingCount(t, rdb, stream, "g"))
 }
+
+// TestExclusivePartitionsKeptWhileDraining checks a consumer that shuts
+// down keeps its partition while its handlers finish, longer than MinIdle:
+// no other member may start on the partition meanwhile.
+func TestExclusivePartitionsKeptWhileDraining(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	log := newOrderLog()
+	handleA := log.handler("a")
+	started := make(chan struct{}, 1)
+	var handledMeanwhile int
+	slowFirst := func(ctx context.Context, m *Message[Order]) error {
+		if m.Payload.ID == "0" {
+			started <- struct{}{}
+			time.Sleep(time.Second) // more than three MinIdles, within the shutdown timeout
+			log.mu.Lock()
+			handledMeanwhile = log.handled
+			log.mu.Unlock()
+		}
+		return handleA(ctx, m)
+	}
+	opts := []ConsumerOption{WithGroupStart("0"), WithMinIdle(300 * time.Millisecond), WithReapInterval(50 * time.Millisecond)}
+	a := newTestConsumer(t, rdb, "g", append(opts, WithConsumerName("a"))...)
+	require.NoError(t, Handle(a, stream, slowFirst, WithOrderedKeys(), WithExclusivePartitions()))
+	var batch []Order
+	for i := range 10 {
+		batch = append(batch, Order{ID: strconv.Itoa(i), UserID: "k"})
+	}
+	_, err = p.PublishBatch(ctx, batch)
+	require.NoError(t, err)
+	runA := start(t, a)
+	<-started
+	b := newTestConsumer(t, rdb, "g", append(opts, WithConsumerName("b"))...)
+	require.NoError(t, Handle(b, stream, log.handler("b"), WithOrderedKeys(), WithExclusivePartitions()))
+	runB := start(t, b)
+	require.NoError(t, runA.stop(t))
+	assert.Zero(t, handledMeanwhile, "b handled messages while a was still in the first")
+	eventually(t, 10*time.Second, func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		return log.handled == 10
+	}, "b takes the partition over once a has left")
+	require.NoError(t, runB.stop(t))
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	assert.Empty(t, log.violations)
+}
+
+// TestExclusivePartitionsSurviveAMemberSetFailure checks a consumer keeps
+// its partitions when it cannot read the member set.
+func TestExclusivePartitionsSurviveAMemberSetFailure(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, base := testCtx(t), uniqueStream(t)
+	parts, err := Partitions(base, 4)
+	require.NoError(t, err)
+	var errs atomic.Int64
+	c := newTestConsumer(t, rdb, "g", WithConsumerName("a"), WithMinIdle(300*time.Millisecond), WithErrorHandler(func(error) { errs.Add(1) }))
+	require.NoError(t, Handle(c, base, func(context.Context, *Message[Order]) error { return nil }, WithPartitions(4), WithExclusivePartitions()))
+	start(t, c)
+	held := func() int {
+		n := 0
+		for _, part := range parts {
+			if holder, _ := rdb.Get(ctx, leaseKey(part, "g")).Result(); holder == "a" {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 5*time.Second, func() bool { return held() == 4 })
+	require.NoError(t, rdb.Set(ctx, membersKey(base, "g"), "not a sorted set", 0).Err())
+	eventually(t, 5*time.Second, func() bool { return errs.Load() >= 3 }, "the member set fails a few times")
+	assert.Equal(t, 4, held(), "what is held is kept and renewed")
+}
+
+// TestExclusivePartitionsClaimFromStaleMembers checks the heir of a
+// partition claims what another consumer left pending there even while
+// that consumer still looks like a member (it died between announcements).
+func TestExclusivePartitionsClaimFromStaleMembers(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	var batch []Order
+	for i := range 20 {
+		batch = append(batch, Order{ID: strconv.Itoa(i), UserID: "k"})
+	}
+	_, err = p.PublishBatch(ctx, batch)
+	require.NoError(t, err)
+	require.NoError(t, createGroup(ctx, rdb, stream, "g", "0"))
+	_, err = rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "zombie", Streams: []string{stream, ">"}, Count: 5}).Result()
+	require.NoError(t, err)
+	// "zombie" is listed for a while yet, but holds no lease; sorted after
+	// "heir", it leaves the partition to it.
+	require.NoError(t, rdb.ZAdd(ctx, membersKey(stream, "g"), redis.Z{Score: float64(time.Now().Add(time.Minute).UnixMilli()), Member: "zombie"}).Err())
+
+	log := newOrderLog()
+	c := newTestConsumer(t, rdb, "g", WithConsumerName("heir"), WithMinIdle(300*time.Millisecond), WithReapInterval(50*time.Millisecond))
+	require.NoError(t, Handle(c, stream, log.handler("heir"), WithOrderedKeys(), WithExclusivePartitions()))
+	start(t, c)
+	eventually(t, 10*time.Second, func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		return log.handled+len(log.violations) >= 20
+	})
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	assert.Empty(t, log.violations)
+}

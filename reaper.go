@@ -33,11 +33,20 @@ func (r *runner) reap(ctx context.Context) {
 			return
 		}
 		for _, rt := range r.routes {
-			if rt.exclusive && !rt.owned.Load() {
-				continue // its owner reclaims what it needs to
+			if rt.exclusive {
+				// Only the partition's owner reclaims on it, and it gives
+				// the partition up only once nothing it claimed is held.
+				rt.claimMu.Lock()
+				if !rt.owned.Load() {
+					rt.claimMu.Unlock()
+					continue
+				}
 			}
 			if rt.drained.Load() {
 				cursors[rt] = r.reapStream(ctx, rt, cursors[rt])
+			}
+			if rt.exclusive {
+				rt.claimMu.Unlock()
 			}
 			if r.c.cfg.idleConsumerTTL > 0 {
 				if _, err := deleteIdleConsumers(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, r.c.cfg.idleConsumerTTL, r.log); err != nil {

@@ -21,6 +21,8 @@ var (
 	trimSrc string
 	//go:embed lease.lua
 	leaseSrc string
+	//go:embed members.lua
+	membersSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -32,4 +34,5 @@ var (
 	DelConsumer = redis.NewScript(delConsumerSrc)
 	Trim        = redis.NewScript(trimSrc)
 	Lease       = redis.NewScript(leaseSrc)
+	Members     = redis.NewScript(membersSrc)
 )
