@@ -2,6 +2,7 @@ package redstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -311,4 +312,93 @@ func TestExclusivePartitionsClaimFromStaleMembers(t *testing.T) {
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	assert.Empty(t, log.violations)
+}
+
+// TestExclusivePartitionsUnderChurn has four consumers join and leave at
+// random for a few seconds while messages flow and some handlers fail once:
+// no partition ever runs on two consumers at once, and every key stays in
+// order.
+func TestExclusivePartitionsUnderChurn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("churns consumers for seconds")
+	}
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, base := testCtx(t), uniqueStream(t)
+	const n, keys = 6, 30
+	p, err := NewProducer[Order](rdb, base, WithPartitions(n), WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	log := newOrderLog()
+	log.work = 2 * time.Millisecond
+	var failMu sync.Mutex
+	failed := map[string]bool{}
+	handler := func(name string) HandlerFunc[Order] {
+		inner := log.handler(name)
+		return func(ctx context.Context, m *Message[Order]) error {
+			failMu.Lock()
+			fail := rand.IntN(30) == 0 && !failed[m.ID]
+			if fail {
+				failed[m.ID] = true
+			}
+			failMu.Unlock()
+			if fail {
+				return errors.New("fails once") // before the log: not handled yet
+			}
+			return inner(ctx, m)
+		}
+	}
+	startMember := func(name string) *running {
+		c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithConsumerName(name), WithConcurrency(8),
+			WithMinIdle(300*time.Millisecond), WithReapInterval(50*time.Millisecond),
+			WithRetryBackoff(5*time.Millisecond, 20*time.Millisecond))
+		require.NoError(t, Handle(c, base, handler(name), WithPartitions(n), WithOrderedKeys(), WithExclusivePartitions()))
+		return start(t, c)
+	}
+
+	var published atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for seq := 0; ; seq++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for k := range keys {
+				if _, err := p.Publish(ctx, Order{ID: strconv.Itoa(seq), UserID: "user-" + strconv.Itoa(k)}); !assert.NoError(t, err) {
+					return
+				}
+				published.Add(1)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	members := map[string]*running{"m0": startMember("m0")}
+	names := []string{"m0", "m1", "m2", "m3"}
+	changes := 0
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); changes++ {
+		time.Sleep(time.Duration(100+rand.IntN(300)) * time.Millisecond)
+		name := names[rand.IntN(len(names))]
+		if r, ok := members[name]; ok && len(members) > 1 {
+			require.NoError(t, r.stop(t))
+			delete(members, name)
+		} else if !ok {
+			members[name] = startMember(name)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	eventually(t, 30*time.Second, func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		return int64(log.handled) == published.Load()
+	}, "every message handled")
+	for _, r := range members {
+		require.NoError(t, r.stop(t))
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	assert.Empty(t, log.violations)
+	t.Logf("%d membership changes; published %d, handled %d, duplicates %d, failed once %d", changes, published.Load(), log.handled, log.dups, len(failed))
 }
