@@ -77,6 +77,8 @@ type owned struct {
 	// leaving is set once the partition is to be given up: the reader is
 	// stopped, and the lease goes once nothing of it is held.
 	leaving bool
+	// renewed is when the lease was last taken or renewed.
+	renewed time.Time
 }
 
 // ownStep bounds how long a hand-over waits on this consumer: how often it
@@ -125,7 +127,7 @@ func (r *runner) own(ctx context.Context, stop <-chan struct{}, perRead int) {
 			}
 			members[i] = m // on error, nil: keep what is held, change nothing
 			if renew {
-				r.renewPartitions(redisCtx, routes, ttl)
+				r.renewPartitions(redisCtx, routes, ttl, renewEvery)
 			}
 		}
 		if ctx.Err() == nil {
@@ -150,25 +152,38 @@ func (r *runner) own(ctx context.Context, stop <-chan struct{}, perRead int) {
 	}
 }
 
-// renewPartitions extends the leases this consumer holds among routes; a
-// lease found taken by another consumer is dropped and its reader stopped.
-func (r *runner) renewPartitions(ctx context.Context, routes []*route, ttl time.Duration) {
+// renewPartitions extends the leases this consumer holds among routes. A
+// lease found taken by another consumer, or not renewed for so long that it
+// may have expired before the next try, is given up: its reader stops, and
+// the partition is taken again (if it falls to this consumer) only once
+// nothing of it is held.
+func (r *runner) renewPartitions(ctx context.Context, routes []*route, ttl, renewEvery time.Duration) {
 	for _, rt := range routes {
 		o := r.owned[rt]
 		if o == nil {
 			continue
 		}
 		held, err := r.lease(ctx, rt, "take", ttl)
-		if err != nil {
-			r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
+		switch {
+		case err == nil && held:
+			o.renewed = time.Now()
 			continue
-		}
-		if !held {
+		case err == nil && o.leaving:
+			continue // lost already, or given up: released once drained
+		case err == nil:
 			r.log.Warn("redstream: partition lease lost to another consumer; stopped reading it", slog.String("stream", rt.stream))
 			r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: errLeaseLost})
+		default:
+			r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
+			if time.Since(o.renewed) < ttl-renewEvery || o.leaving {
+				continue
+			}
+			r.log.Warn("redstream: partition lease could not be renewed in time; stopped reading it", slog.String("stream", rt.stream))
+		}
+		if !o.leaving {
+			o.leaving = true
 			o.cancel()
 			rt.owned.Store(false)
-			delete(r.owned, rt)
 		}
 	}
 }
@@ -210,7 +225,7 @@ func (r *runner) takePartition(ctx context.Context, rt *route, ttl time.Duration
 	}
 	rt.drained.Store(false) // the new reader drains its own pending first
 	readCtx, cancel := context.WithCancel(ctx)
-	o := &owned{cancel: cancel, done: make(chan struct{})}
+	o := &owned{cancel: cancel, done: make(chan struct{}), renewed: time.Now()}
 	r.mu.Lock()
 	if r.readersClosed {
 		r.mu.Unlock()

@@ -402,3 +402,45 @@ func TestExclusivePartitionsUnderChurn(t *testing.T) {
 	assert.Empty(t, log.violations)
 	t.Logf("%d membership changes; published %d, handled %d, duplicates %d, failed once %d", changes, published.Load(), log.handled, log.dups, len(failed))
 }
+
+// TestExclusivePartitionsStopWhenLeaseCannotBeRenewed checks a consumer
+// stops reading a partition whose lease it cannot renew before the lease
+// may have expired, and reads it again once it can.
+func TestExclusivePartitionsStopWhenLeaseCannotBeRenewed(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	log := newOrderLog()
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithConsumerName("a"), WithMinIdle(300*time.Millisecond))
+	require.NoError(t, Handle(c, stream, log.handler("a"), WithOrderedKeys(), WithExclusivePartitions()))
+	run := start(t, c)
+	handled := func() int {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		return log.handled
+	}
+	_, err = p.Publish(ctx, Order{ID: "0", UserID: "k"})
+	require.NoError(t, err)
+	eventually(t, 5*time.Second, func() bool { return handled() == 1 })
+
+	// The lease key holds a hash: every lease call fails.
+	lease := leaseKey(stream, "g")
+	require.NoError(t, rdb.Del(ctx, lease).Err())
+	require.NoError(t, rdb.HSet(ctx, lease, "x", "y").Err())
+	time.Sleep(time.Second) // past the lease time: the reader has stopped
+	for i := 1; i <= 5; i++ {
+		_, err := p.Publish(ctx, Order{ID: strconv.Itoa(i), UserID: "k"})
+		require.NoError(t, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, 1, handled(), "nothing is read without a lease")
+
+	require.NoError(t, rdb.Del(ctx, lease).Err())
+	eventually(t, 5*time.Second, func() bool { return handled() == 6 }, "read again once the lease can be taken")
+	require.NoError(t, run.stop(t))
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	assert.Empty(t, log.violations)
+}
