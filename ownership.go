@@ -41,9 +41,10 @@ import (
 // Every consumer of the group that handles these streams must use this
 // option, with stable names ([WithConsumerName]) so that a restart does not
 // look like a new member. Consumers beyond the number of partitions stand by.
-// A consumer cut off from Redis for longer than MinIdle loses its leases;
-// until it notices, it and the next owner may both run the partition's
-// messages.
+// A consumer that cannot renew a lease stops reading its partition before
+// the lease can expire, but the messages it already holds still run: cut
+// off from Redis for longer than MinIdle, it and the next owner may both run
+// messages of the partition for a while.
 func WithExclusivePartitions() HandleOption {
 	return handleOption(func(c *handleConfig) error {
 		c.exclusive = true
