@@ -33,6 +33,9 @@ consumer group:
   OLDEST PENDING  the lowest pending ID, its AGE (since it was added) and IDLE
                   time (since it was last delivered or its lease renewed)
   LAST DELIVERED  the newest entry delivered to the group
+  OWNER           the consumer holding the group's lease on the stream: with
+                  WithExclusivePartitions, the one consumer of the group that
+                  reads it ("-" when no consumer holds the lease)
 and for each consumer its pending count, IDLE time (since it last talked to
 the group) and INACTIVE time (since its last successful read; "-" before
 Redis 7.2). Times are UTC; ages are computed with this machine's clock.
@@ -41,19 +44,23 @@ With -partitions N, STREAM is the base name of a partitioned stream (its
 producers and consumers use WithPartitions(N)), and the snapshot is the sum
 of its partitions STREAM:p0 to STREAM:p<N-1>: lengths, dead letters, and per
 group (and consumer) lag and pending; AGE and IDLE are the largest of the
-partitions', and IDs are not summed (shown as "-"). A table follows with
-each partition's length, dead letters, and each group's lag and pending ("-"
-where the partition, or the group in it, does not exist yet).
+partitions', and IDs and owners are not summed (shown as "-"). A table
+follows with each partition's length, dead letters, and each group's lag,
+pending and owner ("-" where the partition, or the group in it, does not
+exist yet, or for the owner where no consumer holds the lease).
 
 ` + jsonDoc + `
+
+Each group's "owner" is the consumer holding its lease, "" when none does.
 With -partitions, the JSON object holds the sum, with "" for the IDs, their
-times and "dead_letter_key", and adds "partitions": each partition's
-snapshot in partition order, shaped as without -partitions, or null for a
-partition that does not exist yet.`,
+times, "dead_letter_key" and each group's "owner", and adds "partitions":
+each partition's snapshot in partition order, shaped as without
+-partitions, or null for a partition that does not exist yet.`,
 	examples: `redstream info orders:order:created
-redstream info orders:order:created -json | jq '.groups[] | {name, lag, pending}'
+redstream info orders:order:created -json | jq '.groups[] | {name, lag, pending, owner}'
 redstream info orders:order:created -partitions 16
-redstream info orders:order:created -partitions 16 -json | jq '.partitions[] | {stream, length}'`,
+redstream info orders:order:created -partitions 16 -json | jq '.partitions[] | {stream, length}'
+redstream info orders:order:created -partitions 16 -json | jq '.partitions[] | {stream, owners: [.groups[]? | {name, owner}]}'`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		asJSON := fs.Bool("json", false, "print the snapshot as JSON")
 		partitions := partitionsVar(fs)
@@ -63,19 +70,27 @@ redstream info orders:order:created -partitions 16 -json | jq '.partitions[] | {
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					return writeJSON(a.stdout, toPartitionedJSON(info))
+				owners, err := a.leaseOwners(ctx, info.Partitions...)
+				if err != nil {
+					return err
 				}
-				return printPartitionedInfo(a.stdout, info, names)
+				if *asJSON {
+					return writeJSON(a.stdout, toPartitionedJSON(info, owners))
+				}
+				return printPartitionedInfo(a.stdout, info, names, owners)
 			}
 			info, err := a.inspect(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			if *asJSON {
-				return writeJSON(a.stdout, toStreamJSON(info))
+			owners, err := a.leaseOwners(ctx, info)
+			if err != nil {
+				return err
 			}
-			return printInfo(a.stdout, info, time.Now())
+			if *asJSON {
+				return writeJSON(a.stdout, toStreamJSON(info, owners[info.Stream]))
+			}
+			return printInfo(a.stdout, info, owners[info.Stream], time.Now())
 		}
 	},
 }
@@ -86,11 +101,13 @@ var groupsCommand = &command{
 	args:     []string{"STREAM"},
 	summary:  "consumer groups: lag, pending, oldest pending entry",
 	about: `Shows the consumer groups of STREAM, as in 'redstream info' but without the
-stream summary and the consumers.
+stream summary and the consumers. OWNER is the consumer holding the group's
+lease on the stream ("-" when none does; see 'redstream help info').
 
 With -partitions N, STREAM is the base name of a partitioned stream, and the
 groups are summed over its partitions as 'redstream info -partitions N' sums
-them.
+them; a sum has no owner ("-"): each partition's is in the partition table
+of 'redstream info -partitions N'.
 
 With -json it prints a JSON array of groups, each shaped as in
 'redstream info -json'. ` + jsonDoc,
@@ -102,6 +119,7 @@ redstream groups orders:order:created -partitions 16`,
 		partitions := partitionsVar(fs)
 		return func(ctx context.Context, a *app, args []string) error {
 			var info *redstream.StreamInfo
+			var owners map[string]string // by group; none for a sum
 			if *partitions > 0 {
 				p, _, err := a.inspectPartitions(ctx, args[0], *partitions)
 				if err != nil {
@@ -113,11 +131,16 @@ redstream groups orders:order:created -partitions 16`,
 				if info, err = a.inspect(ctx, args[0]); err != nil {
 					return err
 				}
+				all, err := a.leaseOwners(ctx, info)
+				if err != nil {
+					return err
+				}
+				owners = all[info.Stream]
 			}
 			if *asJSON {
-				return writeJSON(a.stdout, toStreamJSON(info).Groups)
+				return writeJSON(a.stdout, toStreamJSON(info, owners).Groups)
 			}
-			return printGroups(a.stdout, info.Groups)
+			return printGroups(a.stdout, info.Groups, owners)
 		}
 	},
 }
@@ -175,7 +198,9 @@ func (a *app) inspectPartitions(ctx context.Context, base string, n int) (*redst
 	}
 }
 
-func printInfo(w io.Writer, info *redstream.StreamInfo, now time.Time) error {
+// printInfo prints a stream's snapshot; owners holds, by group, the
+// consumer holding the stream's lease.
+func printInfo(w io.Writer, info *redstream.StreamInfo, owners map[string]string, now time.Time) error {
 	t := newTable(w, "stream", info.Stream)
 	t.row("length", strconv.FormatInt(info.Length, 10))
 	t.row("first entry", fmtIDWithTime(info.FirstID, now))
@@ -188,13 +213,13 @@ func printInfo(w io.Writer, info *redstream.StreamInfo, now time.Time) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	return printGroupsAndConsumers(w, info.Groups)
+	return printGroupsAndConsumers(w, info.Groups, owners)
 }
 
 // printGroupsAndConsumers prints the groups table and, when the groups
 // have consumers, the consumers table.
-func printGroupsAndConsumers(w io.Writer, groups []redstream.GroupInfo) error {
-	if err := printGroups(w, groups); err != nil {
+func printGroupsAndConsumers(w io.Writer, groups []redstream.GroupInfo, owners map[string]string) error {
+	if err := printGroups(w, groups, owners); err != nil {
 		return err
 	}
 	n := 0
@@ -214,12 +239,14 @@ func printGroupsAndConsumers(w io.Writer, groups []redstream.GroupInfo) error {
 	return ct.flush()
 }
 
-func printGroups(w io.Writer, groups []redstream.GroupInfo) error {
+// printGroups prints the groups table; owners holds, by group, the consumer
+// holding the lease (nil for a sum over partitions, which has none).
+func printGroups(w io.Writer, groups []redstream.GroupInfo, owners map[string]string) error {
 	if len(groups) == 0 {
 		_, err := fmt.Fprintln(w, "no consumer groups")
 		return err
 	}
-	t := newTable(w, "GROUP", "LAG", "PENDING", "OLDEST PENDING", "AGE", "IDLE", "LAST DELIVERED", "CONSUMERS")
+	t := newTable(w, "GROUP", "LAG", "PENDING", "OLDEST PENDING", "AGE", "IDLE", "LAST DELIVERED", "CONSUMERS", "OWNER")
 	for _, g := range groups {
 		age, idle := "-", "-"
 		// A sum over partitions has no oldest pending ID, but its age.
@@ -227,7 +254,7 @@ func printGroups(w io.Writer, groups []redstream.GroupInfo) error {
 			age, idle = fmtDuration(g.OldestPendingAge), fmtDuration(g.OldestPendingIdle)
 		}
 		t.row(g.Name, fmtLag(&g), strconv.FormatInt(g.Pending, 10), dash(g.OldestPendingID), age, idle,
-			dash(g.LastDeliveredID), strconv.Itoa(len(g.Consumers)))
+			dash(g.LastDeliveredID), strconv.Itoa(len(g.Consumers)), dash(owners[g.Name]))
 	}
 	return t.flush()
 }
@@ -242,8 +269,9 @@ func fmtLag(g *redstream.GroupInfo) string {
 }
 
 // printPartitionedInfo prints the summed snapshot of a partitioned stream
-// as printInfo prints a stream, then a table of its partitions, names.
-func printPartitionedInfo(w io.Writer, p *redstream.PartitionedInfo, names []string) error {
+// as printInfo prints a stream, then a table of its partitions, names, with
+// the owners of their leases.
+func printPartitionedInfo(w io.Writer, p *redstream.PartitionedInfo, names []string, owners leaseOwners) error {
 	total := &p.Total
 	missing := 0
 	deadKeys := make([]string, len(names))
@@ -265,19 +293,19 @@ func printPartitionedInfo(w io.Writer, p *redstream.PartitionedInfo, names []str
 		return err
 	}
 	fmt.Fprintln(w)
-	if err := printGroupsAndConsumers(w, total.Groups); err != nil {
+	if err := printGroupsAndConsumers(w, total.Groups, nil); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
-	return printPartitionTable(w, p, names)
+	return printPartitionTable(w, p, names, owners)
 }
 
 // printPartitionTable prints a row per partition: its length, dead letters,
-// and two columns per group of the sum, lag and pending.
-func printPartitionTable(w io.Writer, p *redstream.PartitionedInfo, names []string) error {
+// and three columns per group of the sum, lag, pending and owner.
+func printPartitionTable(w io.Writer, p *redstream.PartitionedInfo, names []string, owners leaseOwners) error {
 	header := []string{"PARTITION", "LENGTH", "DEAD LETTERS"}
 	for _, g := range p.Total.Groups {
-		header = append(header, g.Name+" LAG", g.Name+" PENDING")
+		header = append(header, g.Name+" LAG", g.Name+" PENDING", g.Name+" OWNER")
 	}
 	t := newTable(w, header...)
 	for i, name := range names {
@@ -289,10 +317,10 @@ func printPartitionTable(w io.Writer, p *redstream.PartitionedInfo, names []stri
 		for _, tg := range p.Total.Groups {
 			g := findGroup(info, tg.Name)
 			if g == nil {
-				cells = append(cells, "-", "-")
+				cells = append(cells, "-", "-", "-")
 				continue
 			}
-			cells = append(cells, fmtLag(g), strconv.FormatInt(g.Pending, 10))
+			cells = append(cells, fmtLag(g), strconv.FormatInt(g.Pending, 10), dash(owners[name][g.Name]))
 		}
 		t.row(cells...)
 	}
@@ -327,20 +355,21 @@ type streamJSON struct {
 }
 
 // partitionedJSON is the stable JSON shape of a
-// [redstream.PartitionedInfo]: the sum, with the keys of streamJSON, and
-// each partition's snapshot (null for one that does not exist).
+// [redstream.PartitionedInfo]: the sum, with the keys of streamJSON (and
+// no owners), and each partition's snapshot (null for one that does not
+// exist).
 type partitionedJSON struct {
 	streamJSON
 	Partitions []*streamJSON `json:"partitions"`
 }
 
-func toPartitionedJSON(p *redstream.PartitionedInfo) partitionedJSON {
-	out := partitionedJSON{streamJSON: toStreamJSON(&p.Total), Partitions: make([]*streamJSON, len(p.Partitions))}
+func toPartitionedJSON(p *redstream.PartitionedInfo, owners leaseOwners) partitionedJSON {
+	out := partitionedJSON{streamJSON: toStreamJSON(&p.Total, nil), Partitions: make([]*streamJSON, len(p.Partitions))}
 	// Each partition has its own dead-letter stream; the base name has none.
 	out.DeadLetterKey = ""
 	for i, info := range p.Partitions {
 		if info != nil {
-			j := toStreamJSON(info)
+			j := toStreamJSON(info, owners[info.Stream])
 			out.Partitions[i] = &j
 		}
 	}
@@ -356,9 +385,12 @@ type groupJSON struct {
 	Pending         int64  `json:"pending"`
 	OldestPendingID string `json:"oldest_pending_id"`
 	// The oldest pending entry's age and idle time; 0 when nothing is pending.
-	OldestPendingAgeMs  int64          `json:"oldest_pending_age_ms"`
-	OldestPendingIdleMs int64          `json:"oldest_pending_idle_ms"`
-	Consumers           []consumerJSON `json:"consumers"`
+	OldestPendingAgeMs  int64 `json:"oldest_pending_age_ms"`
+	OldestPendingIdleMs int64 `json:"oldest_pending_idle_ms"`
+	// Owner is the consumer holding the group's lease on the stream, "" when
+	// none does (and in a sum over partitions).
+	Owner     string         `json:"owner"`
+	Consumers []consumerJSON `json:"consumers"`
 }
 
 type consumerJSON struct {
@@ -369,7 +401,9 @@ type consumerJSON struct {
 	InactiveMs int64 `json:"inactive_ms"`
 }
 
-func toStreamJSON(info *redstream.StreamInfo) streamJSON {
+// toStreamJSON shapes a stream's snapshot; owners holds, by group, the
+// consumer holding the stream's lease.
+func toStreamJSON(info *redstream.StreamInfo, owners map[string]string) streamJSON {
 	out := streamJSON{
 		Stream:           info.Stream,
 		Length:           info.Length,
@@ -392,6 +426,7 @@ func toStreamJSON(info *redstream.StreamInfo) streamJSON {
 			OldestPendingID:     g.OldestPendingID,
 			OldestPendingAgeMs:  g.OldestPendingAge.Milliseconds(),
 			OldestPendingIdleMs: g.OldestPendingIdle.Milliseconds(),
+			Owner:               owners[g.Name],
 			Consumers:           make([]consumerJSON, 0, len(g.Consumers)),
 		}
 		for _, c := range g.Consumers {

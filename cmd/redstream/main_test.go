@@ -151,15 +151,17 @@ func TestInfoText(t *testing.T) {
 	assert.Contains(t, out, "dead letters  1 ("+redstream.DeadLetterKey(s.stream)+")")
 
 	billing := rowOf(out, "billing") // the groups table comes before the consumers table
-	require.Len(t, billing, 8, "row %q", billing)
+	require.Len(t, billing, 9, "row %q", billing)
 	assert.Equal(t, "2", billing[1], "lag")
 	assert.Equal(t, "2", billing[2], "pending")
 	assert.Equal(t, s.ids[1], billing[3], "oldest pending")
 	assert.Equal(t, s.ids[2], billing[6], "last delivered")
 	assert.Equal(t, "1", billing[7], "consumers")
+	assert.Equal(t, "-", billing[8], "owner: no lease")
 	audit := rowOf(out, "audit")
-	require.Len(t, audit, 8, "row %q", audit)
-	assert.Equal(t, []string{"audit", "0", "0", "-", "-", "-", s.ids[4], "0"}, audit)
+	require.Len(t, audit, 9, "row %q", audit)
+	assert.Equal(t, []string{"audit", "0", "0", "-", "-", "-", s.ids[4], "0", "-"}, audit)
+	assert.Regexp(t, regexp.MustCompile(`(?m)^GROUP +LAG +PENDING +OLDEST PENDING +AGE +IDLE +LAST DELIVERED +CONSUMERS +OWNER$`), out)
 
 	assert.Regexp(t, regexp.MustCompile(`(?m)^GROUP +CONSUMER +PENDING +IDLE +INACTIVE$`), out)
 	assert.Regexp(t, regexp.MustCompile(`(?m)^billing +c1 +2 +\S+ +\S+$`), out)
@@ -200,6 +202,7 @@ func TestInfoJSON(t *testing.T) {
 	assert.Equal(t, int64(2), billing.Consumers[0].Pending)
 	assert.GreaterOrEqual(t, billing.Consumers[0].InactiveMs, int64(-1))
 	assert.NotNil(t, groups["audit"].Consumers, "lists are [] rather than null")
+	assert.Empty(t, billing.Owner, "no lease")
 
 	// The keys are the documented, stable ones.
 	var raw map[string]any
@@ -208,7 +211,7 @@ func TestInfoJSON(t *testing.T) {
 		"last_generated_id", "dead_letter_key", "dead_letter_length", "groups"}, keysOf(raw))
 	group := raw["groups"].([]any)[0].(map[string]any)
 	assert.ElementsMatch(t, []string{"name", "last_delivered_id", "lag", "lag_known", "pending", "oldest_pending_id",
-		"oldest_pending_age_ms", "oldest_pending_idle_ms", "consumers"}, keysOf(group))
+		"oldest_pending_age_ms", "oldest_pending_idle_ms", "owner", "consumers"}, keysOf(group))
 }
 
 func keysOf(m map[string]any) []string {

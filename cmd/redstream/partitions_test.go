@@ -89,19 +89,19 @@ func TestPartitionedInfoText(t *testing.T) {
 
 	// The summed groups: no IDs, but the oldest pending entry's age.
 	billing := rowOf(out, "billing")
-	require.Len(t, billing, 8, "row %q", billing)
+	require.Len(t, billing, 9, "row %q", billing)
 	assert.Equal(t, []string{"billing", "2", "3", "-"}, billing[:4])
 	assert.NotEqual(t, "-", billing[4], "age")
-	assert.Equal(t, []string{"-", "1"}, billing[6:], "last delivered, consumers")
-	assert.Equal(t, []string{"audit", "0", "0", "-", "-", "-", "-", "0"}, rowOf(out, "audit"))
+	assert.Equal(t, []string{"-", "1", "-"}, billing[6:], "last delivered, consumers, owner")
+	assert.Equal(t, []string{"audit", "0", "0", "-", "-", "-", "-", "0", "-"}, rowOf(out, "audit"))
 	assert.Regexp(t, regexp.MustCompile(`(?m)^billing +c1 +3 +\S+ +\S+$`), out)
 
-	// The partitions, with a lag and a pending column per group.
-	assert.Regexp(t, regexp.MustCompile(`(?m)^PARTITION +LENGTH +DEAD LETTERS +audit LAG +audit PENDING +billing LAG +billing PENDING$`), out)
-	assert.Equal(t, []string{s.parts[0], "3", "0", "0", "0", "1", "1"}, rowOf(out, s.parts[0]))
-	assert.Equal(t, []string{s.parts[1], "1", "1", "-", "-", "1", "0"}, rowOf(out, s.parts[1]))
-	assert.Equal(t, []string{s.parts[2], "-", "-", "-", "-", "-", "-"}, rowOf(out, s.parts[2]))
-	assert.Equal(t, []string{s.parts[3], "2", "1", "-", "-", "0", "2"}, rowOf(out, s.parts[3]))
+	// The partitions, with a lag, a pending and an owner column per group.
+	assert.Regexp(t, regexp.MustCompile(`(?m)^PARTITION +LENGTH +DEAD LETTERS +audit LAG +audit PENDING +audit OWNER +billing LAG +billing PENDING +billing OWNER$`), out)
+	assert.Equal(t, []string{s.parts[0], "3", "0", "0", "0", "-", "1", "1", "-"}, rowOf(out, s.parts[0]))
+	assert.Equal(t, []string{s.parts[1], "1", "1", "-", "-", "-", "1", "0", "-"}, rowOf(out, s.parts[1]))
+	assert.Equal(t, []string{s.parts[2], "-", "-", "-", "-", "-", "-", "-", "-"}, rowOf(out, s.parts[2]))
+	assert.Equal(t, []string{s.parts[3], "2", "1", "-", "-", "-", "0", "2", "-"}, rowOf(out, s.parts[3]))
 }
 
 func TestPartitionedInfoJSON(t *testing.T) {
@@ -411,6 +411,10 @@ func TestPartitionsOnCluster(t *testing.T) {
 	}
 	deadLetterVia(t, rdb, base, deadKeys, 2*n, redstream.WithPartitions(n))
 
+	// The partition leases lie on different masters too.
+	for i, part := range parts {
+		require.NoError(t, rdb.Set(ctx, "{"+part+"}:redstream-lease:billing", "worker-"+strconv.Itoa(i), time.Minute).Err())
+	}
 	var info partitionedJSON
 	require.NoError(t, json.Unmarshal([]byte(ok("info", base, "-partitions", strconv.Itoa(n), "-json")), &info))
 	assert.Equal(t, int64(2*n), info.Length)
@@ -419,6 +423,8 @@ func TestPartitionsOnCluster(t *testing.T) {
 	for i, pj := range info.Partitions {
 		require.NotNil(t, pj, parts[i])
 		assert.Equal(t, int64(2), pj.Length, parts[i])
+		require.Len(t, pj.Groups, 1, parts[i])
+		assert.Equal(t, "worker-"+strconv.Itoa(i), pj.Groups[0].Owner, parts[i])
 	}
 
 	out := ok("dlq", "list", base, "-partitions", strconv.Itoa(n))
