@@ -35,7 +35,8 @@ consumer group:
   LAST DELIVERED  the newest entry delivered to the group
   OWNER           the consumer holding the group's lease on the stream: with
                   WithExclusivePartitions, the one consumer of the group that
-                  reads it ("-" when no consumer holds the lease)
+                  reads it ("-" when no consumer holds the lease, "?" when
+                  the Redis user may not read lease keys)
 and for each consumer its pending count, IDLE time (since it last talked to
 the group) and INACTIVE time (since its last successful read; "-" before
 Redis 7.2). Times are UTC; ages are computed with this machine's clock.

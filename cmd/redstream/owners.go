@@ -60,6 +60,10 @@ func (a *app) leaseOwners(ctx context.Context, infos ...*redstream.StreamInfo) (
 		switch {
 		case errors.Is(err, redis.Nil):
 			continue
+		case redis.HasErrorPrefix(err, "NOPERM"):
+			// A user limited to the streams' keys may not read leases:
+			// the owner is unknown, not absent.
+			name = "?"
 		case err != nil:
 			return nil, fmt.Errorf("partition lease of group %s of stream %s (%s): %w", l.group, l.stream, leaseKey(l.stream, l.group), err)
 		}
@@ -68,7 +72,7 @@ func (a *app) leaseOwners(ctx context.Context, infos ...*redstream.StreamInfo) (
 		}
 		owners[l.stream][l.group] = name
 	}
-	if pipeErr != nil && !errors.Is(pipeErr, redis.Nil) {
+	if pipeErr != nil && !errors.Is(pipeErr, redis.Nil) && !redis.HasErrorPrefix(pipeErr, "NOPERM") {
 		return nil, fmt.Errorf("partition leases: %w", pipeErr)
 	}
 	return owners, nil

@@ -179,3 +179,19 @@ func TestOwnerOfExclusiveConsumer(t *testing.T) {
 	assert.Equal(t, []string{"worker-1", "worker-1"}, last)
 	assert.Regexp(t, regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(parts[1])+` +1 +0 +\S+ +\S+ +worker-1$`), cliOK(t, "info", base, "-partitions", "2"))
 }
+
+func TestOwnerUnreadable(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx := testCtx(t)
+	s := newScenario(t)
+	require.NoError(t, rdb.Set(ctx, "{"+s.stream+"}:redstream-lease:billing", "consumer-a", time.Minute).Err())
+	// A user limited to the stream's keys may not read its leases.
+	user := "owners-" + regexp.MustCompile(`[^a-z0-9]`).ReplaceAllString(s.stream, "")
+	require.NoError(t, rdb.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">secret", "~"+s.stream, "~dead-letter:*", "+@all").Err())
+	t.Cleanup(func() { _ = rdb.Do(context.Background(), "ACL", "DELUSER", user).Err() })
+
+	r := cli(t, "-url", "redis://"+user+":secret@"+redistest.Addr(t), "groups", s.stream)
+	require.Equal(t, 0, r.code, "stderr %q", r.stderr)
+	assert.Equal(t, "?", rowOf(r.stdout, "billing")[8], "the owner is unknown, not absent")
+}
