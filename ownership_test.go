@@ -167,21 +167,14 @@ func TestExclusivePartitionsAfterACrash(t *testing.T) {
 	t.Parallel()
 	rdb := mustRedis(t)
 	ctx, stream := testCtx(t), uniqueStream(t)
-	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
-	require.NoError(t, err)
-	var batch []Order
-	for i := range 20 {
-		batch = append(batch, Order{ID: strconv.Itoa(i), UserID: "k"})
-	}
-	_, err = p.PublishBatch(ctx, batch)
-	require.NoError(t, err)
+	publishSequence(t, rdb, stream, "k", 20)
 
 	// The dead owner: it took the lease and the first messages in, then
 	// vanished without a word (as a killed process would).
 	require.NoError(t, createGroup(ctx, rdb, stream, "g", "0"))
 	require.NoError(t, rdb.Set(ctx, leaseKey(stream, "g"), "dead", 400*time.Millisecond).Err())
 	require.NoError(t, rdb.ZAdd(ctx, membersKey(stream, "g"), redis.Z{Score: float64(time.Now().Add(400 * time.Millisecond).UnixMilli()), Member: "dead"}).Err())
-	_, err = rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "dead", Streams: []string{stream, ">"}, Count: 5}).Result()
+	_, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "dead", Streams: []string{stream, ">"}, Count: 5}).Result()
 	require.NoError(t, err)
 
 	log := newOrderLog()
@@ -285,16 +278,9 @@ func TestExclusivePartitionsClaimFromStaleMembers(t *testing.T) {
 	t.Parallel()
 	rdb := mustRedis(t)
 	ctx, stream := testCtx(t), uniqueStream(t)
-	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
-	require.NoError(t, err)
-	var batch []Order
-	for i := range 20 {
-		batch = append(batch, Order{ID: strconv.Itoa(i), UserID: "k"})
-	}
-	_, err = p.PublishBatch(ctx, batch)
-	require.NoError(t, err)
+	publishSequence(t, rdb, stream, "k", 20)
 	require.NoError(t, createGroup(ctx, rdb, stream, "g", "0"))
-	_, err = rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "zombie", Streams: []string{stream, ">"}, Count: 5}).Result()
+	_, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "zombie", Streams: []string{stream, ">"}, Count: 5}).Result()
 	require.NoError(t, err)
 	// "zombie" is listed for a while yet, but holds no lease; sorted after
 	// "heir", it leaves the partition to it.
@@ -443,4 +429,17 @@ func TestExclusivePartitionsStopWhenLeaseCannotBeRenewed(t *testing.T) {
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	assert.Empty(t, log.violations)
+}
+
+// publishSequence publishes messages 0 to n-1 of key to stream, in one batch.
+func publishSequence(t *testing.T, rdb redis.UniversalClient, stream, key string, n int) {
+	t.Helper()
+	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	batch := make([]Order, n)
+	for i := range batch {
+		batch[i] = Order{ID: strconv.Itoa(i), UserID: key}
+	}
+	_, err = p.PublishBatch(testCtx(t), batch)
+	require.NoError(t, err)
 }
