@@ -168,8 +168,7 @@ func TestBadInput(t *testing.T) {
 			handled.add(m.Payload.ID)
 			return nil
 		}))
-		start(t, c)
-		<-c.Ready()
+		startReady(t, c)
 		require.NoError(t, rdb.Del(ctx, stream).Err())
 		require.NoError(t, rdb.Set(ctx, stream, "not a stream", 0).Err())
 		time.Sleep(time.Second) // the consumer meets WRONGTYPE for a second

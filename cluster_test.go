@@ -263,12 +263,7 @@ func runFailover(t *testing.T, minReplicas bool) string {
 			handled.add(m.Payload.ID)
 			return nil
 		}, WithPartitions(n)))
-		consumers = append(consumers, start(t, c))
-		select {
-		case <-c.Ready():
-		case <-time.After(10 * time.Second):
-			t.Fatal("consumer not ready")
-		}
+		consumers = append(consumers, startReady(t, c))
 	}
 
 	var (
@@ -435,8 +430,7 @@ func BenchmarkClusterPartitions(b *testing.B) {
 				}
 				return nil
 			}, WithPartitions(n)))
-			run := start(b, c)
-			<-c.Ready()
+			run := startReady(b, c)
 
 			b.ResetTimer()
 			began := time.Now()

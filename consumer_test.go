@@ -70,13 +70,8 @@ func TestRoundTripTypedDecode(t *testing.T) {
 			got[m.ID] = m
 			return nil
 		}))
-		r := start(t, c)
 		// The group starts at "$": wait until it exists before publishing.
-		select {
-		case <-c.Ready():
-		case <-time.After(5 * time.Second):
-			t.Fatal("consumer not ready")
-		}
+		r := startReady(t, c)
 		require.True(t, groupExists(rdb, stream, "billing"), "Ready means the group exists")
 		ids := publishOrders(t, rdb, stream, 20)
 

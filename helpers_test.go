@@ -92,6 +92,22 @@ func start(t testing.TB, c *Consumer) *running {
 	return r
 }
 
+// startReady is start, then waits until c is ready, failing the test if
+// Run returns first or c is not ready within 30 seconds.
+func startReady(t testing.TB, c *Consumer) *running {
+	t.Helper()
+	r := start(t, c)
+	select {
+	case <-c.Ready():
+	case err := <-r.done:
+		r.done <- err // for stop
+		t.Fatalf("Run returned before the consumer was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("consumer not ready after 30s")
+	}
+	return r
+}
+
 // stop cancels Run and returns its error, failing if it takes too long.
 func (r *running) stop(t testing.TB) error {
 	r.cancel()

@@ -77,14 +77,7 @@ func testNoGroupErrorRate(t *testing.T, every time.Duration) {
 		l.handle("c", m)
 		return nil
 	}))
-	run := start(t, c)
-	select {
-	case <-c.Ready():
-	case err := <-run.done:
-		t.Fatalf("Run returned before it was ready: %v", err)
-	case <-ctx.Done():
-		t.Fatal("consumer not ready")
-	}
+	run := startReady(t, c)
 
 	p, err := NewProducer[Order](direct, stream)
 	require.NoError(t, err)

@@ -78,14 +78,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 			l.handle(name, m)
 			return nil
 		}))
-		runs[i] = start(t, c)
-		select {
-		case <-c.Ready():
-		case err := <-runs[i].done:
-			t.Fatalf("consumer %s: Run returned before it was ready: %v", name, err)
-		case <-ctx.Done():
-			t.Fatal("consumer not ready")
-		}
+		runs[i] = startReady(t, c)
 	}
 
 	pubCtx, stopPublishing := context.WithCancel(ctx)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -112,14 +111,7 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 		l.handle("c", m)
 		return nil
 	}))
-	run := start(t, c)
-	select {
-	case <-c.Ready():
-	case err := <-run.done:
-		t.Fatalf("Run returned before it was ready: %v", err)
-	case <-ctx.Done():
-		t.Fatal("consumer not ready")
-	}
+	run := startReady(t, c)
 
 	pubCtx, stopPublishing := context.WithCancel(ctx)
 	defer stopPublishing()
@@ -243,21 +235,9 @@ func TestAcksSurviveAnOutage(t *testing.T) {
 		WithLogger(logger),
 	)
 	require.NoError(t, err)
-	require.NoError(t, Handle(c, stream, func(ctx context.Context, m *Message[Order]) error {
-		select { // finish only once Redis is out of reach
-		case <-cutOff:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		l.handle("c", m)
-		return nil
-	}))
-	p, err := NewProducer[Order](direct, stream)
-	require.NoError(t, err)
-	for i := range n {
-		_, err := p.Publish(ctx, Order{ID: fmt.Sprintf("m-%d", i)})
-		require.NoError(t, err)
-	}
+	// Handlers finish only once Redis is out of reach.
+	require.NoError(t, Handle(c, stream, handleAfter(cutOff, l)))
+	publishOrders(t, direct, stream, n)
 	run := start(t, c)
 	// Every message is delivered and waits in a handler or in the buffer.
 	eventually(t, 10*time.Second, func() bool {
@@ -299,27 +279,9 @@ func TestShutdownDuringOutageReturns(t *testing.T) {
 	release := sync.OnceFunc(func() { close(cutOff) })
 	t.Cleanup(release)
 	c := newTestConsumer(t, viaProxy, "g", WithGroupStart("0"))
-	require.NoError(t, Handle(c, stream, func(ctx context.Context, m *Message[Order]) error {
-		select {
-		case <-cutOff:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		l.handle("c", m)
-		return nil
-	}))
-	p, err := NewProducer[Order](direct, stream)
-	require.NoError(t, err)
-	for i := range n {
-		_, err := p.Publish(ctx, Order{ID: fmt.Sprintf("m-%d", i)})
-		require.NoError(t, err)
-	}
-	run := start(t, c)
-	select {
-	case <-c.Ready():
-	case <-ctx.Done():
-		t.Fatal("consumer not ready")
-	}
+	require.NoError(t, Handle(c, stream, handleAfter(cutOff, l)))
+	publishOrders(t, direct, stream, n)
+	run := startReady(t, c)
 	eventually(t, 10*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == n }, "all delivered")
 	fp.proxy.Stop()
 	release()
@@ -332,4 +294,18 @@ func TestShutdownDuringOutageReturns(t *testing.T) {
 	t.Logf("Run returned %v after its context ended", took.Round(time.Millisecond))
 	assert.Less(t, took, 5*time.Second, "Run returns promptly though Redis is unreachable")
 	assert.Equal(t, int64(n), pendingCount(t, direct, stream, "g"), "unacknowledged messages stay pending")
+}
+
+// handleAfter returns a handler that waits for release (or its context's
+// end, returning its error), then records the message in l as consumer "c".
+func handleAfter(release <-chan struct{}, l *ledger) HandlerFunc[Order] {
+	return func(ctx context.Context, m *Message[Order]) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		l.handle("c", m)
+		return nil
+	}
 }
