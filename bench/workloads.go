@@ -237,30 +237,21 @@ func throughput(n int, rawS, rsS []sample) result {
 }
 
 func runPublish(ctx context.Context, e *env, n int) (result, error) {
-	raw := e.rawPublish(n)
-	rs := func(ctx context.Context, key string) (sample, error) {
-		publish, err := redstreamPublish(e.rdb, key)
-		if err != nil {
-			return sample{}, err
-		}
-		start := time.Now()
-		err = publishAll(ctx, publishers, n, publish)
-		return sample{n: n, elapsed: time.Since(start)}, err
-	}
-	rawS, rsS, err := e.rounds(ctx, "publish", e.cfg.rounds, roundTimeout, raw, rs)
-	if err != nil {
-		return result{}, err
-	}
-	return throughput(n, rawS, rsS), nil
+	return e.publishWorkload(ctx, "publish", n, false)
 }
 
 // runPublishAsync is publish with PublishAsync on the redstream side: the
 // same goroutines, one call per message, but each keeps publishing without
 // waiting for its results (the raw side is the same per-call XADD loop).
 func runPublishAsync(ctx context.Context, e *env, n int) (result, error) {
-	raw := e.rawPublish(n)
+	return e.publishWorkload(ctx, "publish-async", n, true)
+}
+
+// publishWorkload times publishers goroutines publishing n messages, raw
+// against redstream's Publish (or PublishAsync, until every result is in).
+func (e *env) publishWorkload(ctx context.Context, name string, n int, async bool) (result, error) {
 	rs := func(ctx context.Context, key string) (sample, error) {
-		publish, wait, err := redstreamPublishAsync(e.rdb, key)
+		publish, wait, err := redstreamPublisher(e.rdb, key, async)
 		if err != nil {
 			return sample{}, err
 		}
@@ -270,7 +261,7 @@ func runPublishAsync(ctx context.Context, e *env, n int) (result, error) {
 		}
 		return sample{n: n, elapsed: time.Since(start)}, err
 	}
-	rawS, rsS, err := e.rounds(ctx, "publish-async", e.cfg.rounds, roundTimeout, raw, rs)
+	rawS, rsS, err := e.rounds(ctx, name, e.cfg.rounds, roundTimeout, e.rawPublish(n), rs)
 	if err != nil {
 		return result{}, err
 	}
