@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -402,8 +401,6 @@ func writeSummary(t *testing.T, lines ...string) {
 		require.NoError(t, err)
 	}
 }
-
-var _ redis.UniversalClient = (*redis.ClusterClient)(nil)
 
 // BenchmarkClusterPartitions measures end-to-end throughput through a
 // stream of 1, 4 and 16 partitions on a local 3+3 cluster: 8 goroutines

@@ -625,6 +625,9 @@ func (r *runner) toWork(e *entry) {
 // waits: the consumer is done with e. The send never blocks: the work
 // channel has room for every message the consumer may hold.
 func (r *runner) nextOfKey(e *entry) {
+	if !e.route.ordered {
+		return // only entries of ordered routes take a key's turn
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !e.keyed {
