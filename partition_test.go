@@ -205,6 +205,33 @@ func TestInspectPartitionsMissing(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNoStream)
 }
 
+func TestPartitionsBadInput(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, base := testCtx(t), uniqueStream(t)
+	// One partition exists, another is not a stream: that is an error,
+	// not a partition to skip.
+	p, err := NewProducer[Order](rdb, base, WithPartitions(4), WithKeyFunc(func(o Order) string { return o.ID }))
+	require.NoError(t, err)
+	_, err = p.PublishBatch(ctx, []Order{{ID: "a"}, {ID: "b"}, {ID: "c"}})
+	require.NoError(t, err)
+	parts, err := Partitions(base, 4)
+	require.NoError(t, err)
+	require.NoError(t, rdb.Del(ctx, parts[2]).Err())
+	require.NoError(t, rdb.Set(ctx, parts[2], "not a stream", 0).Err())
+	_, err = InspectPartitions(ctx, rdb, base, 4)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrNoStream)
+	assert.Contains(t, err.Error(), parts[2])
+	_, err = TrimPartitions(ctx, rdb, base, 4, TrimPolicy{})
+	assert.Error(t, err, "trimming a key that is not a stream")
+
+	_, err = InspectPartitions(ctx, rdb, "orders:{eu}", 4)
+	assert.ErrorIs(t, err, ErrInvalidStreamName)
+	_, err = TrimPartitions(ctx, rdb, base, 0, TrimPolicy{})
+	assert.ErrorIs(t, err, ErrInvalidOption)
+}
+
 func TestOrderedKeys(t *testing.T) {
 	t.Parallel()
 	checkOrderedKeys(t, mustRedis(t), 0)
