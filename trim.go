@@ -67,7 +67,9 @@ type TrimResult struct {
 	// only with [TrimPolicy.AllowUnconsumed].
 	Dropped int64
 	// MinID is the lowest ID kept (the XTRIM MINID used); "" when nothing
-	// needed trimming.
+	// needed trimming. It is "+" when every group was delivered up to the
+	// greatest ID, 18446744073709551615-18446744073709551615: no ID comes
+	// after it, so no group needs an entry and the whole stream was removed.
 	MinID string
 }
 
@@ -77,7 +79,10 @@ const trimBatch = 10_000
 // Trim removes entries from stream as policy says. The bound that protects
 // consumer groups (the lowest of each group's oldest pending ID and the ID
 // after its last-delivered ID) is computed and applied in one Lua script,
-// so a group reading at the same time never loses an entry it needs. A
+// so a group reading at the same time never loses an entry it needs. IDs
+// are compared and incremented exactly over both unsigned 64-bit parts,
+// never as floating-point numbers, so an ID with a part above 2^53 is not
+// mistaken for its neighbours. A
 // length trim removes at most 10,000 entries per script call and loops. A
 // stream that does not exist is not an error: nothing is removed.
 func Trim(ctx context.Context, rdb redis.UniversalClient, stream string, policy TrimPolicy) (TrimResult, error) {

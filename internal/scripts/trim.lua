@@ -2,8 +2,9 @@
 -- needs, computing that bound and trimming in one atomic step.
 --
 -- A group needs every entry from the lower of its oldest pending ID and the
--- ID just after its last-delivered ID. The safe bound is the lowest of
--- those over all groups (none when the stream has no groups).
+-- ID just after its last-delivered ID (none after the greatest ID, so a
+-- group delivered up to it needs nothing more). The safe bound is the
+-- lowest of those over all groups (none when the stream has no groups).
 --
 -- KEYS[1]  the stream
 -- ARGV[1]  max length: keep about this many newest entries; 0 for none
@@ -14,23 +15,71 @@
 -- With neither policy, it removes every entry all groups have consumed.
 -- Returns {removed, dropped, bound, more}: dropped counts removed entries a
 -- group still needed (only with ARGV[3] = "1"); bound is the MINID used
--- ("" when nothing was trimmed); more is 1 when a max-length trim hit the
+-- ("" when nothing was trimmed, "+" when the bound is past the greatest
+-- ID, so every entry was removed); more is 1 when a max-length trim hit the
 -- per-call limit.
 local key = KEYS[1]
 local maxlen, ageBound, allow, cap = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', tonumber(ARGV[4])
 
+-- Stream IDs are two unsigned 64-bit decimals, but Lua numbers are doubles,
+-- exact only up to 2^53: above it neighbouring IDs would compare equal and
+-- "the ID after" would round. So IDs stay strings, compared and incremented
+-- digit by digit, exact over the whole range.
+local MAXPART = '18446744073709551615'
+-- PAST stands for the ID after 18446744073709551615-18446744073709551615,
+-- which does not exist: a bound of PAST keeps no entry. It is also the
+-- XRANGE end that includes every entry.
+local PAST = '+'
+
+-- parse splits an ID into its parts without leading zeros.
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
+  if ms == nil then
+    error('redstream: not a stream ID: ' .. tostring(id))
+  end
+  return (string.gsub(ms, '^0+(%d)', '%1')), (string.gsub(seq, '^0+(%d)', '%1'))
+end
+-- cmp compares decimals without leading zeros: the longer is the larger,
+-- and equal lengths compare digit by digit (bytes, not the locale's
+-- collation, which Lua's string < uses).
+local function cmp(a, b)
+  if #a ~= #b then
+    return #a < #b and -1 or 1
+  end
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then
+      return x < y and -1 or 1
+    end
+  end
+  return 0
 end
 local function less(a, b)
+  if a == PAST then return false end
+  if b == PAST then return true end
   local am, as = parse(a)
   local bm, bs = parse(b)
-  return am < bm or (am == bm and as < bs)
+  local c = cmp(am, bm)
+  return c < 0 or (c == 0 and cmp(as, bs) < 0)
 end
+-- incr adds one to a decimal, carrying: "1999" gives "2000", "99" "100".
+local function incr(s)
+  local i = #s
+  while i > 0 and string.byte(s, i) == 57 do -- '9'
+    i = i - 1
+  end
+  if i == 0 then
+    return '1' .. string.rep('0', #s)
+  end
+  return string.sub(s, 1, i - 1) .. string.char(string.byte(s, i) + 1) .. string.rep('0', #s - i)
+end
+-- after returns the smallest ID above id: a sequence of 2^64-1 carries into
+-- the milliseconds, and nothing is above the greatest ID (PAST).
 local function after(id)
   local ms, seq = parse(id)
-  return string.format('%d-%d', ms, seq + 1)
+  if seq ~= MAXPART then return ms .. '-' .. incr(seq) end
+  if ms ~= MAXPART then return incr(ms) .. '-0' end
+  return PAST
 end
 
 local safe
@@ -57,7 +106,7 @@ else
     local excess = redis.call('XLEN', key) - maxlen
     if excess > 0 then
       local upper = '+'
-      if safe and not allow then upper = '(' .. safe end
+      if safe and safe ~= PAST and not allow then upper = '(' .. safe end
       local e = redis.call('XRANGE', key, '-', upper, 'COUNT', math.min(excess, cap))
       if #e > 0 then bound = after(e[#e][1]) end
       if excess > cap and #e == cap then more = 1 end
@@ -71,7 +120,15 @@ if bound == nil then
 end
 local dropped = 0
 if allow and safe and less(safe, bound) then
-  dropped = #redis.call('XRANGE', key, safe, '(' .. bound)
+  local upper = '+'
+  if bound ~= PAST then upper = '(' .. bound end
+  dropped = #redis.call('XRANGE', key, safe, upper)
 end
-local removed = redis.call('XTRIM', key, 'MINID', bound)
+local removed
+if bound == PAST then
+  -- MINID cannot name a bound past the greatest ID: every entry goes.
+  removed = redis.call('XTRIM', key, 'MAXLEN', 0)
+else
+  removed = redis.call('XTRIM', key, 'MINID', bound)
+end
 return {removed, dropped, bound, more}

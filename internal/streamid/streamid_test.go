@@ -58,3 +58,27 @@ func TestTime(t *testing.T) {
 	assert.Equal(t, ts, FromTime(ts).Time())
 	assert.Equal(t, ID{}, FromTime(time.Unix(-5, 0)))
 }
+
+func TestIDNext(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{in: "0-0", want: "0-1", ok: true},
+		{in: "9007199254740992-0", want: "9007199254740992-1", ok: true},
+		{in: "1-9007199254740992", want: "1-9007199254740993", ok: true},
+		{in: "5-18446744073709551615", want: "6-0", ok: true},
+		{in: "18446744073709551615-18446744073709551614", want: "18446744073709551615-18446744073709551615", ok: true},
+		{in: "18446744073709551615-18446744073709551615", ok: false},
+	}
+	for _, tt := range tests {
+		id, err := Parse(tt.in)
+		require.NoError(t, err)
+		next, ok := id.Next()
+		assert.Equal(t, tt.ok, ok, "%s.Next()", tt.in)
+		if tt.ok {
+			assert.Equal(t, tt.want, next.String(), "%s.Next()", tt.in)
+		}
+	}
+	assert.Equal(t, "18446744073709551615-18446744073709551615", Max.String())
+}
