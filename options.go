@@ -167,6 +167,9 @@ type producerConfig struct {
 	minReplicas    int
 	replicaTimeout time.Duration
 	maxPending     int
+	// now is the producer's clock; tests set it to one that is ahead or
+	// behind. Only its monotonic reading is used ([WithMaxAge]).
+	now func() time.Time
 }
 
 type producerOption func(*producerConfig) error
@@ -190,8 +193,19 @@ func WithMaxLen(n int64) ProducerOption {
 }
 
 // WithMaxAge trims, at every publish, entries older than d (XADD MINID ~
-// now-d), atomically with the write. d must be positive; the default is no
-// trimming. It cannot be combined with [WithMaxLen].
+// now-d), atomically with the write. now is the Redis server's time, which
+// entry IDs carry, never the producer's: a producer clock ahead of the
+// server's would trim the entries it writes, one behind would trim nothing.
+// The producer keeps it per stream (a cluster's nodes each have their own
+// clock) as the last ID Redis generated for the stream plus the time
+// elapsed since on its own monotonic clock. Before any ID is back, the
+// first publish reads TIME, one round trip per server (per node on a
+// cluster), even for [Producer.PublishAsync]; if that fails (an ACL
+// without +time), it logs and does not trim until an ID is back. IDs given
+// with [WithID] do not count, and the bound never passes the last ID, so a
+// producer idle for longer than d trims a little less at its next publish.
+// d must be positive; the default is no trimming. It cannot be combined
+// with [WithMaxLen].
 func WithMaxAge(d time.Duration) ProducerOption {
 	return producerOption(func(c *producerConfig) error {
 		if d <= 0 {
@@ -247,7 +261,7 @@ func WithMaxPending(n int) ProducerOption {
 }
 
 func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
-	c := producerConfig{commonConfig: defaultCommon(), maxPending: DefaultMaxPending}
+	c := producerConfig{commonConfig: defaultCommon(), maxPending: DefaultMaxPending, now: time.Now}
 	for _, o := range opts {
 		if o == nil {
 			continue

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream/internal/streamid"
 )
 
 // Producer publishes payloads of type T to one stream. Create it with
@@ -22,10 +26,13 @@ type Producer[T any] struct {
 	// synchronous and asynchronous publishes.
 	batches      []*batcher
 	asyncBatches []*batcher
-	cfg          producerConfig
-	fields       bool // T is Fields
-	keyFunc      func(T) string
-	turn         atomic.Uint32 // the next partition of a message without a key
+	// clocks holds, with WithMaxAge, one server clock per partition: on a
+	// cluster each partition may be on a node with its own clock.
+	clocks  []*serverClock
+	cfg     producerConfig
+	fields  bool // T is Fields
+	keyFunc func(T) string
+	turn    atomic.Uint32 // the next partition of a message without a key
 	// pending holds a token per asynchronous publish not yet answered;
 	// flushing is held by Flush, and shared by PublishAsync while it
 	// takes a token, so that Flush gets them all.
@@ -75,6 +82,12 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 		p.batches[i] = &batcher{rdb: rdb, stream: s, maxLeaders: syncLeaders, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout}
 		p.asyncBatches[i] = &batcher{rdb: rdb, stream: s, maxLeaders: 1, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout}
 	}
+	if cfg.maxAge > 0 {
+		p.clocks = make([]*serverClock, len(p.streams))
+		for i := range p.clocks {
+			p.clocks[i] = &serverClock{now: cfg.now}
+		}
+	}
 	return p, nil
 }
 
@@ -114,11 +127,13 @@ func (p *Producer[T]) route(key string, hasKey bool) int {
 // [ErrDuplicate], so retrying a publish is safe; an ID not above the stream's
 // last entry that holds no entry returns [ErrIDTooSmall].
 func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (string, error) {
-	b, args, pc, err := p.prepare(ctx, v, opts, p.batches)
+	part, args, pc, err := p.prepare(ctx, v, opts)
 	if err != nil {
 		return "", err
 	}
+	b := p.batches[part]
 	id, err := b.add(ctx, args)
+	p.learnClock(part, pc.id, id)
 	return p.result(ctx, b.stream, pc.id, id, err)
 }
 
@@ -164,10 +179,11 @@ func (f *PublishFuture) Result() (string, error) {
 // except those of [WithID] publishes that find their ID taken (telling a
 // duplicate apart takes another round trip).
 func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOption) (*PublishFuture, error) {
-	b, args, pc, err := p.prepare(ctx, v, opts, p.asyncBatches)
+	part, args, pc, err := p.prepare(ctx, v, opts)
 	if err != nil {
 		return nil, err
 	}
+	b := p.asyncBatches[part]
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("redstream: publish to %s: %w", b.stream, ctx.Err())
 	}
@@ -183,6 +199,7 @@ func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOpti
 	explicitID := pc.id
 	ctx = context.WithoutCancel(ctx)
 	b.addAsync(ctx, args, func(id string, err error) {
+		p.learnClock(part, explicitID, id)
 		complete := func() {
 			f.id, f.err = p.result(ctx, b.stream, explicitID, id, err)
 			<-p.pending
@@ -224,22 +241,23 @@ func (p *Producer[T]) Flush(ctx context.Context) error {
 	return nil
 }
 
-// prepare encodes one publish and picks its partition's batcher.
-func (p *Producer[T]) prepare(ctx context.Context, v T, opts []PublishOption, batches []*batcher) (*batcher, *redis.XAddArgs, publishConfig, error) {
+// prepare encodes one publish and picks its partition.
+func (p *Producer[T]) prepare(ctx context.Context, v T, opts []PublishOption) (int, *redis.XAddArgs, publishConfig, error) {
 	pc, err := applyPublishOptions(opts)
 	if err != nil {
-		return nil, nil, pc, err
+		return 0, nil, pc, err
 	}
 	p.applyKey(v, &pc)
 	if pc.id != "" && len(p.streams) > 1 && !pc.hasKey {
-		return nil, nil, pc, fmt.Errorf("%w: WithID on a partitioned producer needs a key (WithKey or WithKeyFunc), so that a retry goes to the same partition", ErrInvalidOption)
+		return 0, nil, pc, fmt.Errorf("%w: WithID on a partitioned producer needs a key (WithKey or WithKeyFunc), so that a retry goes to the same partition", ErrInvalidOption)
 	}
-	b := batches[p.route(pc.key, pc.hasKey)]
-	args, err := p.xaddArgs(ctx, v, b.stream, &pc)
+	part := p.route(pc.key, pc.hasKey)
+	p.seedClocks(ctx, part)
+	args, err := p.xaddArgs(ctx, v, part, &pc)
 	if err != nil {
-		return nil, nil, pc, err
+		return 0, nil, pc, err
 	}
-	return b, args, pc, nil
+	return part, args, pc, nil
 }
 
 // xaddIDTooSmall starts Redis's error for an explicit ID not above the top.
@@ -345,11 +363,16 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 	}
 	args := make([]*redis.XAddArgs, len(vs))
 	parts := make([]int, len(vs))
+	keyed := make([]publishConfig, len(vs))
 	for i, v := range vs {
-		epc := pc
-		p.applyKey(v, &epc)
-		parts[i] = p.route(epc.key, epc.hasKey)
-		if args[i], err = p.xaddArgs(ctx, v, p.streams[parts[i]], &epc); err != nil {
+		keyed[i] = pc
+		p.applyKey(v, &keyed[i])
+		parts[i] = p.route(keyed[i].key, keyed[i].hasKey)
+	}
+	p.seedClocks(ctx, parts...)
+	for i, v := range vs {
+		epc := keyed[i]
+		if args[i], err = p.xaddArgs(ctx, v, parts[i], &epc); err != nil {
 			return nil, fmt.Errorf("redstream: batch entry %d: %w", i, err)
 		}
 	}
@@ -393,6 +416,9 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 			})
 		}
 		wg.Wait()
+	}
+	for i, id := range ids {
+		p.learnClock(parts[i], "", id)
 	}
 	var batchErr *BatchError
 	for i, err := range errs {
@@ -452,8 +478,9 @@ func applyPublishOptions(opts []PublishOption) (publishConfig, error) {
 	return pc, nil
 }
 
-// xaddArgs encodes v with its headers into the arguments of one XADD.
-func (p *Producer[T]) xaddArgs(ctx context.Context, v T, stream string, pc *publishConfig) (*redis.XAddArgs, error) {
+// xaddArgs encodes v with its headers into the arguments of one XADD to
+// partition part.
+func (p *Producer[T]) xaddArgs(ctx context.Context, v T, part int, pc *publishConfig) (*redis.XAddArgs, error) {
 	headers := pc.headers
 	if p.cfg.contextHeaders != nil || pc.hasKey {
 		headers = slices.Clone(headers)
@@ -468,9 +495,173 @@ func (p *Producer[T]) xaddArgs(ctx context.Context, v T, stream string, pc *publ
 	if err != nil {
 		return nil, err
 	}
-	a := &redis.XAddArgs{Stream: stream, Values: values, ID: pc.id}
-	writeTrim(a, p.cfg, pc)
+	ageBound := ""
+	if p.clocks != nil {
+		ageBound = p.clocks[part].ageBound(p.cfg.maxAge)
+	}
+	a := &redis.XAddArgs{Stream: p.streams[part], Values: values, ID: pc.id}
+	writeTrim(a, p.cfg, pc, ageBound)
 	return a, nil
+}
+
+// seedClocks reads the server's clock (TIME) for those of parts whose
+// clocks have no ID yet, so that the first publish to a stream trims too:
+// once per server, or per node on a cluster. When that fails (an ACL
+// without +time, say) it logs, and the publishes to that stream do not
+// trim until an ID comes back; it is not tried again.
+func (p *Producer[T]) seedClocks(ctx context.Context, parts ...int) {
+	if p.clocks == nil {
+		return
+	}
+	_, cluster := p.rdb.(*redis.ClusterClient)
+	var unseeded []int
+	for _, part := range parts {
+		if p.clocks[part].needsTime() && !slices.Contains(unseeded, part) {
+			unseeded = append(unseeded, part)
+		}
+	}
+	if len(unseeded) == 0 {
+		return
+	}
+	if !cluster {
+		// One server, one clock: its time seeds every partition.
+		unseeded = unseeded[:0]
+		for part, c := range p.clocks {
+			if c.needsTime() {
+				unseeded = append(unseeded, part)
+			}
+		}
+	}
+	times := make(map[redis.Cmdable]time.Time)
+	for _, part := range unseeded {
+		node, err := clockNode(ctx, p.rdb, p.streams[part])
+		t, seen := times[node]
+		if err == nil && !seen {
+			if t, err = node.Time(ctx).Result(); err == nil {
+				times[node] = t
+			}
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				p.clocks[part].timeFailed()
+				p.cfg.logger.Warn("redstream: WithMaxAge: reading the server's clock failed; publishing without the age trim until an entry ID comes back",
+					slog.String("stream", p.streams[part]), slog.Any("error", err))
+			}
+			return
+		}
+		p.clocks[part].seed(t)
+	}
+}
+
+// clockNode returns the client whose TIME is the clock of the node holding
+// key: on a cluster, the key's primary; otherwise rdb (a ring asks one of
+// its shards).
+func clockNode(ctx context.Context, rdb redis.UniversalClient, key string) (redis.Cmdable, error) {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.MasterForKey(ctx, key)
+	}
+	return rdb, nil
+}
+
+// serverTime returns the time of the node holding key, by its clock.
+func serverTime(ctx context.Context, rdb redis.UniversalClient, key string) (time.Time, error) {
+	node, err := clockNode(ctx, rdb, key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return node.Time(ctx).Result()
+}
+
+// learnClock tells partition part's server clock the ID Redis returned for
+// a publish ("" for none). An ID given with WithID is the caller's, maybe
+// from the producer's clock: it does not count.
+func (p *Producer[T]) learnClock(part int, explicitID, id string) {
+	if p.clocks != nil && explicitID == "" && id != "" {
+		p.clocks[part].observe(id)
+	}
+}
+
+// serverClock tells the time of the Redis server that holds one stream, for
+// [WithMaxAge]: the millisecond part of the last ID Redis generated for the
+// stream, plus the time elapsed since on the producer's monotonic clock.
+// The producer's wall clock never enters it: entry IDs come from the
+// server's clock, and a bound from a producer clock ahead of it would trim
+// the entry just written, one behind it would trim nothing. Its methods are
+// safe for concurrent use.
+type serverClock struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	ms     uint64    // the millisecond part of the last ID
+	at     time.Time // when that ID came back; zero before any
+	noTime bool      // reading TIME failed: wait for an ID
+}
+
+// observe records id, an ID Redis generated. Concurrent round trips may
+// report theirs out of order: an older ID makes the clock late by about
+// a round trip, which trims a little less.
+func (c *serverClock) observe(id string) {
+	parsed, err := streamid.Parse(id)
+	if err != nil {
+		return
+	}
+	at := c.now()
+	c.mu.Lock()
+	c.ms, c.at = parsed.Ms, at
+	c.mu.Unlock()
+}
+
+// seed records t, the server's TIME, unless an ID came back meanwhile. The
+// entries written after it have IDs from t on, so its bound is as safe as
+// an ID's.
+func (c *serverClock) seed(t time.Time) {
+	at := c.now()
+	c.mu.Lock()
+	if c.at.IsZero() && t.UnixMilli() > 0 {
+		c.ms, c.at = uint64(t.UnixMilli()), at
+	}
+	c.mu.Unlock()
+}
+
+// needsTime reports whether the clock has no time to go by and reading
+// TIME has not failed yet.
+func (c *serverClock) needsTime() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.at.IsZero() && !c.noTime
+}
+
+// timeFailed records that reading TIME failed, so that it is not tried
+// again: the next ID sets the clock.
+func (c *serverClock) timeFailed() {
+	c.mu.Lock()
+	c.noTime = true
+	c.mu.Unlock()
+}
+
+// ageBound returns the MINID that trims entries older than maxAge by the
+// server's clock, or "" when there is nothing to trim or the clock is not
+// known. The bound never passes the millisecond of the last ID (or of
+// TIME), which later entries' IDs are not below, so whatever happens to
+// either clock (a server clock set back, an explicit ID ahead of it that
+// Redis then generates IDs after) no entry written since is trimmed; a
+// producer idle for longer than maxAge so trims a little less at its next
+// publish.
+func (c *serverClock) ageBound(maxAge time.Duration) string {
+	c.mu.Lock()
+	ms, at := c.ms, c.at
+	c.mu.Unlock()
+	if at.IsZero() {
+		return ""
+	}
+	left := (maxAge - c.now().Sub(at)).Milliseconds()
+	switch {
+	case left <= 0:
+		return streamid.ID{Ms: ms}.String()
+	case uint64(left) >= ms:
+		return ""
+	}
+	return streamid.ID{Ms: ms - uint64(left)}.String()
 }
 
 // encode returns the entry's fields as name, value pairs: headers first,

@@ -14,19 +14,19 @@ import (
 
 // writeTrim sets the trimming an XADD does atomically with its write: MINID
 // given per publish ([WithMinID]) wins over the producer's [WithMaxLen] or
-// [WithMaxAge]. Trimming is approximate ("~"): Redis removes whole
+// [WithMaxAge], whose MINID the caller computed from the server's clock as
+// ageBound ("": none yet). Trimming is approximate ("~"): Redis removes whole
 // macro-nodes only, which is much cheaper, so a stream keeps somewhat more
 // than asked. Trimming at write does not know about consumer groups and may
 // remove entries a group has not read yet.
-func writeTrim(a *redis.XAddArgs, cfg producerConfig, pc *publishConfig) {
+func writeTrim(a *redis.XAddArgs, cfg producerConfig, pc *publishConfig, ageBound string) {
 	switch {
 	case pc.minID != "":
 		a.MinID, a.Approx = pc.minID, true
 	case cfg.maxLen > 0:
 		a.MaxLen, a.Approx = cfg.maxLen, true
-	case cfg.maxAge > 0:
-		a.MinID = streamid.FromTime(time.Now().Add(-cfg.maxAge)).String()
-		a.Approx = true
+	case ageBound != "":
+		a.MinID, a.Approx = ageBound, true
 	}
 }
 
@@ -37,7 +37,8 @@ type TrimPolicy struct {
 	// MaxLen keeps about this many of the newest entries; 0 means no length
 	// bound, negative is an error.
 	MaxLen int64
-	// MaxAge removes entries older than this, by the time in their IDs; 0
+	// MaxAge removes entries older than this, by the time in their IDs
+	// against the Redis server's clock (TIME, which an ACL must allow); 0
 	// means no age bound, negative is an error.
 	MaxAge time.Duration
 	// AllowUnconsumed lets MaxLen and MaxAge remove entries that a group has
@@ -92,12 +93,18 @@ func Trim(ctx context.Context, rdb redis.UniversalClient, stream string, policy 
 	if err := policy.validate(); err != nil {
 		return TrimResult{}, err
 	}
+	ageBound := ""
+	if policy.MaxAge > 0 {
+		// Entry IDs carry the server's time: age them by its clock, not
+		// this process's, which may be off by any amount.
+		now, err := serverTime(ctx, rdb, stream)
+		if err != nil {
+			return TrimResult{}, fmt.Errorf("redstream: trim %s: read the server's clock (TIME) for MaxAge: %w", stream, err)
+		}
+		ageBound = streamid.FromTime(now.Add(-policy.MaxAge)).String()
+	}
 	var total TrimResult
 	for {
-		ageBound := ""
-		if policy.MaxAge > 0 {
-			ageBound = streamid.FromTime(time.Now().Add(-policy.MaxAge)).String()
-		}
 		allow := 0
 		if policy.AllowUnconsumed {
 			allow = 1
