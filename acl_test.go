@@ -38,6 +38,10 @@ var aclCommands = []string{
 	// Consumer: group setup, reads, own-pending drain, acknowledgements,
 	// reaper, idle-consumer cleanup.
 	"+xgroup|create", "+xreadgroup", "+xack", "+xpending", "+xautoclaim", "+xinfo|consumers",
+	// Consumer: the consumer-name lease (a script calling get, set, del)
+	// and the failed-attempts record (hmget, hdel; a script calling hget,
+	// hset, pexpire), keys {stream}:redstream-*.
+	"+get", "+set", "+hget", "+hset", "+hmget", "+hdel", "+pexpire",
 	// Lua scripts (lease renewal, dead letter, replay, idle-consumer delete,
 	// safe trim): EVALSHA, falling back to EVAL, and the commands they call.
 	"+evalsha", "+eval", "+xclaim", "+xdel", "+xtrim", "+xlen", "+xinfo|groups", "+xgroup|delconsumer",
@@ -48,9 +52,10 @@ var aclCommands = []string{
 }
 
 // aclKeyPatterns returns the key patterns for streams named prefix...:
-// the streams, and their dead-letter streams in the streams' hash slots.
+// the streams, their dead-letter streams and redstream's own keys in the
+// streams' hash slots.
 func aclKeyPatterns(prefix string) []string {
-	return []string{"~" + prefix + "*", "~" + DeadLetterPrefix + "{" + prefix + "*}"}
+	return []string{"~" + prefix + "*", "~" + DeadLetterPrefix + "{" + prefix + "*}", "~{" + prefix + "*}:redstream-*"}
 }
 
 // setACLUser creates (or resets) user with password pass, allowed
@@ -229,6 +234,12 @@ func TestACLRestrictedUser(t *testing.T) {
 			require.ErrorIs(t, err, redis.Nil)
 		}
 	}
+	// Its handler failed once before that consumer died (recorded with
+	// the user's permissions, as a consumer records it).
+	ghostPending, err := user.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: group, Consumer: "ghost", Start: "-", End: "+", Count: 10}).Result()
+	require.NoError(t, err)
+	require.Len(t, ghostPending, 1)
+	recordAttempts(t, user, stream, group, ghostPending[0].ID, 1)
 	rp, err := NewReaper(user, group, []string{stream},
 		WithMaxDeliveries(1), WithMinIdle(30*time.Millisecond), WithIdleConsumerTTL(30*time.Millisecond), WithLogger(logger))
 	require.NoError(t, err)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,10 +94,21 @@ type route struct {
 // entry is a message the consumer holds, from its read until it is
 // acknowledged, dead-lettered or given up.
 type entry struct {
-	route      *route
-	id         string
-	values     map[string]any // nil: deleted from the stream while pending
+	route  *route
+	id     string
+	values map[string]any // nil: deleted from the stream while pending
+	// deliveries is the number of this handler attempt, the one the
+	// handler sees: failed attempts + 1.
 	deliveries int64
+	// attempts counts the handler's failures on this entry, recorded in
+	// Redis (attempts.go) so that they survive this consumer.
+	attempts int64
+	// redisDeliveries is Redis's delivery counter as last read: it also
+	// counts deliveries no handler saw, and serves as the crash-loop guard.
+	redisDeliveries int64
+	// settled is set once the entry's acknowledgement is queued: it may
+	// stop being pending before the acknowledger forgets it.
+	settled atomic.Bool
 	// retry marks a message waiting for its next delivery, which must first
 	// be reclaimed by this consumer.
 	retry bool
@@ -105,7 +118,10 @@ type entry struct {
 	// cancel while its handler runs.
 	lost    bool
 	trimmed bool
-	cancel  context.CancelFunc
+	// vanished is set (guarded by runner.mu) when the entry is no longer
+	// pending at all, for anyone: only this consumer's memory has it now.
+	vanished bool
+	cancel   context.CancelFunc
 	// keyed is set while the entry holds its key's turn on an ordered
 	// route (guarded by runner.mu); key is then its key.
 	keyed bool
@@ -293,8 +309,13 @@ func (c *Consumer) event(e *entry, now time.Time) Event {
 // Failed Redis calls are retried with exponential backoff and reported to
 // the logger and error callback; a group that disappears (NOGROUP, the
 // stream was deleted) is created again. Run returns an error only before it
-// starts reading: [ErrAlreadyStarted], [ErrNoHandlers], or a group it
-// cannot create because Redis refuses (wrong key type, no permission).
+// starts reading: [ErrAlreadyStarted], [ErrNoHandlers], an error wrapping
+// [ErrConsumerNameInUse] when a live consumer of the group already uses
+// this consumer's name on one of its streams, a group it cannot create
+// because Redis refuses (wrong key type, no permission), or, when ctx ends
+// before the consumer became ready ([Consumer.Ready]), an error wrapping
+// [ErrNotReady] and the failure that kept it from starting (a Redis that
+// could not be reached, say).
 func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.started {
@@ -309,6 +330,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 
 	r := newRunner(c, routes)
+	if err := r.names.acquire(ctx); err != nil {
+		return err
+	}
+	defer r.names.release()
 	for _, rt := range routes {
 		if err := r.ensureGroup(ctx, rt.stream); err != nil {
 			return err
@@ -376,6 +401,27 @@ type runner struct {
 	owned         map[*route]*owned
 	ownReaders    sync.WaitGroup
 	readersClosed bool
+
+	// leftPending (guarded by mu) holds the entries let go during the
+	// shutdown without being finished: handOff marks them idle for others.
+	leftPending []*entry
+	// undrained counts the readers of non-exclusive routes that have not
+	// yet gone through their own pending entries; drainedAll is closed
+	// when it reaches zero, and the reaper's first round waits for it.
+	undrained  atomic.Int64
+	drainedAll chan struct{}
+
+	names *nameLease
+
+	// A read of pending entries (the own-pending drain, a reaper's claim)
+	// may return an entry this consumer finished while the read was on
+	// the wire: it was pending when Redis answered. forget records what it
+	// finishes in finished, numbered by finishGen, while such reads are in
+	// flight (pendingReads counts them), and hold refuses an entry
+	// finished after the read began. All three are guarded by mu.
+	finishGen    uint64
+	finished     map[heldKey]uint64
+	pendingReads int
 }
 
 type heldKey struct {
@@ -397,10 +443,22 @@ func newRunner(c *Consumer, routes []*route) *runner {
 		held:    make(map[heldKey]*entry),
 		keys:    make(map[heldKey][]*entry),
 		owned:   make(map[*route]*owned),
+
+		drainedAll: make(chan struct{}),
+		finished:   make(map[heldKey]uint64),
 	}
 	for range c.cfg.maxInFlight {
 		r.room <- struct{}{}
 	}
+	for _, rt := range routes {
+		if !rt.exclusive {
+			r.undrained.Add(1)
+		}
+	}
+	if r.undrained.Load() == 0 {
+		close(r.drainedAll)
+	}
+	r.names = newNameLease(r)
 	return r
 }
 
@@ -482,17 +540,30 @@ func (r *runner) run(ctx context.Context) error {
 	close(stopLeases)
 	close(r.acks)
 	background.Wait()
+	r.handOff()
 	close(stopOwn)
 	ownership.Wait()
 	return err
 }
 
 // ensureGroup creates the group on stream (and the stream if missing),
-// retrying failures that may pass until ctx ends, when it returns nil.
+// retrying failures that may pass until ctx ends, when it returns the last
+// failure wrapped in ErrNotReady.
+//
+// A group that exists already needs no write: when XGROUP CREATE fails
+// (a Redis out of memory refuses it before it would answer BUSYGROUP; a
+// user may lack the permission), the group is looked up instead, so a
+// consumer can start and drain a full Redis, which is what frees memory.
+// Creating first keeps the usual start at one round trip.
 func (r *runner) ensureGroup(ctx context.Context, stream string) error {
+	redisCtx := context.WithoutCancel(ctx)
 	for attempt := 1; ; attempt++ {
-		err := createGroup(context.WithoutCancel(ctx), r.c.rdb, stream, r.c.group, r.c.cfg.groupStart)
+		err := createGroup(redisCtx, r.c.rdb, stream, r.c.group, r.c.cfg.groupStart)
 		if err == nil {
+			return nil
+		}
+		if exists, lookErr := lookupGroup(redisCtx, r.c.rdb, stream, r.c.group); lookErr == nil && exists {
+			r.log.Info("redstream: consumer group exists; starting without creating it", slog.String("stream", stream), slog.Any("create_error", err))
 			return nil
 		}
 		opErr := &OpError{Op: "create-group", Stream: stream, Group: r.c.group, Err: err}
@@ -501,9 +572,26 @@ func (r *runner) ensureGroup(ctx context.Context, stream string) error {
 		}
 		r.report(opErr)
 		if !sleepCtx(ctx, r.backoff.Delay(attempt)) {
-			return nil
+			return fmt.Errorf("%w: %w", ErrNotReady, opErr)
 		}
 	}
+}
+
+// lookupGroup reports whether stream has group, reading only.
+func lookupGroup(ctx context.Context, rdb redis.UniversalClient, stream, group string) (bool, error) {
+	groups, err := rdb.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		if redis.HasErrorPrefix(err, "ERR no such key") {
+			return false, nil
+		}
+		return false, err
+	}
+	for _, g := range groups {
+		if g.Name == group {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // createGroup creates group on stream at start, creating the stream too;
@@ -533,41 +621,65 @@ func isPermanent(err error) bool {
 
 // read is one stream's reader: it drains this consumer's own pending
 // entries, then reads new ones, taking in no more than there is room for.
+//
+// A read that fails may have been executed by Redis with its reply lost (a
+// timeout, a dropped connection): the entries it delivered are pending for
+// this consumer, unseen. So after a failure the reader goes through its own
+// pending entries again (reading them by XPENDING and XRANGE, which does
+// not count deliveries; entries it already holds are skipped), and after a
+// timeout it asks for fewer entries, down to one, until a read succeeds.
 func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 	redisCtx := context.WithoutCancel(ctx)
-	cursor := "0" // next own pending entry; "" once they are drained
+	cursor := "0" // after this ID come own pending entries; "" once drained
 	attempt := 0
+	count := perRead
+	drained := func() {
+		if !rt.drained.Swap(true) && !rt.exclusive && r.undrained.Add(-1) == 0 {
+			close(r.drainedAll)
+		}
+	}
 	for {
-		n := r.takeRoom(ctx, perRead)
+		n := r.takeRoom(ctx, count)
 		if n == 0 {
 			return
 		}
 		var (
 			entries []*entry
+			next    string
 			err     error
 		)
+		var since *uint64 // nil: entries read with ">", never held before
 		if cursor != "" {
-			entries, err = r.readPending(redisCtx, rt, cursor, n)
-			if err == nil && len(entries) == 0 {
+			gen := r.beginPendingRead()
+			since = &gen
+			entries, next, err = r.readPending(redisCtx, rt, cursor, n)
+			if err == nil && next == "" {
 				cursor = ""
-				rt.drained.Store(true)
+				drained()
 			} else if err == nil {
-				cursor = entries[len(entries)-1].id
+				cursor = next
 			}
 		} else {
 			entries, err = r.readNew(redisCtx, rt, n)
 		}
 		if err != nil {
+			if since != nil {
+				r.endPendingRead()
+			}
 			r.giveRoom(n)
 			attempt++
 			// A read blocked when the stream key is deleted gets UNBLOCKED
 			// (Redis 7) instead of NOGROUP: the group went with the key.
 			if redis.HasErrorPrefix(err, "NOGROUP") || redis.HasErrorPrefix(err, "UNBLOCKED") {
 				cursor = "" // the group's pending list went with it
-				rt.drained.Store(true)
+				drained()
 				r.recreateGroup(redisCtx, rt.stream)
 			} else {
 				r.report(&OpError{Op: "read", Stream: rt.stream, Group: r.c.group, Err: err})
+				cursor = "0"
+				if isTimeout(err) {
+					count = max(1, count/2)
+				}
 			}
 			if !sleepCtx(ctx, r.backoff.Delay(attempt)) {
 				return
@@ -575,9 +687,39 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 			continue
 		}
 		attempt = 0
+		count = min(perRead, count*2)
 		r.giveRoom(n - len(entries))
-		r.dispatch(ctx, entries)
+		r.dispatch(ctx, entries, since)
+		if since != nil {
+			r.endPendingRead()
+		}
 	}
+}
+
+// beginPendingRead notes a read of pending entries about to start and
+// returns the generation of finished entries it must not take back.
+func (r *runner) beginPendingRead() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pendingReads++
+	return r.finishGen
+}
+
+// endPendingRead notes a read of pending entries dispatched; with none
+// left in flight, nothing finished needs remembering.
+func (r *runner) endPendingRead() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pendingReads--
+	if r.pendingReads == 0 {
+		clear(r.finished)
+	}
+}
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // dispatch hands read or claimed entries to the workers. Entries deleted
@@ -585,16 +727,37 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 // acknowledged, which clears them from the pending list.
 // Entries delivered more than MaxDeliveries times (the last delivery went
 // to a consumer that died with it) are dead-lettered instead.
-func (r *runner) dispatch(ctx context.Context, entries []*entry) {
+//
+// An entry the consumer holds already (in a handler, buffered, waiting for
+// a retry or an acknowledgement) is skipped, whatever path brought it
+// again: a group rewound with XGROUP SETID, a reread of its own pending
+// entries, a claim. Each entry has one live handler per process.
+//
+// Entries whose handler failed MaxDeliveries times already (recorded in
+// Redis; the move to the dead-letter stream did not happen) are
+// dead-lettered instead, and so are entries Redis delivered more than
+// MaxDeliveries + CrashLoopDeliveries times (consumers died holding them).
+//
+// since is nil for entries read with ">"; for entries read from a pending
+// list, it is the generation of finished entries when the read began:
+// those finished after it are not taken back.
+func (r *runner) dispatch(ctx context.Context, entries []*entry, since *uint64) {
 	for _, e := range entries {
-		r.hold(e)
+		if !r.hold(e, since) {
+			r.giveRoom(1)
+			continue
+		}
+		e.deliveries = e.attempts + 1
 		switch {
 		case e.values == nil:
 			r.log.Warn("redstream: pending entry was deleted from the stream; clearing it", slog.String("stream", e.route.stream), slog.String("id", e.id))
+			e.settled.Store(true)
 			r.acks <- e
 			r.giveRoom(1)
-		case e.deliveries > int64(r.c.cfg.maxDeliveries):
-			r.deadLetter(ctx, e, ReasonMaxDeliveries, nil)
+		case e.attempts >= int64(r.c.cfg.maxDeliveries):
+			r.deadLetter(ctx, e, ReasonMaxDeliveries, fmt.Errorf("handler failed %d times", e.attempts))
+		case e.redisDeliveries > int64(r.c.cfg.maxDeliveries+CrashLoopDeliveries):
+			r.deadLetter(ctx, e, ReasonCrashLoop, fmt.Errorf("delivered %d times, %d handler failures recorded", e.redisDeliveries, e.attempts))
 		default:
 			r.toWork(e)
 		}
@@ -687,10 +850,21 @@ func (r *runner) giveRoom(n int) {
 	}
 }
 
-func (r *runner) hold(e *entry) {
+// hold records e as held and reports true, or reports false when an entry
+// with its ID is held already, or (since not nil) was finished after
+// generation since.
+func (r *runner) hold(e *entry, since *uint64) bool {
+	k := heldKey{e.route, e.id}
 	r.mu.Lock()
-	r.held[heldKey{e.route, e.id}] = e
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if _, held := r.held[k]; held {
+		return false
+	}
+	if gen, ok := r.finished[k]; since != nil && ok && gen > *since {
+		return false
+	}
+	r.held[k] = e
+	return true
 }
 
 // release forgets e and frees its room: the consumer is done with it
@@ -703,15 +877,35 @@ func (r *runner) release(e *entry) {
 
 // acknowledge queues e's acknowledgement and frees its room.
 func (r *runner) acknowledge(e *entry) {
+	e.settled.Store(true)
 	r.acks <- e
 	r.giveRoom(1)
 	r.nextOfKey(e)
 }
 
+// leave releases e, which stays pending for this consumer unfinished
+// during the shutdown: handOff marks it idle for another consumer.
+func (r *runner) leave(e *entry) {
+	r.mu.Lock()
+	r.leftPending = append(r.leftPending, e)
+	r.mu.Unlock()
+	r.release(e)
+}
+
 func (r *runner) forget(e *entry) {
 	r.mu.Lock()
-	delete(r.held, heldKey{e.route, e.id})
+	r.forgetLocked(heldKey{e.route, e.id})
 	r.mu.Unlock()
+}
+
+// forgetLocked drops k from held, remembering it as finished while reads
+// of pending entries are in flight. r.mu must be held.
+func (r *runner) forgetLocked(k heldKey) {
+	delete(r.held, k)
+	if r.pendingReads > 0 {
+		r.finishGen++
+		r.finished[k] = r.finishGen
+	}
 }
 
 // readNew reads up to n entries never delivered to the group, waiting up to
@@ -740,47 +934,87 @@ func (r *runner) readGroup(ctx context.Context, rt *route, id string, n int, blo
 	var entries []*entry
 	for _, s := range streams {
 		for _, m := range s.Messages {
-			entries = append(entries, &entry{route: rt, id: m.ID, values: m.Values, deliveries: 1})
+			entries = append(entries, &entry{route: rt, id: m.ID, values: m.Values, redisDeliveries: 1})
 		}
 	}
 	return entries, nil
 }
 
-// readPending reads up to n of this consumer's own pending entries after
-// cursor, with their delivery counts.
-func (r *runner) readPending(ctx context.Context, rt *route, cursor string, n int) ([]*entry, error) {
-	entries, err := r.readGroup(ctx, rt, cursor, n, -1)
+// readPending reads up to n of this consumer's own pending entries with IDs
+// above cursor ("0" for all), with their delivery counts and recorded
+// failures, and returns the cursor to go on from ("" when there are no
+// more). It reads with XPENDING and XRANGE rather than XREADGROUP from an
+// ID, which Redis would count as one more delivery of each entry: a
+// consumer restarting, or rereading after a lost reply, must not inflate
+// the counts. Entries deleted from the stream come back without values.
+// Both commands only read, so a client's retry of them is harmless.
+func (r *runner) readPending(ctx context.Context, rt *route, cursor string, n int) ([]*entry, string, error) {
+	start := "-"
+	if cursor != "0" {
+		start = "(" + cursor
+	}
+	pending, err := r.c.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: rt.stream, Group: r.c.group, Consumer: r.c.cfg.name, Start: start, End: "+", Count: int64(n),
+	}).Result()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if len(entries) == 0 {
-		return nil, nil
+	if len(pending) == 0 {
+		return nil, "", nil
 	}
-	// Reading pending entries by ID counts as a delivery; XPENDING tells how
-	// many there have been.
-	if err := r.fillDeliveries(ctx, rt.stream, entries); err != nil {
-		return nil, err
+	entries := make([]*entry, len(pending))
+	for i, p := range pending {
+		entries[i] = &entry{route: rt, id: p.ID, redisDeliveries: max(1, p.RetryCount)}
+	}
+	if err := r.fillEntries(ctx, rt.stream, entries, false); err != nil {
+		return nil, "", err
 	}
 	r.log.Info("redstream: redelivering own pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))
-	return entries, nil
+	return entries, pending[len(pending)-1].ID, nil
 }
 
-// fillDeliveries sets each entry's delivery count from the pending list, in
-// one round trip.
-func (r *runner) fillDeliveries(ctx context.Context, stream string, entries []*entry) error {
-	cmds, err := r.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, e := range entries {
-			pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: r.c.group, Start: e.id, End: e.id, Count: 1})
+// fillEntries reads, in one round trip, each entry's fields (XRANGE; nil
+// when it was deleted from the stream), its recorded handler failures and,
+// with counts, its delivery count (XPENDING; 0 when it is not pending for
+// this consumer any more).
+func (r *runner) fillEntries(ctx context.Context, stream string, entries []*entry, counts bool) error {
+	ranges := make([]*redis.XMessageSliceCmd, len(entries))
+	var pendings []*redis.XPendingExtCmd
+	ids := make([]string, len(entries))
+	var attempts *redis.SliceCmd
+	_, err := r.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, e := range entries {
+			ids[i] = e.id
+			if e.values == nil {
+				ranges[i] = pipe.XRange(ctx, stream, e.id, e.id)
+			}
+			if counts {
+				pendings = append(pendings, pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: r.c.group, Start: e.id, End: e.id, Count: 1}))
+			}
 		}
+		attempts = pipe.HMGet(ctx, attemptsKey(stream, r.c.group), ids...)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for i, cmd := range cmds {
-		entries[i].deliveries = 1
-		if p := cmd.(*redis.XPendingExtCmd).Val(); len(p) == 1 {
-			entries[i].deliveries = max(1, p[0].RetryCount)
+	for i, e := range entries {
+		if ranges[i] != nil {
+			if msgs := ranges[i].Val(); len(msgs) == 1 {
+				e.values = msgs[0].Values
+			}
+		}
+		if counts {
+			// Not pending for this consumer any more (acknowledged or
+			// claimed since): 0, for the caller to drop.
+			e.redisDeliveries = 0
+			if p := pendings[i].Val(); len(p) == 1 && p[0].Consumer == r.c.cfg.name {
+				e.redisDeliveries = max(1, p[0].RetryCount)
+			}
+		}
+		s, _ := attempts.Val()[i].(string)
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			e.attempts = n
 		}
 	}
 	return nil
@@ -809,7 +1043,7 @@ func (r *runner) work1(handlerCtx context.Context) {
 	defer func() { cancel() }()
 	for e := range r.work {
 		if handlerCtx.Err() != nil {
-			r.release(e)
+			r.leave(e)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -841,15 +1075,21 @@ func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelF
 	err := e.route.handle(ctx, e)
 	r.mu.Lock()
 	lost = e.lost
+	vanished := e.vanished
 	e.cancel = nil
 	r.mu.Unlock()
-	r.settle(handlerCtx, e, err, lost)
+	r.settle(handlerCtx, e, err, lost, vanished)
 }
 
 // settle acts on a handler's outcome. A successful handler's message is
 // acknowledged even if its lease was lost meanwhile: it was handled, and
 // the acknowledgement only spares the new owner's duplicate.
-func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bool) {
+//
+// A failure counts as one handler attempt, recorded in Redis before the
+// message is retried; after MaxDeliveries of them it is dead-lettered. A
+// message no longer pending in Redis at all (vanished) cannot be retried:
+// only this consumer's memory has it, so it is dead-lettered from there.
+func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost, vanished bool) {
 	if err == nil {
 		r.acknowledge(e)
 		return
@@ -864,21 +1104,24 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bo
 		r.release(e)
 	case handlerCtx.Err() != nil:
 		r.handlerFailed(e, err, "left pending (shutdown)")
-		r.release(e)
+		r.leave(e)
 	case errors.As(err, &decodeErr):
 		r.handlerFailed(e, err, "dead-lettering")
 		r.deadLetter(handlerCtx, e, ReasonDecode, err)
 	case errors.Is(err, ErrDeadLetter):
 		r.handlerFailed(e, err, "dead-lettering")
 		r.deadLetter(handlerCtx, e, ReasonHandler, err)
+	case vanished:
+		r.handlerFailed(e, err, "dead-lettering: no longer pending in Redis")
+		r.deadLetter(handlerCtx, e, ReasonVanished, err)
 	case r.isTrimmed(e):
 		r.handlerFailed(e, err, "dead-lettering: trimmed from the stream")
 		r.deadLetter(handlerCtx, e, ReasonTrimmed, err)
-	case e.deliveries >= int64(r.c.cfg.maxDeliveries):
+	case r.countFailure(handlerCtx, e) >= int64(r.c.cfg.maxDeliveries):
 		r.handlerFailed(e, err, "dead-lettering after the last delivery")
 		r.deadLetter(handlerCtx, e, ReasonMaxDeliveries, err)
 	default:
-		delay := r.retry.Delay(int(e.deliveries))
+		delay := r.retry.Delay(int(e.attempts))
 		var retryErr *RetryError
 		if errors.As(err, &retryErr) {
 			delay = retryErr.Delay
@@ -887,10 +1130,27 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bo
 		if obs := r.c.cfg.observer; obs != nil {
 			obs.Retried(r.c.event(e, time.Now()), delay)
 		}
-		e.deliveries++
+		e.deliveries = e.attempts + 1
 		e.retry = true
 		r.retries <- retryAt{at: time.Now().Add(delay), e: e}
 	}
+}
+
+// countFailure records one failed handler attempt of e in Redis and returns
+// e's failed attempts. When Redis cannot be reached the count is kept in
+// memory only: a later consumer may then give the message an attempt more,
+// never one less.
+func (r *runner) countFailure(handlerCtx context.Context, e *entry) int64 {
+	e.attempts++
+	ctx, cancel := context.WithTimeout(handlerCtx, ackFlushTimeout)
+	defer cancel()
+	n, err := recordAttempt(ctx, r.c.rdb, e.route.stream, r.c.group, e.id, e.attempts)
+	if err != nil {
+		r.report(&OpError{Op: "record-attempt", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
+		return e.attempts
+	}
+	e.attempts = max(e.attempts, n)
+	return e.attempts
 }
 
 // reclaimForRetry renews e's lease and sets its delivery count before a
@@ -899,18 +1159,22 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost bo
 func (r *runner) reclaimForRetry(handlerCtx context.Context, e *entry) bool {
 	ctx, cancel := context.WithTimeout(handlerCtx, ackFlushTimeout)
 	defer cancel()
-	lost, deleted, err := renewLeases(ctx, r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.deliveries, []string{e.id})
+	res, err := renewLeases(ctx, r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.deliveries, 0, []string{e.id})
 	if err != nil {
 		r.report(&OpError{Op: "lease", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
 		r.retries <- retryAt{at: time.Now().Add(r.backoff.Delay(int(e.deliveries))), e: e}
 		return false
 	}
 	switch {
-	case len(lost) > 0:
-		r.log.Info("redstream: message no longer pending for this consumer; not retrying", slog.String("stream", e.route.stream), slog.String("id", e.id))
+	case len(res.lost) > 0:
+		r.log.Info("redstream: message pending for another consumer now; not retrying", slog.String("stream", e.route.stream), slog.String("id", e.id))
 		r.release(e)
 		return false
-	case len(deleted) > 0 || r.isTrimmed(e):
+	case len(res.vanished) > 0:
+		r.markVanished(e.route, e.id)
+		r.deadLetter(handlerCtx, e, ReasonVanished, errors.New("no longer pending in Redis while waiting for a retry"))
+		return false
+	case len(res.deleted) > 0 || r.isTrimmed(e):
 		// Only this consumer's memory holds it now: dead-letter it rather
 		// than retry something a crash would lose.
 		r.deadLetter(handlerCtx, e, ReasonTrimmed, errors.New("trimmed from the stream while waiting for a retry"))
@@ -931,7 +1195,7 @@ func (r *runner) deadLetter(ctx context.Context, e *entry, reason string, cause 
 		errText = cause.Error()
 	}
 	for attempt := 1; ; attempt++ {
-		res, dlID, err := deadLetterMove(context.WithoutCancel(ctx), r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.id, reason, errText, -1, e.deliveries, e.values)
+		res, dlID, err := deadLetterMove(context.WithoutCancel(ctx), r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.id, reason, errText, -1, e.deliveries, reason == ReasonVanished, e.values)
 		if err == nil {
 			r.deadLettered(e.route.stream, e.id, e.deliveries, reason, cause, res, dlID)
 			if obs := r.c.cfg.observer; obs != nil && res == moved {
@@ -952,7 +1216,7 @@ func (r *runner) deadLetter(ctx context.Context, e *entry, reason string, cause 
 			r.retries <- retryAt{at: time.Now().Add(r.backoff.Delay(attempt)), e: e}
 			return
 		}
-		r.release(e)
+		r.leave(e)
 		return
 	}
 }
@@ -1077,17 +1341,20 @@ func (r *runner) renewOnce() {
 	for rt, ids := range byRoute {
 		for chunk := range slices.Chunk(ids, leaseBatch) {
 			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
-			lost, deleted, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, chunk)
+			res, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, 0, chunk)
 			cancel()
 			if err != nil {
 				r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
 				break
 			}
-			for _, id := range lost {
+			for _, id := range res.lost {
 				r.markLost(rt, id)
 			}
-			for _, id := range deleted {
+			for _, id := range res.deleted {
 				r.markTrimmed(rt, id)
+			}
+			for _, id := range res.vanished {
+				r.markVanished(rt, id)
 			}
 		}
 	}
@@ -1109,6 +1376,34 @@ func (r *runner) markLost(rt *route, id string) {
 	}
 }
 
+// markVanished records that id is no longer pending in Redis at all, for
+// any consumer (its stream or group was deleted, flushed or evicted; an
+// operator deleted this consumer): its handler is not cancelled, since no
+// one else can run it, and a failure dead-letters it from memory. An
+// entry whose acknowledgement is already queued is left alone: it stopped
+// being pending because it was handled.
+func (r *runner) markVanished(rt *route, id string) {
+	r.mu.Lock()
+	e, ok := r.held[heldKey{rt, id}]
+	if !ok || e.vanished || e.lost || e.settled.Load() {
+		r.mu.Unlock()
+		return
+	}
+	e.vanished = true
+	r.mu.Unlock()
+	r.log.Warn("redstream: a held message is no longer pending in Redis (stream, group or consumer deleted?); finishing it from memory, dead-lettering it if its handler fails",
+		slog.String("stream", rt.stream), slog.String("id", id))
+	r.notify(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, ID: id, Err: ErrVanished})
+	if obs := r.c.cfg.observer; obs != nil {
+		// Built here, not with event: a worker may be writing e's count.
+		ev := Event{Stream: rt.stream, Group: r.c.group, Consumer: r.c.cfg.name, ID: id}
+		if parsed, err := streamid.Parse(id); err == nil {
+			ev.Age = max(0, time.Since(parsed.Time()))
+		}
+		obs.Vanished(ev)
+	}
+}
+
 // markTrimmed records that id was deleted from the stream while held.
 func (r *runner) markTrimmed(rt *route, id string) {
 	r.mu.Lock()
@@ -1125,23 +1420,70 @@ func (r *runner) isTrimmed(e *entry) bool {
 	return e.trimmed
 }
 
+// leaseResult sorts the IDs a lease renewal did not renew.
+type leaseResult struct {
+	lost     []string // pending for another consumer
+	deleted  []string // pending for this one, but gone from the stream
+	vanished []string // not pending at all
+}
+
 // renewLeases resets the idle time of ids this consumer still owns, raising
-// their delivery count to deliveries when it is lower, and returns the IDs
-// it no longer owns and those deleted from the stream (left untouched).
-func renewLeases(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, deliveries int64, ids []string) (lost, deleted []string, err error) {
-	args := make([]any, 0, 3+len(ids))
-	args = append(args, group, consumer, deliveries)
+// their delivery count to deliveries when it is lower; with a positive
+// idle, it sets their idle time to that instead, handing them to the next
+// reaper. It returns the IDs it left untouched, sorted by why.
+func renewLeases(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, deliveries int64, idle time.Duration, ids []string) (leaseResult, error) {
+	args := make([]any, 0, 4+len(ids))
+	args = append(args, group, consumer, deliveries, idle.Milliseconds())
 	for _, id := range ids {
 		args = append(args, id)
 	}
 	res, err := scripts.ClaimOwn.Run(ctx, rdb, []string{stream}, args...).Slice()
 	if err != nil {
-		return nil, nil, err
+		return leaseResult{}, err
 	}
-	if len(res) != 2 {
-		return nil, nil, fmt.Errorf("redstream: lease script returned %d lists, want 2", len(res))
+	if len(res) != 3 {
+		return leaseResult{}, fmt.Errorf("redstream: lease script returned %d lists, want 3", len(res))
 	}
-	return stringList(res[0]), stringList(res[1]), nil
+	return leaseResult{lost: stringList(res[0]), deleted: stringList(res[1]), vanished: stringList(res[2])}, nil
+}
+
+// handOffIdle is the idle time handOff gives the entries it lets go:
+// longer than any MinIdle, shorter than the server's clock (Redis computes
+// now minus it).
+const handOffIdle = 365 * 24 * time.Hour
+
+// handOff marks every entry this Run leaves pending unfinished (waiting
+// for a retry, held back behind its key, let go at the shutdown timeout)
+// idle for a year, so that another consumer's reaper takes them on its next
+// round instead of after MinIdle. The script marks only entries still this
+// consumer's. It runs once, when the workers are done and the last
+// acknowledgements sent.
+func (r *runner) handOff() {
+	byRoute := make(map[*route][]string)
+	r.mu.Lock()
+	for k, e := range r.held {
+		if !e.settled.Load() {
+			byRoute[k.route] = append(byRoute[k.route], k.id)
+		}
+	}
+	for _, e := range r.leftPending {
+		byRoute[e.route] = append(byRoute[e.route], e.id)
+	}
+	r.leftPending = nil
+	r.mu.Unlock()
+	for rt, ids := range byRoute {
+		slices.Sort(ids)
+		for chunk := range slices.Chunk(slices.Compact(ids), leaseBatch) {
+			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
+			_, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, handOffIdle, chunk)
+			cancel()
+			if err != nil {
+				r.report(&OpError{Op: "hand-off", Stream: rt.stream, Group: r.c.group, Err: err})
+				break
+			}
+		}
+		r.log.Info("redstream: handed unfinished messages over to the group", slog.String("stream", rt.stream), slog.Int("count", len(ids)))
+	}
 }
 
 // stringList converts a script's array reply of strings.
@@ -1169,9 +1511,15 @@ const ackFlushTimeout = 5 * time.Second
 // Run's context: see flushAcks.
 func (r *runner) ack(ctx, runCtx context.Context) {
 	batch := make(map[*route][]string)
+	// failed holds, per route, the acknowledged entries that have failed
+	// attempts recorded, to delete with the acknowledgement.
+	failed := make(map[*route][]string)
 	var entries []*entry
 	add := func(e *entry) {
 		batch[e.route] = append(batch[e.route], e.id)
+		if e.attempts > 0 {
+			failed[e.route] = append(failed[e.route], e.id)
+		}
 		entries = append(entries, e)
 	}
 	for e := range r.acks {
@@ -1188,13 +1536,14 @@ func (r *runner) ack(ctx, runCtx context.Context) {
 				break gather
 			}
 		}
-		r.flushAcks(ctx, runCtx, batch)
+		r.flushAcks(ctx, runCtx, batch, failed)
 		r.mu.Lock()
 		for _, e := range entries {
-			delete(r.held, heldKey{e.route, e.id})
+			r.forgetLocked(heldKey{e.route, e.id})
 		}
 		r.mu.Unlock()
 		clear(batch)
+		clear(failed)
 		clear(entries)
 		entries = entries[:0]
 	}
@@ -1208,11 +1557,11 @@ func (r *runner) ack(ctx, runCtx context.Context) {
 // filling up holds back the workers and so the reading. Refusals that
 // retrying will not change, and any failure once runCtx has ended, get a
 // few more attempts.
-func (r *runner) flushAcks(ctx, runCtx context.Context, batch map[*route][]string) {
+func (r *runner) flushAcks(ctx, runCtx context.Context, batch, failed map[*route][]string) {
 	const lastAttempts = 5
 	last := 0
 	for attempt := 1; ; attempt++ {
-		err := r.sendAcks(batch)
+		err := r.sendAcks(batch, failed)
 		if err == nil {
 			return
 		}
@@ -1231,11 +1580,13 @@ func (r *runner) flushAcks(ctx, runCtx context.Context, batch map[*route][]strin
 	}
 }
 
-func (r *runner) sendAcks(batch map[*route][]string) error {
+// sendAcks sends batch's XACKs, one per stream, and deletes the failed
+// attempts recorded for the entries in failed.
+func (r *runner) sendAcks(batch, failed map[*route][]string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
 	defer cancel()
 	var err error
-	if len(batch) == 1 {
+	if len(batch) == 1 && len(failed) == 0 {
 		for rt, ids := range batch {
 			err = r.c.rdb.XAck(ctx, rt.stream, r.c.group, ids...).Err()
 		}
@@ -1243,6 +1594,9 @@ func (r *runner) sendAcks(batch map[*route][]string) error {
 		_, err = r.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for rt, ids := range batch {
 				pipe.XAck(ctx, rt.stream, r.c.group, ids...)
+			}
+			for rt, ids := range failed {
+				pipe.HDel(ctx, attemptsKey(rt.stream, r.c.group), ids...)
 			}
 			return nil
 		})

@@ -518,8 +518,9 @@ func TestRunReturnsErrorForWrongTypeKey(t *testing.T) {
 }
 
 func TestRunBeforeRedisIsReachableEndsWithContext(t *testing.T) {
-	// Nothing listens on this address: group creation is retried with
-	// backoff until ctx ends, and Run returns nil.
+	// Nothing listens on this address: the start is retried with backoff
+	// until ctx ends, and Run returns the failure that kept it from
+	// starting.
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	var failures atomic.Int64
@@ -527,7 +528,11 @@ func TestRunBeforeRedisIsReachableEndsWithContext(t *testing.T) {
 	require.NoError(t, Handle(c, uniqueStream(t), func(context.Context, *Message[Order]) error { return nil }))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	assert.NoError(t, c.Run(ctx))
+	err := c.Run(ctx)
+	require.ErrorIs(t, err, ErrNotReady)
+	var opErr *OpError
+	require.ErrorAs(t, err, &opErr, "the failure that kept it from starting")
+	assert.Contains(t, err.Error(), "connection refused")
 	assert.Positive(t, failures.Load())
 	assert.Less(t, failures.Load(), int64(20), "backoff, not a hot loop")
 }

@@ -16,9 +16,19 @@ import (
 
 // Reasons recorded in dead-letter entries ([DeadLetter.Reason]).
 const (
-	// ReasonMaxDeliveries: the message was delivered MaxDeliveries times
-	// ([WithMaxDeliveries]) without success.
+	// ReasonMaxDeliveries: its handler ran and failed MaxDeliveries times
+	// ([WithMaxDeliveries]).
 	ReasonMaxDeliveries = "max-deliveries"
+	// ReasonCrashLoop: Redis delivered the message more than MaxDeliveries +
+	// [CrashLoopDeliveries] times without that many handler failures being
+	// recorded: consumers died holding it, again and again (a message that
+	// kills its process, say).
+	ReasonCrashLoop = "crash-loop"
+	// ReasonVanished: the message was no longer pending in Redis while a
+	// consumer held it (its stream or group was deleted, flushed or evicted,
+	// or an operator deleted its consumer), and its handler then failed: the
+	// consumer wrote it from memory, its only copy, rather than drop it.
+	ReasonVanished = "vanished"
 	// ReasonHandler: the handler returned [ErrDeadLetter].
 	ReasonHandler = "handler"
 	// ReasonDecode: the entry could not be decoded ([DecodeError]).
@@ -65,7 +75,7 @@ const (
 // any owner; minIdle < 0 skips the idle check. fields, when not nil, are the
 // entry's fields as its consumer holds them, written if the entry is gone
 // from the stream, with deliveries as its count.
-func deadLetterMove(ctx context.Context, rdb redis.UniversalClient, stream, group, owner, id, reason, errText string, minIdle time.Duration, deliveries int64, fields map[string]any) (moveResult, string, error) {
+func deadLetterMove(ctx context.Context, rdb redis.UniversalClient, stream, group, owner, id, reason, errText string, minIdle time.Duration, deliveries int64, vanished bool, fields map[string]any) (moveResult, string, error) {
 	if len(errText) > maxErrorText {
 		errText = errText[:maxErrorText]
 	}
@@ -73,12 +83,16 @@ func deadLetterMove(ctx context.Context, rdb redis.UniversalClient, stream, grou
 	if minIdle >= 0 {
 		idleMs = minIdle.Milliseconds()
 	}
-	args := make([]any, 0, 8+2*len(fields))
-	args = append(args, group, owner, id, reason, errText, time.Now().UnixMilli(), idleMs, deliveries)
+	force := "0"
+	if vanished {
+		force = "1"
+	}
+	args := make([]any, 0, 9+2*len(fields))
+	args = append(args, group, owner, id, reason, errText, time.Now().UnixMilli(), idleMs, deliveries, force)
 	for k, v := range fields {
 		args = append(args, k, v)
 	}
-	res, err := scripts.DeadLetter.Run(ctx, rdb, []string{stream, DeadLetterKey(stream)}, args...).StringSlice()
+	res, err := scripts.DeadLetter.Run(ctx, rdb, []string{stream, DeadLetterKey(stream), attemptsKey(stream, group)}, args...).StringSlice()
 	if err != nil {
 		return "", "", err
 	}

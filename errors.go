@@ -45,6 +45,29 @@ var ErrAlreadyStarted = errors.New("redstream: consumer already started")
 // with [Handle].
 var ErrNoHandlers = errors.New("redstream: no handlers registered")
 
+// ErrNotReady is wrapped, with the failure that kept the consumer from
+// starting, by the error [Consumer.Run] returns when its context ended
+// before the consumer became ready ([Consumer.Ready]): it never read.
+var ErrNotReady = errors.New("redstream: consumer stopped before it was ready")
+
+// ErrConsumerNameInUse is wrapped by the error [Consumer.Run] returns when
+// another live consumer of the same group already runs under the same name
+// ([WithConsumerName]) on one of its streams. Two consumers under one name
+// would share one pending list and run each other's messages; the name is
+// held by a short lease, renewed while the consumer runs and released when
+// Run returns. Run waits up to one lease time (MinIdle, [WithMinIdle], or
+// 10 seconds if that is less) for the lease of a consumer that died without
+// releasing it to expire.
+var ErrConsumerNameInUse = errors.New("redstream: consumer name in use by another live consumer of the group")
+
+// ErrVanished is wrapped by the [*OpError] passed to the error callback
+// ([WithErrorHandler]) when a message the consumer holds is found to be
+// pending for no one in Redis any more: its stream or group was deleted,
+// flushed or evicted, or an operator deleted the consumer. The consumer
+// finishes it from memory: acknowledged if its handler succeeds,
+// dead-lettered with reason [ReasonVanished] if it fails.
+var ErrVanished = errors.New("redstream: held message no longer pending in Redis")
+
 // ErrShutdownTimeout is returned by [Consumer.Run] when handlers were still
 // running when the shutdown timeout ([WithShutdownTimeout]) passed: their
 // contexts were cancelled, and the messages they held stay pending for

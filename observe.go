@@ -30,6 +30,10 @@ type Observer interface {
 	Claimed(stream, group string, n int)
 	// DeadLettered reports a message moved to the dead-letter stream.
 	DeadLettered(ev Event, reason string)
+	// Vanished reports a message a consumer holds that is pending in Redis
+	// for no one any more (its stream or group was deleted, flushed or
+	// evicted): the consumer finishes it from memory ([ErrVanished]).
+	Vanished(ev Event)
 	// Trimmed reports a periodic trim ([WithTrim]): entries removed, and
 	// how many of them a group had not consumed.
 	Trimmed(stream string, removed, dropped int64)
@@ -72,6 +76,9 @@ func (NopObserver) Claimed(string, string, int) {}
 
 // DeadLettered does nothing.
 func (NopObserver) DeadLettered(Event, string) {}
+
+// Vanished does nothing.
+func (NopObserver) Vanished(Event) {}
 
 // Trimmed does nothing.
 func (NopObserver) Trimmed(string, int64, int64) {}

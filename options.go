@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redstream/redstream/internal/streamid"
@@ -35,9 +36,16 @@ const (
 	// backoff (with jitter) after a failed Redis call in the consumer's loops.
 	DefaultErrorBackoffMin = 50 * time.Millisecond
 	DefaultErrorBackoffMax = 5 * time.Second
-	// DefaultMaxDeliveries is how many times a message is delivered before
-	// it is dead-lettered.
+	// DefaultMaxDeliveries is how many times a message's handler may run
+	// and fail before the message is dead-lettered.
 	DefaultMaxDeliveries = 5
+	// CrashLoopDeliveries is how many deliveries beyond MaxDeliveries Redis
+	// may count for a message before it is dead-lettered with reason
+	// [ReasonCrashLoop], whatever its handler did. Redis's counter also
+	// counts deliveries no handler saw (a consumer that died with the
+	// message buffered, a read whose reply was lost), so it is only a guard
+	// against a message that kills its consumer each time.
+	CrashLoopDeliveries = 10
 	// DefaultRetryBackoffMin and DefaultRetryBackoffMax bound the exponential
 	// backoff (with jitter) between deliveries of a message whose handler
 	// failed: about min before the second delivery, doubling up to max.
@@ -409,9 +417,13 @@ func WithReapBatch(n int) ReclaimOption {
 	})
 }
 
-// WithMaxDeliveries sets how many times a message is delivered to a handler
-// before it is dead-lettered with reason [ReasonMaxDeliveries]. The default
-// is [DefaultMaxDeliveries]; n must be positive (1 means no retries).
+// WithMaxDeliveries sets how many times a message's handler may run and
+// fail before the message is dead-lettered with reason
+// [ReasonMaxDeliveries]. Only handler attempts count: deliveries no handler
+// saw (a consumer that died with the message buffered, a read whose reply
+// was lost) do not, up to the crash-loop guard ([CrashLoopDeliveries]).
+// The default is [DefaultMaxDeliveries]; n must be positive (1 means no
+// retries).
 func WithMaxDeliveries(n int) ReclaimOption {
 	return reclaimOption(func(c *reclaimConfig) error {
 		if n <= 0 {
@@ -460,9 +472,14 @@ type consumerOption func(*consumerConfig) error
 func (o consumerOption) applyConsumer(c *consumerConfig) error { return o(c) }
 
 // WithConsumerName sets the consumer's name within its group. The default
-// is "<hostname>-<pid>", unique per process; set a stable name (a pod name,
-// say) so that a restarted process drains its own pending entries first.
-// Two live processes must never share a name.
+// is "<hostname>-<pid>-<n>", n counting the Consumers of the process, so
+// every Consumer gets a name of its own. A stable name (a pod name, say)
+// is for a restart: the restarted consumer drains the pending entries its
+// predecessor left at once, instead of waiting for a reaper to find them
+// idle after MinIdle. Two live consumers of a group must never share a
+// name on a stream: Run refuses to start under a name a live consumer
+// holds ([ErrConsumerNameInUse]), after waiting up to MinIdle (10s at most) for the
+// name's lease of a consumer that died to expire.
 func WithConsumerName(name string) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error {
 		if name == "" {
@@ -666,10 +683,18 @@ func newReaperConfig(opts []ReaperOption) (reaperConfig, error) {
 	return c, nil
 }
 
+// consumersMade numbers the Consumers of this process that got a default
+// name, so that no two of them share one.
+var consumersMade atomic.Int64
+
+// defaultConsumerName is hostname-pid-n, n counting the Consumers of this
+// process that got a default name: two Consumers in one process (a config
+// reload starting a new one before the old one stops) never share a name,
+// and with it a pending list.
 func defaultConsumerName() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "redstream"
 	}
-	return host + "-" + strconv.Itoa(os.Getpid())
+	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(consumersMade.Add(1), 10)
 }

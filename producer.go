@@ -482,16 +482,11 @@ func applyPublishOptions(opts []PublishOption) (publishConfig, error) {
 // partition part.
 func (p *Producer[T]) xaddArgs(ctx context.Context, v T, part int, pc *publishConfig) (*redis.XAddArgs, error) {
 	headers := pc.headers
-	if p.cfg.contextHeaders != nil || pc.hasKey {
-		headers = slices.Clone(headers)
-	}
-	if pc.hasKey {
-		headers = append(headers, KeyField, pc.key)
-	}
 	if p.cfg.contextHeaders != nil {
+		headers = slices.Clone(headers)
 		p.cfg.contextHeaders(ctx, func(name, value string) { headers = append(headers, name, value) })
 	}
-	values, err := p.encode(v, headers)
+	values, err := p.encode(v, headers, pc)
 	if err != nil {
 		return nil, err
 	}
@@ -665,8 +660,8 @@ func (c *serverClock) ageBound(maxAge time.Duration) string {
 }
 
 // encode returns the entry's fields as name, value pairs: headers first,
-// then the payload field, as the guide lays entries out.
-func (p *Producer[T]) encode(v T, extra []string) ([]any, error) {
+// then pc's key, then the payload field, as the guide lays entries out.
+func (p *Producer[T]) encode(v T, extra []string, pc *publishConfig) ([]any, error) {
 	var fromPayload map[string]string
 	if hs, ok := any(v).(HeaderSource); ok {
 		fromPayload = hs.Headers()
@@ -675,34 +670,52 @@ func (p *Producer[T]) encode(v T, extra []string) ([]any, error) {
 		fromPayload = hs.Headers()
 	}
 	if p.fields {
-		return p.encodeFields(any(v).(Fields), extra)
+		return p.encodeFields(any(v).(Fields), extra, pc)
 	}
 	data, err := p.cfg.codec.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("redstream: encode payload for %s: %w", p.stream, err)
 	}
 	n := len(fromPayload) + len(extra)/2
-	values := make([]any, 0, 2*n+2)
-	if n > 0 {
-		seen := make(map[string]struct{}, n)
+	values := make([]any, 0, 2*n+4)
+	if n > 0 || pc.hasKey {
+		seen := make(map[string]struct{}, n+1)
 		for name, value := range fromPayload {
-			if values, err = appendHeader(values, seen, name, value, p.cfg.payloadField); err != nil {
+			if values, err = appendUserHeader(values, seen, name, value, p.cfg.payloadField); err != nil {
 				return nil, err
 			}
 		}
 		for i := 0; i < len(extra); i += 2 {
-			if values, err = appendHeader(values, seen, extra[i], extra[i+1], p.cfg.payloadField); err != nil {
+			if values, err = appendUserHeader(values, seen, extra[i], extra[i+1], p.cfg.payloadField); err != nil {
 				return nil, err
 			}
+		}
+		if pc.hasKey {
+			values = append(values, KeyField, pc.key)
 		}
 	}
 	return append(values, p.cfg.payloadField, data), nil
 }
 
-// encodeFields writes an untyped payload as the entry's fields.
-func (p *Producer[T]) encodeFields(f Fields, extra []string) ([]any, error) {
-	values := make([]any, 0, 2*len(f)+len(extra))
-	seen := make(map[string]struct{}, len(f)+len(extra)/2)
+// appendUserHeader is appendHeader for a header of the caller ([WithHeader],
+// [HeaderSource], [WithContextHeaders]), which must not be named like
+// KeyField either: consumers read that field as the message's key, while
+// the producer routes by the key of WithKey or WithKeyFunc, so a key set as
+// a header would order the message under one key in another key's
+// partition, or under a key it was not routed by.
+func appendUserHeader(values []any, seen map[string]struct{}, name, value, payloadField string) ([]any, error) {
+	if name == KeyField {
+		return nil, fmt.Errorf("%w: header %q would overwrite the message key field: set the key with WithKey or WithKeyFunc", ErrInvalidOption, name)
+	}
+	return appendHeader(values, seen, name, value, payloadField)
+}
+
+// encodeFields writes an untyped payload as the entry's fields. Its own
+// fields may include KeyField (an entry copied from a stream); a header
+// may not, and a key may not overwrite it.
+func (p *Producer[T]) encodeFields(f Fields, extra []string, pc *publishConfig) ([]any, error) {
+	values := make([]any, 0, 2*len(f)+len(extra)+2)
+	seen := make(map[string]struct{}, len(f)+len(extra)/2+1)
 	var err error
 	for name, value := range f {
 		if name == "" {
@@ -712,7 +725,12 @@ func (p *Producer[T]) encodeFields(f Fields, extra []string) ([]any, error) {
 		values = append(values, name, value)
 	}
 	for i := 0; i < len(extra); i += 2 {
-		if values, err = appendHeader(values, seen, extra[i], extra[i+1], ""); err != nil {
+		if values, err = appendUserHeader(values, seen, extra[i], extra[i+1], ""); err != nil {
+			return nil, err
+		}
+	}
+	if pc.hasKey {
+		if values, err = appendHeader(values, seen, KeyField, pc.key, ""); err != nil {
 			return nil, err
 		}
 	}

@@ -276,7 +276,7 @@ type pointerHeaders struct {
 	ID string `json:"id"`
 }
 
-func (p *pointerHeaders) Headers() map[string]string { return map[string]string{"key": p.ID} }
+func (p *pointerHeaders) Headers() map[string]string { return map[string]string{"ref": p.ID} }
 
 func TestHeaderSourceOnPointerReceiver(t *testing.T) {
 	_, rdb := newMiniredis(t)
@@ -287,7 +287,7 @@ func TestHeaderSourceOnPointerReceiver(t *testing.T) {
 	require.NoError(t, err)
 	got, err := rdb.XRange(ctx, stream, "-", "+").Result()
 	require.NoError(t, err)
-	assert.Equal(t, "k1", got[0].Values["key"])
+	assert.Equal(t, "k1", got[0].Values["ref"])
 }
 
 // roundTrips counts the commands and pipelines a client sends; gate, when

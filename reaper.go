@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,16 +20,30 @@ import (
 // each stream, entries idle longer than MinIdle (their consumer is presumed
 // dead), hands them to the workers or dead-letters them when they have been
 // delivered MaxDeliveries times, and deletes idle consumers that hold
-// nothing. It claims no more than there is room for.
+// nothing. It claims no more than there is room for. Its first round runs
+// as soon as the readers have gone through the consumer's own pending
+// entries (which it must not claim a second time), not one interval later:
+// entries handed over by a consumer that shut down are taken at once.
 func (r *runner) reap(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.drainedAll:
+	}
+	// The own-pending drain may hold entries marked idle by this name's
+	// last run as it shut down (handOff): renew them before a claim would
+	// take them again, which Redis counts as a delivery.
+	r.renewOnce()
 	ticker := time.NewTicker(r.c.cfg.reapInterval)
 	defer ticker.Stop()
 	cursors := make(map[*route]string, len(r.routes))
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
 		}
 		if ctx.Err() != nil {
 			return
@@ -79,6 +95,7 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 		if n == 0 {
 			return cursor
 		}
+		since := r.beginPendingRead()
 		msgs, next, deleted, err := r.c.rdb.XAutoClaimWithDeleted(context.WithoutCancel(ctx), &redis.XAutoClaimArgs{
 			Stream:   rt.stream,
 			Group:    r.c.group,
@@ -88,6 +105,7 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 			Count:    int64(n),
 		}).Result()
 		if err != nil {
+			r.endPendingRead()
 			r.giveRoom(n)
 			if !redis.HasErrorPrefix(err, "NOGROUP") { // the reader recreates the group
 				r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
@@ -99,7 +117,9 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 			r.log.Warn("redstream: reaper cleared pending entries that were deleted from the stream", slog.String("stream", rt.stream), slog.Int("count", len(deleted)))
 		}
 		r.giveRoom(n - len(msgs))
-		if len(msgs) > 0 && !r.claimed(ctx, rt, msgs) {
+		ok := len(msgs) == 0 || r.claimed(ctx, rt, msgs, since)
+		r.endPendingRead()
+		if !ok {
 			return cursor // retry the same entries next round
 		}
 		cursor = next
@@ -112,9 +132,9 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 
 // claimed handles entries the reaper took over: each holds one room token.
 // It reports false, having given the tokens back, when their delivery
-// counts could not be read: they stay pending (now this consumer's) and are
+// counts or recorded failures could not be read: they stay pending (now this consumer's) and are
 // claimed again once idle, rather than handled with a wrong count.
-func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage) bool {
+func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, since uint64) bool {
 	entries := make([]*entry, 0, len(msgs))
 	r.mu.Lock()
 	for _, m := range msgs {
@@ -129,16 +149,23 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage) 
 	if len(entries) == 0 {
 		return true
 	}
-	if err := r.fillDeliveries(context.WithoutCancel(ctx), rt.stream, entries); err != nil {
+	if err := r.fillEntries(context.WithoutCancel(ctx), rt.stream, entries, true); err != nil {
 		r.giveRoom(len(entries))
 		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
 		return false
 	}
+	entries = slices.DeleteFunc(entries, func(e *entry) bool {
+		if e.redisDeliveries == 0 { // finished or taken since the claim
+			r.giveRoom(1)
+			return true
+		}
+		return false
+	})
 	r.log.Info("redstream: reclaimed idle pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))
 	if obs := r.c.cfg.observer; obs != nil {
 		obs.Claimed(rt.stream, r.c.group, len(entries))
 	}
-	r.dispatch(ctx, entries)
+	r.dispatch(ctx, entries, &since)
 	return true
 }
 
@@ -174,9 +201,10 @@ func deleteIdleConsumers(ctx context.Context, rdb redis.UniversalClient, stream,
 
 // Reaper is a standalone reaper for a consumer group, for a process that
 // does not consume (an operator's job, say). It dead-letters pending entries
-// that were delivered MaxDeliveries times and then sat idle for MinIdle (the
-// consumer died during the last delivery), and deletes idle consumers that
-// hold nothing. It does not take over entries below the delivery limit: the
+// idle for MinIdle whose handler failed MaxDeliveries times (the consumer
+// died before it could dead-letter them) or that Redis delivered more than
+// MaxDeliveries + [CrashLoopDeliveries] times (consumers died holding
+// them), and deletes idle consumers that hold nothing. It does not take over entries below the delivery limit: the
 // reapers inside the group's consumers do, because only they can handle
 // them. Create it with [NewReaper]; it is safe for concurrent use, and
 // several reapers (standalone or in consumers) may run on one group: the
@@ -297,8 +325,36 @@ func (rp *Reaper) fail(op, stream string, err error) error {
 	return opErr
 }
 
+// attempts returns the failed handler attempts recorded for the pending
+// entries Redis delivered MaxDeliveries times or more (only those can have
+// failed that often), by ID.
+func (rp *Reaper) attempts(ctx context.Context, stream string, pending []redis.XPendingExt) (map[string]int64, error) {
+	var ids []string
+	for _, p := range pending {
+		if p.RetryCount >= int64(rp.cfg.maxDeliveries) {
+			ids = append(ids, p.ID)
+		}
+	}
+	out := make(map[string]int64, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	vals, err := rp.rdb.HMGet(ctx, attemptsKey(stream, rp.group), ids...).Result()
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range vals {
+		s, _ := v.(string)
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			out[ids[i]] = n
+		}
+	}
+	return out, nil
+}
+
 // reapStream walks the pending entries idle at least MinIdle and
-// dead-letters those delivered MaxDeliveries times.
+// dead-letters those whose handler failed MaxDeliveries times, and those
+// Redis delivered more than MaxDeliveries + CrashLoopDeliveries times.
 func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStats) error {
 	start := "-"
 	for ctx.Err() == nil {
@@ -312,13 +368,23 @@ func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStat
 			}
 			return err
 		}
+		attempts, err := rp.attempts(ctx, stream, pending)
+		if err != nil {
+			return err
+		}
 		for _, p := range pending {
-			if p.RetryCount < int64(rp.cfg.maxDeliveries) {
+			var reason string
+			switch {
+			case attempts[p.ID] >= int64(rp.cfg.maxDeliveries):
+				reason = ReasonMaxDeliveries
+			case p.RetryCount > int64(rp.cfg.maxDeliveries+CrashLoopDeliveries):
+				reason = ReasonCrashLoop
+			default:
 				continue
 			}
 			// The script checks again that the entry is still pending,
 			// still the same consumer's and still idle.
-			res, dlID, err := deadLetterMove(ctx, rp.rdb, stream, rp.group, p.Consumer, p.ID, ReasonMaxDeliveries, "", rp.cfg.minIdle, p.RetryCount, nil)
+			res, dlID, err := deadLetterMove(ctx, rp.rdb, stream, rp.group, p.Consumer, p.ID, reason, "", rp.cfg.minIdle, p.RetryCount, false, nil)
 			if err != nil {
 				return err
 			}
@@ -326,12 +392,12 @@ func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStat
 			case moved:
 				stats.DeadLettered++
 				rp.log.Warn("redstream: message dead-lettered", slog.String("stream", stream), slog.String("id", p.ID),
-					slog.String("reason", ReasonMaxDeliveries), slog.Int64("deliveries", p.RetryCount), slog.String("dead_letter_id", dlID))
+					slog.String("reason", reason), slog.Int64("deliveries", p.RetryCount), slog.Int64("failed_attempts", attempts[p.ID]), slog.String("dead_letter_id", dlID))
 				if rp.cfg.onError != nil {
-					rp.cfg.onError(&OpError{Op: "dead-letter", Stream: stream, Group: rp.group, ID: p.ID, Err: errors.New(ReasonMaxDeliveries)})
+					rp.cfg.onError(&OpError{Op: "dead-letter", Stream: stream, Group: rp.group, ID: p.ID, Err: errors.New(reason)})
 				}
 				if obs := rp.cfg.observer; obs != nil {
-					obs.DeadLettered(Event{Stream: stream, Group: rp.group, Consumer: p.Consumer, ID: p.ID, Deliveries: p.RetryCount}, ReasonMaxDeliveries)
+					obs.DeadLettered(Event{Stream: stream, Group: rp.group, Consumer: p.Consumer, ID: p.ID, Deliveries: p.RetryCount}, reason)
 				}
 			case movedGone:
 				stats.Deleted++

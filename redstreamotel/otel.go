@@ -133,6 +133,7 @@ type observer struct {
 	published, delivered, handled    metric.Int64Counter
 	acked, retried, claimed          metric.Int64Counter
 	deadLettered, trimmed, trimDrops metric.Int64Counter
+	vanished                         metric.Int64Counter
 	handlerDuration, e2eLatency      metric.Float64Histogram
 
 	// sets caches the attribute sets of each (stream, group) pair, so that
@@ -174,6 +175,7 @@ func NewObserver(mp metric.MeterProvider) (redstream.Observer, error) {
 	o.acked = counter("redstream.acked", "{message}", "Messages acknowledged (XACK).")
 	o.retried = counter("redstream.retried", "{message}", "Failed messages scheduled for another delivery.")
 	o.claimed = counter("redstream.claimed", "{message}", "Idle pending messages a reaper took over.")
+	o.vanished = counter("redstream.vanished", "{message}", "Held messages found pending for no one in Redis (stream or group deleted, flushed or evicted), finished from memory.")
 	o.deadLettered = counter("redstream.dead_lettered", "{message}", "Messages moved to the dead-letter stream, by reason.")
 	o.trimmed = counter("redstream.trimmed", "{entry}", "Entries removed by periodic trims.")
 	o.trimDrops = counter("redstream.trim.dropped", "{entry}", "Entries removed by periodic trims before some group consumed them.")
@@ -201,7 +203,7 @@ type attrSets struct {
 }
 
 // knownReasons are the dead-letter reasons whose sets are built up front.
-var knownReasons = []string{redstream.ReasonMaxDeliveries, redstream.ReasonHandler, redstream.ReasonDecode, redstream.ReasonTrimmed}
+var knownReasons = []string{redstream.ReasonMaxDeliveries, redstream.ReasonCrashLoop, redstream.ReasonHandler, redstream.ReasonDecode, redstream.ReasonTrimmed, redstream.ReasonVanished}
 
 func newAttrSets(stream, group string) *attrSets {
 	s := &attrSets{base: []attribute.KeyValue{semconv.MessagingDestinationName(stream)}}
@@ -299,6 +301,11 @@ func (o *observer) Retried(ev redstream.Event, _ time.Duration) {
 // Claimed counts n messages taken over by a reaper.
 func (o *observer) Claimed(stream, group string, n int) {
 	o.claimed.Add(bg, int64(n), o.attrs(stream, group).add...)
+}
+
+// Vanished counts a held message that is pending for no one any more.
+func (o *observer) Vanished(ev redstream.Event) {
+	o.vanished.Add(bg, 1, o.attrs(ev.Stream, ev.Group).add...)
 }
 
 // DeadLettered counts a dead-lettered message by reason.

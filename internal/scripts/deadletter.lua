@@ -3,6 +3,8 @@
 --
 -- KEYS[1]  the stream
 -- KEYS[2]  its dead-letter stream (same hash slot)
+-- KEYS[3]  the group's failed-attempts hash (same hash slot): the entry's
+--          field is deleted with the move
 -- ARGV[1]  group
 -- ARGV[2]  consumer that must own the entry, or "" for any owner
 -- ARGV[3]  entry ID
@@ -10,8 +12,12 @@
 -- ARGV[5]  last error text
 -- ARGV[6]  time, Unix milliseconds
 -- ARGV[7]  minimum idle time in ms the entry must have, or -1 for none
--- ARGV[8]  delivery count to record when the entry is no longer pending
--- ARGV[9…] the entry's fields as name, value pairs, from the caller's
+-- ARGV[8]  delivery count to record when the entry is no longer pending,
+--          or when higher than Redis's
+-- ARGV[9]  "1" to write the entry even though it is pending for no one:
+--          its consumer holds it in memory after its group, its pending
+--          record or the stream itself vanished; else "0"
+-- ARGV[10…] the entry's fields as name, value pairs, from the caller's
 --          memory: used only when the entry is gone from the stream
 --          (trimmed while its consumer held it), so it is not lost
 --
@@ -19,11 +25,19 @@
 -- and no fields were given: only cleared from the pending list),
 -- {"not-pending"}, {"not-owner"} or {"not-idle"}.
 local stream, group, id = KEYS[1], ARGV[1], ARGV[3]
-local remembered = #ARGV > 8
-local p = redis.call('XPENDING', stream, group, id, id, 1)
+local remembered = #ARGV > 9
+local vanished = ARGV[9] == '1'
+-- NOGROUP or no such key (the stream was deleted under a consumer that
+-- holds the entry in memory): not pending.
+local ok, p = pcall(redis.call, 'XPENDING', stream, group, id, id, 1)
+if not ok then
+  p = {}
+end
 local owner, deliveries = ARGV[2], ARGV[8]
 if #p == 1 then
-  owner, deliveries = p[1][2], tostring(p[1][4])
+  -- Redis's count, or the caller's attempt count when higher (a count
+  -- that reading its own pending entries did not raise).
+  owner, deliveries = p[1][2], tostring(math.max(p[1][4], tonumber(ARGV[8])))
   if ARGV[2] ~= '' and owner ~= ARGV[2] then
     return {'not-owner'}
   end
@@ -31,23 +45,24 @@ if #p == 1 then
   if minIdle >= 0 and p[1][3] < minIdle then
     return {'not-idle'}
   end
-elseif not remembered then
+elseif not remembered and not vanished then
   return {'not-pending'}
 end
 local fields
 local e = redis.call('XRANGE', stream, id, id)
 if #e == 1 then
-  if #p == 0 then
+  if #p == 0 and not vanished then
     return {'not-pending'} -- acknowledged by someone else meanwhile
   end
   fields = e[1][2]
 elseif remembered then
   fields = {}
-  for i = 9, #ARGV do
+  for i = 10, #ARGV do
     fields[#fields + 1] = ARGV[i]
   end
 else
   redis.call('XACK', stream, group, id)
+  redis.call('HDEL', KEYS[3], id)
   return {'deleted'}
 end
 local args = {KEYS[2], '*',
@@ -80,4 +95,5 @@ local dl = redis.call('XADD', unpack(args))
 if #p == 1 then
   redis.call('XACK', stream, group, id)
 end
+redis.call('HDEL', KEYS[3], id)
 return {'ok', dl}

@@ -23,6 +23,8 @@ var (
 	leaseSrc string
 	//go:embed members.lua
 	membersSrc string
+	//go:embed attempt.lua
+	attemptSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -35,4 +37,5 @@ var (
 	Trim        = redis.NewScript(trimSrc)
 	Lease       = redis.NewScript(leaseSrc)
 	Members     = redis.NewScript(membersSrc)
+	Attempt     = redis.NewScript(attemptSrc)
 )

@@ -1,0 +1,42 @@
+package redstream
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream/internal/scripts"
+)
+
+// The failed-attempts record: how many times a handler ran on an entry and
+// failed, kept in Redis so that it survives the consumer that counted it.
+//
+// Redis's own delivery counter cannot say this: it also counts reads whose
+// reply was lost (a read that timed out and was sent again), deliveries to
+// consumers that died before starting the handler, and reclaims. So
+// MaxDeliveries ([WithMaxDeliveries]) is checked against this record, and
+// Redis's counter serves only as the crash-loop guard ([CrashLoopDeliveries]).
+//
+// The record is one hash per stream and group, in the stream's hash slot,
+// with a field per entry that failed at least once. A field is written only
+// when a handler fails (the happy path never touches the hash) and deleted
+// with the entry's acknowledgement or dead-letter move. The hash expires
+// attemptsTTL after its last write, so fields of entries acknowledged by
+// other means (an operator's XACK, a deleted group) do not pile up.
+
+// attemptsTTL is how long a failed-attempts hash lives after its last write.
+const attemptsTTL = 7 * 24 * time.Hour
+
+// attemptsKey is the key of the failed-attempts hash of stream's entries in
+// group, in stream's hash slot.
+func attemptsKey(stream, group string) string {
+	return slotted(stream) + ":redstream-attempts:" + group
+}
+
+// recordAttempt records that id's handler has failed attempts times (this
+// failure included) and returns the count recorded, which is higher when
+// another consumer recorded more.
+func recordAttempt(ctx context.Context, rdb redis.UniversalClient, stream, group, id string, attempts int64) (int64, error) {
+	return scripts.Attempt.Run(ctx, rdb, []string{attemptsKey(stream, group)}, id, attempts, attemptsTTL.Milliseconds()).Int64()
+}
