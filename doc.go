@@ -40,8 +40,10 @@
 // A handler's error leaves its message pending; the consumer delivers it
 // again after an exponential backoff with jitter ([WithRetryBackoff]), or
 // after the delay of a [RetryAfter] error, renewing its lease meanwhile.
-// After MaxDeliveries deliveries ([WithMaxDeliveries], default 5) the
-// message is dead-lettered: one Lua script copies it, with its origin,
+// After MaxDeliveries failed handler attempts ([WithMaxDeliveries],
+// default 5; failures are recorded in Redis, so they outlive the consumer,
+// and deliveries no handler saw do not count) the message is
+// dead-lettered: one Lua script copies it, with its origin,
 // group, consumer, delivery count, reason and last error, to the stream's
 // dead-letter stream and acknowledges it, atomically. [ErrDeadLetter]
 // dead-letters at once, [ErrDrop] acknowledges without handling, and
