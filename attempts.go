@@ -2,6 +2,7 @@ package redstream
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,4 +40,15 @@ func attemptsKey(stream, group string) string {
 // another consumer recorded more.
 func recordAttempt(ctx context.Context, rdb redis.UniversalClient, stream, group, id string, attempts int64) (int64, error) {
 	return scripts.Attempt.Run(ctx, rdb, []string{attemptsKey(stream, group)}, id, attempts, attemptsTTL.Milliseconds()).Int64()
+}
+
+// parseAttempts reads one field of the failed-attempts hash as HMGET
+// returns it: nil (none recorded) and anything malformed count as 0.
+func parseAttempts(v any) int64 {
+	s, _ := v.(string)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }

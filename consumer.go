@@ -9,7 +9,6 @@ import (
 	"net"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -289,9 +288,14 @@ func callHandler[T any](ctx context.Context, fn HandlerFunc[T], m *Message[T]) (
 
 // event describes e for the observer; now dates its age.
 func (c *Consumer) event(e *entry, now time.Time) Event {
-	ev := Event{Stream: e.route.stream, Group: c.group, Consumer: c.cfg.name, ID: e.id, Deliveries: e.deliveries}
-	if id, err := streamid.Parse(e.id); err == nil {
-		ev.Age = max(0, now.Sub(id.Time()))
+	return c.eventOf(e.route.stream, e.id, e.deliveries, now)
+}
+
+// eventOf describes the entry id of stream, on its given delivery.
+func (c *Consumer) eventOf(stream, id string, deliveries int64, now time.Time) Event {
+	ev := Event{Stream: stream, Group: c.group, Consumer: c.cfg.name, ID: id, Deliveries: deliveries}
+	if parsed, err := streamid.Parse(id); err == nil {
+		ev.Age = max(0, now.Sub(parsed.Time()))
 	}
 	return ev
 }
@@ -1012,10 +1016,7 @@ func (r *runner) fillEntries(ctx context.Context, stream string, entries []*entr
 				e.redisDeliveries = max(1, p[0].RetryCount)
 			}
 		}
-		s, _ := attempts.Val()[i].(string)
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-			e.attempts = n
-		}
+		e.attempts = parseAttempts(attempts.Val()[i])
 	}
 	return nil
 }
@@ -1395,12 +1396,8 @@ func (r *runner) markVanished(rt *route, id string) {
 		slog.String("stream", rt.stream), slog.String("id", id))
 	r.notify(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, ID: id, Err: ErrVanished})
 	if obs := r.c.cfg.observer; obs != nil {
-		// Built here, not with event: a worker may be writing e's count.
-		ev := Event{Stream: rt.stream, Group: r.c.group, Consumer: r.c.cfg.name, ID: id}
-		if parsed, err := streamid.Parse(id); err == nil {
-			ev.Age = max(0, time.Since(parsed.Time()))
-		}
-		obs.Vanished(ev)
+		// Not event(e): a worker may be writing e's delivery count.
+		obs.Vanished(r.c.eventOf(rt.stream, id, 0, time.Now()))
 	}
 }
 
@@ -1473,16 +1470,21 @@ func (r *runner) handOff() {
 	r.mu.Unlock()
 	for rt, ids := range byRoute {
 		slices.Sort(ids)
-		for chunk := range slices.Chunk(slices.Compact(ids), leaseBatch) {
+		ids = slices.Compact(ids)
+		handed := 0
+		for chunk := range slices.Chunk(ids, leaseBatch) {
 			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
-			_, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, handOffIdle, chunk)
+			res, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, handOffIdle, chunk)
 			cancel()
 			if err != nil {
 				r.report(&OpError{Op: "hand-off", Stream: rt.stream, Group: r.c.group, Err: err})
 				break
 			}
+			handed += len(chunk) - len(res.lost) - len(res.deleted) - len(res.vanished)
 		}
-		r.log.Info("redstream: handed unfinished messages over to the group", slog.String("stream", rt.stream), slog.Int("count", len(ids)))
+		if handed > 0 {
+			r.log.Info("redstream: handed unfinished messages over to the group", slog.String("stream", rt.stream), slog.Int("count", handed))
+		}
 	}
 }
 

@@ -98,16 +98,8 @@ func TestRoundTripTypedDecode(t *testing.T) {
 }
 
 func groupExists(rdb redis.UniversalClient, stream, group string) bool {
-	groups, err := rdb.XInfoGroups(context.Background(), stream).Result()
-	if err != nil {
-		return false
-	}
-	for _, g := range groups {
-		if g.Name == group {
-			return true
-		}
-	}
-	return false
+	ok, err := lookupGroup(context.Background(), rdb, stream, group)
+	return err == nil && ok
 }
 
 func TestUntypedHandlerGetsAllFields(t *testing.T) {

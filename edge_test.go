@@ -206,8 +206,14 @@ func TestEdgeStreamDeletedUnderAHeldMessage(t *testing.T) {
 			id := publishOrders(t, rdb, stream, 1)[0]
 
 			obs := &vanishWatch{}
+			var reported atomic.Bool
 			cc := newConcurrency()
-			c := newTestConsumer(t, rdb, "g", append(fastReclaim(150*time.Millisecond), WithGroupStart("0"), WithObserver(obs))...)
+			c := newTestConsumer(t, rdb, "g", append(fastReclaim(150*time.Millisecond), WithGroupStart("0"), WithObserver(obs),
+				WithErrorHandler(func(err error) {
+					if errors.Is(err, ErrVanished) {
+						reported.Store(true)
+					}
+				}))...)
 			require.NoError(t, Handle(c, stream, func(ctx context.Context, m *Message[Order]) error {
 				cc.enter()
 				defer cc.leave()
@@ -223,16 +229,10 @@ func TestEdgeStreamDeletedUnderAHeldMessage(t *testing.T) {
 			startReady(t, c)
 			<-cc.started
 			require.NoError(t, rdb.Del(ctx, stream).Err())
-			eventually(t, 10*time.Second, func() bool { return obs.ids() == id }, "the vanished message is reported")
+			eventually(t, 10*time.Second, func() bool { return obs.ids() == id && reported.Load() }, "the vanished message is reported")
 			close(cc.release)
 			if outcome == "fails" {
-				var letters []DeadLetter
-				eventually(t, 10*time.Second, func() bool {
-					var err error
-					letters, _, err = mustDeadLetters(t, rdb, stream).List(ctx, ListOptions{})
-					require.NoError(t, err)
-					return len(letters) == 1
-				}, "dead-lettered from memory")
+				letters := waitDeadLetters(t, rdb, stream, 1)
 				assert.Equal(t, "vanished", letters[0].Reason)
 				assert.Equal(t, id, letters[0].OriginID)
 				assert.Contains(t, letters[0].Fields, "payload")
@@ -283,13 +283,7 @@ func TestEdgeConsumerDeletedUnderHeldMessages(t *testing.T) {
 	require.NoError(t, rdb.XGroupDelConsumer(ctx, stream, "g", "doomed").Err())
 	eventually(t, 10*time.Second, func() bool { return obs.count() >= 1 }, "reported")
 	close(release)
-	var letters []DeadLetter
-	eventually(t, 10*time.Second, func() bool {
-		var err error
-		letters, _, err = mustDeadLetters(t, rdb, stream).List(ctx, ListOptions{})
-		require.NoError(t, err)
-		return len(letters) == 1
-	}, "the failed one is dead-lettered from memory")
+	letters := waitDeadLetters(t, rdb, stream, 1)
 	assert.Equal(t, "vanished", letters[0].Reason)
 	assert.Equal(t, ids[0], letters[0].OriginID)
 	// The one waiting an hour for its retry is not forgotten either: it is
@@ -415,13 +409,7 @@ func TestEdgeCrashLoopGuard(t *testing.T) {
 		return nil
 	}))
 	startReady(t, c)
-	var letters []DeadLetter
-	eventually(t, 10*time.Second, func() bool {
-		var err error
-		letters, _, err = mustDeadLetters(t, rdb, stream).List(ctx, ListOptions{})
-		require.NoError(t, err)
-		return len(letters) == 1
-	})
+	letters := waitDeadLetters(t, rdb, stream, 1)
 	assert.Equal(t, ReasonCrashLoop, letters[0].Reason)
 	assert.Zero(t, calls.Load())
 }
@@ -503,4 +491,60 @@ func usedMemory(t testing.TB, info string) int64 {
 	}
 	t.Fatal("no used_memory in INFO memory")
 	return 0
+}
+
+// Input 2, an explicit name: a second live consumer under a name that one
+// of the group already runs under is refused; once the first stops (and
+// releases the name), the name is free at once.
+func TestEdgeConsumerNameInUseIsRefused(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	stream := uniqueStream(t)
+	noop := func(context.Context, *Message[Order]) error { return nil }
+	first := newTestConsumer(t, rdb, "g", WithConsumerName("x"), WithMinIdle(300*time.Millisecond))
+	require.NoError(t, Handle(first, stream, noop))
+	r := startReady(t, first)
+
+	second := newTestConsumer(t, rdb, "g", WithConsumerName("x"), WithMinIdle(300*time.Millisecond))
+	require.NoError(t, Handle(second, stream, noop))
+	err := second.Run(testCtx(t))
+	require.ErrorIs(t, err, ErrConsumerNameInUse)
+	assert.Contains(t, err.Error(), `"x"`)
+
+	other := newTestConsumer(t, rdb, "other-group", WithConsumerName("x"), WithMinIdle(300*time.Millisecond))
+	require.NoError(t, Handle(other, stream, noop))
+	startReady(t, other) // names are per group
+
+	require.NoError(t, r.stop(t))
+	third := newTestConsumer(t, rdb, "g", WithConsumerName("x"), WithMinIdle(time.Minute))
+	require.NoError(t, Handle(third, stream, noop))
+	startReady(t, third) // with a minute's lease time, only a released lease lets it start
+}
+
+// Input 2: the name's lease of a consumer that died (not released) is
+// waited for, then taken; a context that ends meanwhile makes Run return
+// ErrNotReady.
+func TestEdgeConsumerNameOfADeadConsumerIsTakenOver(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	noop := func(context.Context, *Message[Order]) error { return nil }
+	key := nameLeaseKey(stream, "g", "x")
+	require.NoError(t, rdb.Set(ctx, key, "x#dead", time.Minute).Err())
+
+	waiting := newTestConsumer(t, rdb, "g", WithConsumerName("x"), WithMinIdle(time.Minute))
+	require.NoError(t, Handle(waiting, stream, noop))
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	err := waiting.Run(short)
+	require.ErrorIs(t, err, ErrNotReady)
+	assert.ErrorContains(t, err, "waiting for the lease")
+
+	require.NoError(t, rdb.PExpire(ctx, key, 300*time.Millisecond).Err())
+	c := newTestConsumer(t, rdb, "g", WithConsumerName("x"), WithMinIdle(time.Second))
+	require.NoError(t, Handle(c, stream, noop))
+	startReady(t, c)
+	holder, err := rdb.Get(ctx, key).Result()
+	require.NoError(t, err)
+	assert.NotEqual(t, "x#dead", holder)
 }

@@ -59,51 +59,51 @@ func nameLeaseKey(stream, group, consumer string) string {
 // Redis failures are retried until ctx ends, when it returns an error
 // wrapping ErrNotReady.
 func (n *nameLease) acquire(ctx context.Context) error {
-	redisCtx := context.WithoutCancel(ctx)
-	step := max(min(n.ttl/5, 100*time.Millisecond), 5*time.Millisecond)
 	for i, key := range n.keys {
-		stream := n.r.routes[i].stream
-		deadline := time.Now().Add(n.ttl + step)
-		failures := 0
-		for {
-			held, err := n.take(redisCtx, key)
-			if err == nil && held {
-				break
-			}
-			wait := step
-			var why error
-			if err != nil {
-				failures++
-				opErr := &OpError{Op: "name-lease", Stream: stream, Group: n.r.c.group, Err: err}
-				if redis.HasErrorPrefix(err, "OOM") {
-					// A full Redis refuses the lease's SET, but a consumer
-					// must start to drain it; the keeper takes the lease
-					// once memory is freed.
-					n.r.log.Warn("redstream: Redis is out of memory; starting without the consumer-name lease", slog.String("stream", stream))
-					break
-				}
-				if isPermanent(err) { // a wrong password, a missing permission
-					n.release()
-					return opErr
-				}
-				n.r.report(opErr)
-				why, wait = opErr, n.r.backoff.Delay(failures)
-				deadline = time.Now().Add(n.ttl + step) // only a live holder counts
-			} else if time.Now().After(deadline) {
-				n.release()
-				return &OpError{Op: "name-lease", Stream: stream, Group: n.r.c.group,
-					Err: fmt.Errorf("%w: consumer %q of group %q on %s", ErrConsumerNameInUse, n.r.c.cfg.name, n.r.c.group, stream)}
-			} else {
-				why = fmt.Errorf("waiting for the lease on consumer name %q to expire", n.r.c.cfg.name)
-			}
-			if !sleepCtx(ctx, wait) {
-				n.release()
-				return fmt.Errorf("%w: %w", ErrNotReady, why)
-			}
+		if err := n.acquireOne(ctx, n.r.routes[i].stream, key); err != nil {
+			n.release()
+			return err
 		}
 	}
 	n.done.Go(n.keep)
 	return nil
+}
+
+// acquireOne takes the lease at key, on stream, as acquire says.
+func (n *nameLease) acquireOne(ctx context.Context, stream, key string) error {
+	redisCtx := context.WithoutCancel(ctx)
+	step := max(min(n.ttl/5, 100*time.Millisecond), 5*time.Millisecond)
+	deadline := time.Now().Add(n.ttl + step)
+	for failures := 0; ; {
+		held, err := n.take(redisCtx, key)
+		wait, why := step, error(nil)
+		switch {
+		case err == nil && held:
+			return nil
+		case err == nil && time.Now().After(deadline):
+			return &OpError{Op: "name-lease", Stream: stream, Group: n.r.c.group,
+				Err: fmt.Errorf("%w: consumer %q of group %q on %s", ErrConsumerNameInUse, n.r.c.cfg.name, n.r.c.group, stream)}
+		case err == nil:
+			why = fmt.Errorf("waiting for the lease on consumer name %q to expire", n.r.c.cfg.name)
+		case redis.HasErrorPrefix(err, "OOM"):
+			// A full Redis refuses the lease's SET, but a consumer must
+			// start to drain it; the keeper takes the lease once memory is
+			// freed.
+			n.r.log.Warn("redstream: Redis is out of memory; starting without the consumer-name lease", slog.String("stream", stream))
+			return nil
+		case isPermanent(err): // a wrong password, a missing permission
+			return &OpError{Op: "name-lease", Stream: stream, Group: n.r.c.group, Err: err}
+		default:
+			failures++
+			opErr := &OpError{Op: "name-lease", Stream: stream, Group: n.r.c.group, Err: err}
+			n.r.report(opErr)
+			why, wait = opErr, n.r.backoff.Delay(failures)
+			deadline = time.Now().Add(n.ttl + step) // only a live holder counts
+		}
+		if !sleepCtx(ctx, wait) {
+			return fmt.Errorf("%w: %w", ErrNotReady, why)
+		}
+	}
 }
 
 // keep renews the leases every third of their time until release.

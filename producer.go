@@ -28,11 +28,13 @@ type Producer[T any] struct {
 	asyncBatches []*batcher
 	// clocks holds, with WithMaxAge, one server clock per partition: on a
 	// cluster each partition may be on a node with its own clock.
-	clocks  []*serverClock
-	cfg     producerConfig
-	fields  bool // T is Fields
-	keyFunc func(T) string
-	turn    atomic.Uint32 // the next partition of a message without a key
+	clocks       []*serverClock
+	seedMu       sync.Mutex  // held while seedClocks reads TIME
+	clocksSeeded atomic.Bool // seedClocks has run
+	cfg          producerConfig
+	fields       bool // T is Fields
+	keyFunc      func(T) string
+	turn         atomic.Uint32 // the next partition of a message without a key
 	// pending holds a token per asynchronous publish not yet answered;
 	// flushing is held by Flush, and shared by PublishAsync while it
 	// takes a token, so that Flush gets them all.
@@ -252,7 +254,7 @@ func (p *Producer[T]) prepare(ctx context.Context, v T, opts []PublishOption) (i
 		return 0, nil, pc, fmt.Errorf("%w: WithID on a partitioned producer needs a key (WithKey or WithKeyFunc), so that a retry goes to the same partition", ErrInvalidOption)
 	}
 	part := p.route(pc.key, pc.hasKey)
-	p.seedClocks(ctx, part)
+	p.seedClocks(ctx)
 	args, err := p.xaddArgs(ctx, v, part, &pc)
 	if err != nil {
 		return 0, nil, pc, err
@@ -363,15 +365,11 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 	}
 	args := make([]*redis.XAddArgs, len(vs))
 	parts := make([]int, len(vs))
-	keyed := make([]publishConfig, len(vs))
+	p.seedClocks(ctx)
 	for i, v := range vs {
-		keyed[i] = pc
-		p.applyKey(v, &keyed[i])
-		parts[i] = p.route(keyed[i].key, keyed[i].hasKey)
-	}
-	p.seedClocks(ctx, parts...)
-	for i, v := range vs {
-		epc := keyed[i]
+		epc := pc
+		p.applyKey(v, &epc)
+		parts[i] = p.route(epc.key, epc.hasKey)
 		if args[i], err = p.xaddArgs(ctx, v, parts[i], &epc); err != nil {
 			return nil, fmt.Errorf("redstream: batch entry %d: %w", i, err)
 		}
@@ -499,53 +497,40 @@ func (p *Producer[T]) xaddArgs(ctx context.Context, v T, part int, pc *publishCo
 	return a, nil
 }
 
-// seedClocks reads the server's clock (TIME) for those of parts whose
-// clocks have no ID yet, so that the first publish to a stream trims too:
-// once per server, or per node on a cluster. When that fails (an ACL
-// without +time, say) it logs, and the publishes to that stream do not
-// trim until an ID comes back; it is not tried again.
-func (p *Producer[T]) seedClocks(ctx context.Context, parts ...int) {
-	if p.clocks == nil {
+// seedClocks reads the server's clock (TIME) for the streams' clocks, so
+// that the first publish to a stream trims too: once per server, or per
+// node on a cluster, and once per producer. When that fails (an ACL
+// without +time, say) it logs, and the publishes to a stream do not trim
+// until an ID comes back from it; it is not tried again. After the first
+// call it costs an atomic load.
+func (p *Producer[T]) seedClocks(ctx context.Context) {
+	if p.clocks == nil || p.clocksSeeded.Load() {
 		return
 	}
-	_, cluster := p.rdb.(*redis.ClusterClient)
-	var unseeded []int
-	for _, part := range parts {
-		if p.clocks[part].needsTime() && !slices.Contains(unseeded, part) {
-			unseeded = append(unseeded, part)
-		}
-	}
-	if len(unseeded) == 0 {
+	p.seedMu.Lock()
+	defer p.seedMu.Unlock()
+	if p.clocksSeeded.Load() {
 		return
-	}
-	if !cluster {
-		// One server, one clock: its time seeds every partition.
-		unseeded = unseeded[:0]
-		for part, c := range p.clocks {
-			if c.needsTime() {
-				unseeded = append(unseeded, part)
-			}
-		}
 	}
 	times := make(map[redis.Cmdable]time.Time)
-	for _, part := range unseeded {
+	for part, c := range p.clocks {
 		node, err := clockNode(ctx, p.rdb, p.streams[part])
 		t, seen := times[node]
 		if err == nil && !seen {
-			if t, err = node.Time(ctx).Result(); err == nil {
-				times[node] = t
-			}
+			t, err = node.Time(ctx).Result()
+			times[node] = t
 		}
 		if err != nil {
-			if ctx.Err() == nil {
-				p.clocks[part].timeFailed()
-				p.cfg.logger.Warn("redstream: WithMaxAge: reading the server's clock failed; publishing without the age trim until an entry ID comes back",
-					slog.String("stream", p.streams[part]), slog.Any("error", err))
+			if ctx.Err() != nil {
+				return // the next publish tries again
 			}
-			return
+			p.cfg.logger.Warn("redstream: WithMaxAge: reading the server's clock failed; publishing without the age trim until entry IDs come back",
+				slog.String("stream", p.streams[part]), slog.Any("error", err))
+			break
 		}
-		p.clocks[part].seed(t)
+		c.seed(t)
 	}
+	p.clocksSeeded.Store(true)
 }
 
 // clockNode returns the client whose TIME is the clock of the node holding
@@ -586,10 +571,9 @@ func (p *Producer[T]) learnClock(part int, explicitID, id string) {
 type serverClock struct {
 	now func() time.Time
 
-	mu     sync.Mutex
-	ms     uint64    // the millisecond part of the last ID
-	at     time.Time // when that ID came back; zero before any
-	noTime bool      // reading TIME failed: wait for an ID
+	mu sync.Mutex
+	ms uint64    // the millisecond part of the last ID
+	at time.Time // when that ID came back; zero before any
 }
 
 // observe records id, an ID Redis generated. Concurrent round trips may
@@ -615,22 +599,6 @@ func (c *serverClock) seed(t time.Time) {
 	if c.at.IsZero() && t.UnixMilli() > 0 {
 		c.ms, c.at = uint64(t.UnixMilli()), at
 	}
-	c.mu.Unlock()
-}
-
-// needsTime reports whether the clock has no time to go by and reading
-// TIME has not failed yet.
-func (c *serverClock) needsTime() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.at.IsZero() && !c.noTime
-}
-
-// timeFailed records that reading TIME failed, so that it is not tried
-// again: the next ID sets the clock.
-func (c *serverClock) timeFailed() {
-	c.mu.Lock()
-	c.noTime = true
 	c.mu.Unlock()
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -344,10 +343,7 @@ func (rp *Reaper) attempts(ctx context.Context, stream string, pending []redis.X
 		return nil, err
 	}
 	for i, v := range vals {
-		s, _ := v.(string)
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-			out[ids[i]] = n
-		}
+		out[ids[i]] = parseAttempts(v)
 	}
 	return out, nil
 }

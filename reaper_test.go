@@ -419,6 +419,20 @@ func mustDeadLetters(t testing.TB, rdb redis.UniversalClient, stream string) *De
 	return d
 }
 
+// waitDeadLetters waits until stream's dead-letter stream holds n entries,
+// and returns them.
+func waitDeadLetters(t testing.TB, rdb redis.UniversalClient, stream string, n int) []DeadLetter {
+	t.Helper()
+	var letters []DeadLetter
+	eventually(t, 10*time.Second, func() bool {
+		var err error
+		letters, _, err = mustDeadLetters(t, rdb, stream).List(context.Background(), ListOptions{})
+		require.NoError(t, err)
+		return len(letters) == n
+	}, "%d dead letters", n)
+	return letters
+}
+
 func TestStandaloneReaperLeavesEntriesBelowTheLimit(t *testing.T) {
 	rdb := redistest.Client(t)
 	ctx, stream := testCtx(t), uniqueStream(t)
