@@ -386,6 +386,9 @@ type runner struct {
 	work    chan *entry
 	acks    chan *entry
 	retries chan retryAt
+	// leftRoutes tells the retry scheduler of exclusive routes given up:
+	// their waiting retries are let go.
+	leftRoutes chan *route
 
 	// held is every message the consumer holds, for lease renewal.
 	mu   sync.Mutex
@@ -444,6 +447,8 @@ func newRunner(c *Consumer, routes []*route) *runner {
 		work:    make(chan *entry, c.cfg.maxInFlight),
 		acks:    make(chan *entry, c.cfg.maxInFlight),
 		retries: make(chan retryAt, c.cfg.maxInFlight),
+
+		leftRoutes: make(chan *route, len(routes)),
 		held:    make(map[heldKey]*entry),
 		keys:    make(map[heldKey][]*entry),
 		owned:   make(map[*route]*owned),
@@ -807,6 +812,16 @@ func (r *runner) nextOfKey(e *entry) {
 		delete(r.keys, k)
 		return
 	}
+	if givenUp(e.route) {
+		// Let the key's held-back messages go with it, pending, in order,
+		// for the partition's next owner.
+		delete(r.keys, k)
+		for _, w := range waiting {
+			r.forgetLocked(heldKey{w.route, w.id})
+		}
+		r.giveRoom(len(waiting)) // never blocks: these held the tokens
+		return
+	}
 	next := waiting[0]
 	r.keys[k] = waiting[1:]
 	next.keyed, next.key = true, e.key
@@ -1127,6 +1142,11 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost, v
 		if errors.As(err, &retryErr) {
 			delay = retryErr.Delay
 		}
+		if givenUp(e.route) {
+			r.handlerFailed(e, err, "left pending for the partition's next owner")
+			r.release(e)
+			return
+		}
 		r.handlerFailed(e, err, "retrying in "+delay.Round(time.Millisecond).String())
 		if obs := r.c.cfg.observer; obs != nil {
 			obs.Retried(r.c.event(e, time.Now()), delay)
@@ -1212,7 +1232,7 @@ func (r *runner) deadLetter(ctx context.Context, e *entry, reason string, cause 
 		r.mu.Lock()
 		keyed := e.keyed
 		r.mu.Unlock()
-		if keyed && ctx.Err() == nil {
+		if keyed && ctx.Err() == nil && !givenUp(e.route) {
 			e.deadLetterLater = &deadLetterLater{reason: reason, cause: cause}
 			r.retries <- retryAt{at: time.Now().Add(r.backoff.Delay(attempt)), e: e}
 			return
@@ -1302,12 +1322,36 @@ func (r *runner) scheduleRetries(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case rt := <-r.retries:
-			heap.Push(&waiting, rt)
+		case w := <-r.retries:
+			if givenUp(w.e.route) {
+				r.release(w.e) // sent after its route's request was handled
+				continue
+			}
+			heap.Push(&waiting, w)
+		case rt := <-r.leftRoutes:
+			kept := waiting[:0]
+			var left []*entry
+			for _, w := range waiting {
+				if w.e.route == rt {
+					left = append(left, w.e)
+				} else {
+					kept = append(kept, w)
+				}
+			}
+			waiting = kept
+			heap.Init(&waiting)
+			for _, e := range left {
+				r.release(e) // its key's held-back messages go too (nextOfKey)
+			}
 		case <-due:
 			now := time.Now()
 			for len(waiting) > 0 && !waiting[0].at.After(now) {
-				r.work <- heap.Pop(&waiting).(retryAt).e
+				e := heap.Pop(&waiting).(retryAt).e
+				if givenUp(e.route) {
+					r.release(e)
+					continue
+				}
+				r.work <- e
 			}
 		}
 	}

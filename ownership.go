@@ -33,10 +33,11 @@ import (
 // consumers left pending there, handling it, in order, before new entries.
 // A consumer that crashes loses its leases after MinIdle.
 //
-// What a consumer holds of a partition it gives up includes messages
-// waiting for a retry and those held back behind them ([WithOrderedKeys]):
-// the hand-over waits for them, and nobody reads the partition meanwhile,
-// for up to the remaining retry backoffs of its poison messages.
+// What a consumer holds of a partition it gives up and has not started
+// running, messages waiting for a retry and those held back behind them
+// ([WithOrderedKeys]), it lets go at once, pending: the next owner claims
+// them with the rest, in order, and runs the retries without waiting for
+// their backoffs. Messages buffered or in a handler are finished first.
 //
 // Every consumer of the group that handles these streams must use this
 // option, with stable names ([WithConsumerName]) so that a restart does not
@@ -182,9 +183,7 @@ func (r *runner) renewPartitions(ctx context.Context, routes []*route, ttl, rene
 			r.log.Warn("redstream: partition lease could not be renewed in time; stopped reading it", slog.String("stream", rt.stream))
 		}
 		if !o.leaving {
-			o.leaving = true
-			o.cancel()
-			rt.owned.Store(false)
+			r.stopOwning(rt, o)
 		}
 	}
 }
@@ -255,9 +254,7 @@ func (r *runner) takePartition(ctx context.Context, rt *route, ttl time.Duration
 // (and renewed with the others).
 func (r *runner) leavePartition(ctx context.Context, rt *route, o *owned) {
 	if !o.leaving {
-		o.leaving = true
-		o.cancel()
-		rt.owned.Store(false)
+		r.stopOwning(rt, o)
 	}
 	select {
 	case <-o.done:
@@ -280,6 +277,24 @@ func (r *runner) leavePartition(ctx context.Context, rt *route, o *owned) {
 	delete(r.owned, rt)
 	r.log.Info("redstream: gave up a partition", slog.String("stream", rt.stream))
 }
+
+// stopOwning starts giving rt up: its reader stops, and what waits in the
+// consumer (a retry, messages held back behind it) is let go, pending, for
+// the next owner to claim at once, so the hand-over does not wait for
+// retry backoffs; what is buffered or in a handler still finishes.
+func (r *runner) stopOwning(rt *route, o *owned) {
+	o.leaving = true
+	o.cancel()
+	rt.owned.Store(false)
+	select {
+	case r.leftRoutes <- rt:
+	default: // the retry scheduler has a request for rt already
+	}
+}
+
+// givenUp reports whether rt is an exclusive route this consumer is not
+// (or no longer) reading: what of it would wait is let go instead.
+func givenUp(rt *route) bool { return rt.exclusive && !rt.owned.Load() }
 
 // holds reports whether the consumer holds any message of rt.
 func (r *runner) holds(rt *route) bool {

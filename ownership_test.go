@@ -443,3 +443,59 @@ func publishSequence(t *testing.T, rdb redis.UniversalClient, stream, key string
 	_, err = p.PublishBatch(testCtx(t), batch)
 	require.NoError(t, err)
 }
+
+// TestExclusivePartitionGivenUpWithARetryWaiting: the consumer that gives a
+// partition up holds a message waiting an hour for its retry, and the
+// messages of its key held back behind it. It lets them go at once, pending,
+// instead of keeping the partition (and its lease) until the retry: the
+// next owner takes the partition and handles all of them, in order.
+func TestExclusivePartitionGivenUpWithARetryWaiting(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
+	require.NoError(t, err)
+	log := newOrderLog()
+	handleB := log.handler("b")
+	failed := make(chan struct{})
+	var deliveries atomic.Int64
+	failFirst := func(ctx context.Context, m *Message[Order]) error {
+		if m.Payload.ID == "0" {
+			close(failed)
+			return RetryAfter(time.Hour, errors.New("not now"))
+		}
+		return handleB(ctx, m)
+	}
+	opts := []ConsumerOption{WithGroupStart("0"), WithMinIdle(300 * time.Millisecond), WithReapInterval(50 * time.Millisecond)}
+	b := newTestConsumer(t, rdb, "g", append(opts, WithConsumerName("b"))...)
+	require.NoError(t, Handle(b, stream, failFirst, WithOrderedKeys(), WithExclusivePartitions()))
+	var batch []Order
+	for i := range 5 {
+		batch = append(batch, Order{ID: strconv.Itoa(i), UserID: "k"})
+	}
+	_, err = p.PublishBatch(ctx, batch)
+	require.NoError(t, err)
+	runB := startReady(t, b)
+	<-failed
+
+	// a sorts first: the partition falls to it.
+	handleA := log.handler("a")
+	a := newTestConsumer(t, rdb, "g", append(opts, WithConsumerName("a"))...)
+	require.NoError(t, Handle(a, stream, func(ctx context.Context, m *Message[Order]) error {
+		if m.Payload.ID == "0" {
+			deliveries.Store(m.Deliveries)
+		}
+		return handleA(ctx, m)
+	}, WithOrderedKeys(), WithExclusivePartitions()))
+	startReady(t, a)
+	eventually(t, 10*time.Second, func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		return log.handled == 5
+	}, "a takes the partition over without waiting for b's retry")
+	assert.Equal(t, int64(2), deliveries.Load(), "a runs the failed message's second attempt")
+	require.NoError(t, runB.stop(t))
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	assert.Empty(t, log.violations)
+}
