@@ -449,9 +449,9 @@ func newRunner(c *Consumer, routes []*route) *runner {
 		retries: make(chan retryAt, c.cfg.maxInFlight),
 
 		leftRoutes: make(chan *route, len(routes)),
-		held:    make(map[heldKey]*entry),
-		keys:    make(map[heldKey][]*entry),
-		owned:   make(map[*route]*owned),
+		held:       make(map[heldKey]*entry),
+		keys:       make(map[heldKey][]*entry),
+		owned:      make(map[*route]*owned),
 
 		drainedAll: make(chan struct{}),
 		finished:   make(map[heldKey]uint64),
