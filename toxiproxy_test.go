@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,4 +309,51 @@ func handleAfter(release <-chan struct{}, l *ledger) HandlerFunc[Order] {
 		l.handle("c", m)
 		return nil
 	}
+}
+
+// TestOwnPendingOverASlowLinkIsNotDeadLettered: consumer w1 restarts
+// holding 40 pending entries of 100 KB behind a 2 MB/s link, with a 500ms
+// read timeout, so reading them all at once cannot finish in time. Reading
+// its own pending entries must count no delivery however often it is
+// tried (go-redis retries timed-out reads), and the consumer asks for fewer
+// until they get through: when the link recovers, every entry is handled,
+// on its first attempt, and none is dead-lettered as max-deliveries.
+func TestOwnPendingOverASlowLinkIsNotDeadLettered(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	const n = 40
+	big := Order{ID: "big", UserID: strings.Repeat("x", 100_000)}
+	p, err := NewProducer[Order](rdb, stream)
+	require.NoError(t, err)
+	for range n {
+		_, err := p.Publish(ctx, big)
+		require.NoError(t, err)
+	}
+	deliverTo(t, rdb, stream, "g", "w1", n)
+
+	proxy := newFaultProxy(t, redistest.Addr(t))
+	proxy.addToxic(`{"name": "slow", "type": "bandwidth", "stream": "downstream", "attributes": {"rate": 2000}}`)
+	slow := redis.NewClient(&redis.Options{Addr: proxy.addr, ReadTimeout: 500 * time.Millisecond})
+	t.Cleanup(func() { _ = slow.Close() })
+
+	handled := newSeen()
+	var firstAttempts atomic.Int64
+	c := newTestConsumer(t, slow, "g", WithConsumerName("w1"), WithMaxDeliveries(5))
+	require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
+		if m.Deliveries == 1 {
+			firstAttempts.Add(1)
+		}
+		handled.add(m.ID)
+		return nil
+	}))
+	startReady(t, c)
+	holdFault(ctx, t, 3*time.Second) // slow long enough for many timed-out reads
+	proxy.removeToxic("slow")
+	eventually(t, 30*time.Second, func() bool { return handled.len() == n }, "every entry handled")
+	eventually(t, 10*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 })
+	letters, err := rdb.XLen(ctx, DeadLetterKey(stream)).Result()
+	require.NoError(t, err)
+	assert.Zero(t, letters, "entries no handler saw were dead-lettered")
+	assert.Equal(t, int64(n), firstAttempts.Load())
 }
