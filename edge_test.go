@@ -548,3 +548,42 @@ func TestEdgeConsumerNameOfADeadConsumerIsTakenOver(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, "x#dead", holder)
 }
+
+// Input 3, another of its kind: an entry deleted while held, whose pending
+// record a reaper's XAUTOCLAIM then cleared (Redis 7 drops the pending
+// records of deleted entries it meets, however recently delivered), is
+// pending for no one;
+// it is still a trimmed entry, not a vanished stream, and is dead-lettered
+// as such when its handler fails.
+func TestEdgeTrimmedEntryClearedByAnotherReaper(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	id := publishOrders(t, rdb, stream, 1)[0]
+	publishOrders(t, rdb, stream, 1) // keeps the stream (and its max-deleted-entry-id) alive
+
+	obs := &vanishWatch{}
+	release, started := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c := newTestConsumer(t, rdb, "g", append(fastReclaim(time.Minute), WithGroupStart("0"), WithObserver(obs), WithConsumerName("holder"))...)
+	require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
+		if m.ID != id {
+			return nil
+		}
+		once.Do(func() { close(started) })
+		<-release
+		return errors.New("fails after the trim")
+	}))
+	startReady(t, c)
+	<-started
+	require.NoError(t, rdb.XDel(ctx, stream, id).Err())
+	// Unless the consumer's own first reaper round was quicker.
+	require.NoError(t, rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: "g", Consumer: "other", Start: "0"}).Err())
+	p, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: "g", Start: id, End: id, Count: 1}).Result()
+	require.NoError(t, err)
+	require.Empty(t, p, "the pending record was cleared")
+	close(release)
+	letters := waitDeadLetters(t, rdb, stream, 1)
+	assert.Equal(t, ReasonTrimmed, letters[0].Reason)
+	assert.Zero(t, obs.count(), "not reported as vanished")
+}

@@ -226,15 +226,15 @@ func (r *runner) takePartition(ctx context.Context, rt *route, ttl time.Duration
 	rt.drained.Store(false) // the new reader drains its own pending first
 	readCtx, cancel := context.WithCancel(ctx)
 	o := &owned{cancel: cancel, done: make(chan struct{}), renewed: time.Now()}
-	r.mu.Lock()
+	r.readersMu.Lock()
 	if r.readersClosed {
-		r.mu.Unlock()
+		r.readersMu.Unlock()
 		cancel()
 		_, _ = r.lease(redisCtx, rt, "release", ttl)
 		return
 	}
 	r.ownReaders.Add(1)
-	r.mu.Unlock()
+	r.readersMu.Unlock()
 	r.owned[rt] = o
 	rt.owned.Store(true)
 	r.log.Info("redstream: took a partition", slog.String("stream", rt.stream))
@@ -267,7 +267,7 @@ func (r *runner) leavePartition(ctx context.Context, rt *route, o *owned) {
 		return
 	}
 	defer rt.claimMu.Unlock()
-	if r.holds(rt) {
+	if r.held.holdsRoute(rt) {
 		return
 	}
 	if _, err := r.lease(ctx, rt, "release", 0); err != nil {
@@ -295,18 +295,6 @@ func (r *runner) stopOwning(rt *route, o *owned) {
 // givenUp reports whether rt is an exclusive route this consumer is not
 // (or no longer) reading: what of it would wait is let go instead.
 func givenUp(rt *route) bool { return rt.exclusive && !rt.owned.Load() }
-
-// holds reports whether the consumer holds any message of rt.
-func (r *runner) holds(rt *route) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k := range r.held {
-		if k.route == rt {
-			return true
-		}
-	}
-	return false
-}
 
 // releaseLeases leaves the member sets and gives up every lease still
 // held: Run is ending, its workers are done and its last acknowledgements

@@ -90,11 +90,11 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 		// soon as it gives it back, so a reaper that never waited would
 		// starve and a dead consumer's entries would stay pending for
 		// good. Room given back goes to a waiting reaper first.
-		n := r.takeRoom(ctx, r.c.cfg.reapBatch)
+		n := r.held.takeRoom(ctx, r.c.cfg.reapBatch)
 		if n == 0 {
 			return cursor
 		}
-		since := r.beginPendingRead()
+		since := r.held.beginPendingRead()
 		msgs, next, deleted, err := r.c.rdb.XAutoClaimWithDeleted(context.WithoutCancel(ctx), &redis.XAutoClaimArgs{
 			Stream:   rt.stream,
 			Group:    r.c.group,
@@ -104,8 +104,8 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 			Count:    int64(n),
 		}).Result()
 		if err != nil {
-			r.endPendingRead()
-			r.giveRoom(n)
+			r.held.endPendingRead()
+			r.held.giveRoom(n)
 			if !redis.HasErrorPrefix(err, "NOGROUP") { // the reader recreates the group
 				r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
 			}
@@ -115,9 +115,9 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 			// Redis 7 has already removed them from the pending list.
 			r.log.Warn("redstream: reaper cleared pending entries that were deleted from the stream", slog.String("stream", rt.stream), slog.Int("count", len(deleted)))
 		}
-		r.giveRoom(n - len(msgs))
+		r.held.giveRoom(n - len(msgs))
 		ok := len(msgs) == 0 || r.claimed(ctx, rt, msgs, since)
-		r.endPendingRead()
+		r.held.endPendingRead()
 		if !ok {
 			return cursor // retry the same entries next round
 		}
@@ -135,27 +135,25 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 // claimed again once idle, rather than handled with a wrong count.
 func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, since uint64) bool {
 	entries := make([]*entry, 0, len(msgs))
-	r.mu.Lock()
 	for _, m := range msgs {
-		if _, held := r.held[heldKey{rt, m.ID}]; held {
+		if r.held.holds(heldKey{rt, m.ID}) {
 			// Already this consumer's (its own pending drain, say).
-			r.giveRoom(1)
+			r.held.giveRoom(1)
 			continue
 		}
 		entries = append(entries, &entry{route: rt, id: m.ID, values: m.Values})
 	}
-	r.mu.Unlock()
 	if len(entries) == 0 {
 		return true
 	}
 	if err := r.fillEntries(context.WithoutCancel(ctx), rt.stream, entries, true); err != nil {
-		r.giveRoom(len(entries))
+		r.held.giveRoom(len(entries))
 		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
 		return false
 	}
 	entries = slices.DeleteFunc(entries, func(e *entry) bool {
 		if e.redisDeliveries == 0 { // finished or taken since the claim
-			r.giveRoom(1)
+			r.held.giveRoom(1)
 			return true
 		}
 		return false

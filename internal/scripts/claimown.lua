@@ -18,10 +18,12 @@
 -- ARGV[5…] entry IDs
 --
 -- Returns {lost IDs, deleted IDs, vanished IDs}: lost entries are pending
--- for another consumer; deleted ones are still pending for this consumer
--- but gone from the stream (trimmed), and left as they are; vanished ones
--- are not pending at all (acknowledged, or the group, its pending list or
--- the stream itself is gone: deleted, flushed, evicted).
+-- for another consumer; deleted ones are gone from the stream (trimmed or
+-- XDEL'd) and left as they are, whether still pending for this consumer or
+-- pending for no one (a reaper's XAUTOCLAIM, on Redis 7, clears the pending
+-- records of deleted entries it meets, however recently delivered); vanished
+-- ones are in the stream but pending for no one (acknowledged elsewhere,
+-- their consumer deleted), or their group or stream is gone.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local count = tonumber(ARGV[3])
 local idle = ARGV[4]
@@ -30,8 +32,14 @@ for i = 5, #ARGV do
   local id = ARGV[i]
   -- NOGROUP, or no such key: nothing of the group is left.
   local ok, p = pcall(redis.call, 'XPENDING', stream, group, id, id, 1)
-  if not ok or #p == 0 then
+  if not ok then
     vanished[#vanished + 1] = id
+  elseif #p == 0 then
+    if #redis.call('XRANGE', stream, id, id) == 0 then
+      deleted[#deleted + 1] = id
+    else
+      vanished[#vanished + 1] = id
+    end
   elseif p[1][2] ~= consumer then
     lost[#lost + 1] = id
   elseif #redis.call('XRANGE', stream, id, id) == 0 then

@@ -1,0 +1,97 @@
+package redstream
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/redstream/redstream/internal/streamid"
+)
+
+// The typed side of a handler: decoding an entry into a Message[T],
+// calling the handler through the middleware and observer, and turning a
+// panic into an error. No goroutines, no state: the workers (workers.go)
+// call what Handle built here.
+
+// typedHandler returns the erased handler that decodes an entry into a
+// Message[T] and calls fn through the consumer's middleware and observer,
+// turning a panic into a *PanicError.
+func typedHandler[T any](c *Consumer, stream string, fn HandlerFunc[T]) func(context.Context, *entry) error {
+	cfg := c.cfg
+	untyped := isFields[T]()
+	return func(ctx context.Context, e *entry) (err error) {
+		m, err := decodeMessage[T](cfg.commonConfig, untyped, stream, e.id, e.deliveries, e.values)
+		if err != nil {
+			return err
+		}
+		if cfg.middleware == nil && cfg.observer == nil {
+			return callHandler(ctx, fn, m)
+		}
+		call := func(ctx context.Context) error { return callHandler(ctx, fn, m) }
+		var ev Event
+		began := time.Now()
+		if cfg.observer != nil {
+			ev = c.event(e, began)
+			cfg.observer.Delivered(ev)
+		}
+		if cfg.middleware != nil {
+			info := MessageInfo{Stream: stream, Group: c.group, Consumer: cfg.name, ID: e.id, Deliveries: e.deliveries, values: e.values}
+			err = cfg.middleware(ctx, info, call)
+		} else {
+			err = call(ctx)
+		}
+		if cfg.observer != nil {
+			cfg.observer.Handled(ev, time.Since(began), err)
+		}
+		return err
+	}
+}
+
+// decodeMessage builds the Message a handler of T receives from an entry's
+// fields. Whatever goes wrong, a panicking codec included, is a
+// *DecodeError, so the entry is dead-lettered rather than retried.
+func decodeMessage[T any](cfg commonConfig, untyped bool, stream, id string, deliveries int64, values map[string]any) (m *Message[T], err error) {
+	m = &Message[T]{ID: id, Stream: stream, Deliveries: deliveries, values: values}
+	if untyped {
+		m.Payload = any(Fields(m.Fields())).(T)
+		return m, nil
+	}
+	raw, ok := values[cfg.payloadField].(string)
+	if !ok {
+		return nil, &DecodeError{Stream: stream, ID: id, Field: cfg.payloadField}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			m, err = nil, &DecodeError{Stream: stream, ID: id, Field: cfg.payloadField, Err: fmt.Errorf("codec panicked: %v", v)}
+		}
+	}()
+	if err := unmarshal(cfg.codec, raw, &m.Payload); err != nil {
+		return nil, &DecodeError{Stream: stream, ID: id, Field: cfg.payloadField, Err: err}
+	}
+	return m, nil
+}
+
+// callHandler calls fn, turning a panic into a *PanicError.
+func callHandler[T any](ctx context.Context, fn HandlerFunc[T], m *Message[T]) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx, m)
+}
+
+// event describes e for the observer; now dates its age.
+func (c *Consumer) event(e *entry, now time.Time) Event {
+	return c.eventOf(e.route.stream, e.id, e.deliveries, now)
+}
+
+// eventOf describes the entry id of stream, on its given delivery.
+func (c *Consumer) eventOf(stream, id string, deliveries int64, now time.Time) Event {
+	ev := Event{Stream: stream, Group: c.group, Consumer: c.cfg.name, ID: id, Deliveries: deliveries}
+	if parsed, err := streamid.Parse(id); err == nil {
+		ev.Age = max(0, now.Sub(parsed.Time()))
+	}
+	return ev
+}

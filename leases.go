@@ -1,0 +1,169 @@
+package redstream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream/internal/scripts"
+)
+
+// The lease keeper: one goroutine, started by runner.run and stopped once
+// the last handler returned, renews every held message's lease (its idle
+// time) every MinIdle/3 and records, through the heldSet, what Redis says
+// of each: lost to another consumer, trimmed, or vanished. handOff, at the
+// end of runner.run, marks what the consumer leaves unfinished idle for
+// other consumers. It owns no state of its own.
+
+// leaseBatch caps the IDs renewed by one script call.
+const leaseBatch = 200
+
+// keepLeases keeps the idle time of every held message low, so reapers
+// leave them alone, until stop is closed; a message found to belong to
+// another consumer has its handler's context cancelled.
+func (r *runner) keepLeases(stop <-chan struct{}) {
+	ticker := time.NewTicker(max(r.c.cfg.minIdle/3, 10*time.Millisecond))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+			r.renewOnce()
+		}
+	}
+}
+
+func (r *runner) renewOnce() {
+	for rt, ids := range r.held.ids() {
+		for chunk := range slices.Chunk(ids, leaseBatch) {
+			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
+			res, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, 0, chunk)
+			cancel()
+			if err != nil {
+				r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
+				break
+			}
+			for _, id := range res.lost {
+				r.held.markLost(rt, id)
+			}
+			for _, id := range res.deleted {
+				r.markTrimmed(rt, id)
+			}
+			for _, id := range res.vanished {
+				r.markVanished(rt, id)
+			}
+		}
+	}
+}
+
+// markVanished records that id is no longer pending in Redis at all, for
+// any consumer (its stream or group was deleted, flushed or evicted; an
+// operator deleted this consumer): its handler is not cancelled, since no
+// one else can run it, and a failure dead-letters it from memory. An
+// entry whose acknowledgement is already queued is left alone: it stopped
+// being pending because it was handled.
+func (r *runner) markVanished(rt *route, id string) {
+	if !r.held.markVanished(rt, id) {
+		return
+	}
+	r.log.Warn("redstream: a held message is no longer pending in Redis (stream, group or consumer deleted?); finishing it from memory, dead-lettering it if its handler fails",
+		slog.String("stream", rt.stream), slog.String("id", id))
+	r.notify(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, ID: id, Err: ErrVanished})
+	if obs := r.c.cfg.observer; obs != nil {
+		// Not event(e): a worker may be writing e's delivery count.
+		obs.Vanished(r.c.eventOf(rt.stream, id, 0, time.Now()))
+	}
+}
+
+// markRouteVanished marks every held message of rt vanished: its reader
+// found the stream or the group gone. It runs before the reader creates the
+// group again, after which the held messages, pending for no one, gone
+// from the (new) stream, would look trimmed to the lease keeper.
+func (r *runner) markRouteVanished(rt *route) {
+	for _, id := range r.held.ids()[rt] {
+		r.markVanished(rt, id)
+	}
+}
+
+// markTrimmed records that id was deleted from the stream while held.
+func (r *runner) markTrimmed(rt *route, id string) {
+	if r.held.markTrimmed(rt, id) {
+		r.log.Warn("redstream: a held message was trimmed from the stream; it will be dead-lettered if its handler fails", slog.String("stream", rt.stream), slog.String("id", id))
+	}
+}
+
+// leaseResult sorts the IDs a lease renewal did not renew.
+type leaseResult struct {
+	lost     []string // pending for another consumer
+	deleted  []string // gone from the stream (trimmed, XDEL)
+	vanished []string // in the stream but pending for no one, or no group
+}
+
+// renewLeases resets the idle time of ids this consumer still owns, raising
+// their delivery count to deliveries when it is lower; with a positive
+// idle, it sets their idle time to that instead, handing them to the next
+// reaper. It returns the IDs it left untouched, sorted by why.
+func renewLeases(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, deliveries int64, idle time.Duration, ids []string) (leaseResult, error) {
+	args := make([]any, 0, 4+len(ids))
+	args = append(args, group, consumer, deliveries, idle.Milliseconds())
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	res, err := scripts.ClaimOwn.Run(ctx, rdb, []string{stream}, args...).Slice()
+	if err != nil {
+		return leaseResult{}, err
+	}
+	if len(res) != 3 {
+		return leaseResult{}, fmt.Errorf("redstream: lease script returned %d lists, want 3", len(res))
+	}
+	return leaseResult{lost: stringList(res[0]), deleted: stringList(res[1]), vanished: stringList(res[2])}, nil
+}
+
+// handOffIdle is the idle time handOff gives the entries it lets go:
+// longer than any MinIdle, shorter than the server's clock (Redis computes
+// now minus it).
+const handOffIdle = 365 * 24 * time.Hour
+
+// handOff marks every entry this Run leaves pending unfinished (waiting
+// for a retry, held back behind its key, let go at the shutdown timeout)
+// idle for a year, so that another consumer's reaper takes them on its next
+// round instead of after MinIdle. The script marks only entries still this
+// consumer's. It runs once, when the workers are done and the last
+// acknowledgements sent.
+func (r *runner) handOff() {
+	for rt, ids := range r.held.unfinished() {
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		handed := 0
+		for chunk := range slices.Chunk(ids, leaseBatch) {
+			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
+			res, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, handOffIdle, chunk)
+			cancel()
+			if err != nil {
+				r.report(&OpError{Op: "hand-off", Stream: rt.stream, Group: r.c.group, Err: err})
+				break
+			}
+			handed += len(chunk) - len(res.lost) - len(res.deleted) - len(res.vanished)
+		}
+		if handed > 0 {
+			r.log.Info("redstream: handed unfinished messages over to the group", slog.String("stream", rt.stream), slog.Int("count", handed))
+		}
+	}
+}
+
+// stringList converts a script's array reply of strings.
+func stringList(v any) []string {
+	items, _ := v.([]any)
+	out := make([]string, 0, len(items))
+	for _, item := range items {
+		if s, ok := item.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
