@@ -2,7 +2,6 @@ package redstream
 
 import (
 	"encoding/json"
-	"fmt"
 	"unsafe"
 )
 
@@ -41,22 +40,6 @@ func isFields[T any]() bool {
 	var zero T
 	_, ok := any(zero).(Fields)
 	return ok
-}
-
-// appendHeader adds one header field, refusing names that would overwrite
-// the payload or another header.
-func appendHeader(values []any, seen map[string]struct{}, name, value, payloadField string) ([]any, error) {
-	if name == "" {
-		return nil, fmt.Errorf("%w: empty header name", ErrInvalidOption)
-	}
-	if name == payloadField {
-		return nil, fmt.Errorf("%w: header %q would overwrite the payload field", ErrInvalidOption, name)
-	}
-	if _, dup := seen[name]; dup {
-		return nil, fmt.Errorf("%w: header %q given twice", ErrInvalidOption, name)
-	}
-	seen[name] = struct{}{}
-	return append(values, name, value), nil
 }
 
 // unmarshal decodes a payload field's text with codec. For the JSON codec

@@ -1,0 +1,106 @@
+package redstream
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Encoding one publish into the fields of a stream entry: headers, the
+// key, then the payload field.
+
+// encode returns the entry's fields as name, value pairs: headers first,
+// then pc's key, then the payload field, as the guide lays entries out.
+func (p *Producer[T]) encode(v T, extra []string, pc *publishConfig) ([]any, error) {
+	var fromPayload map[string]string
+	if hs, ok := any(v).(HeaderSource); ok {
+		fromPayload = hs.Headers()
+	} else if hs, ok := any(&v).(HeaderSource); ok {
+		// Headers declared on *T count for a Producer of T too.
+		fromPayload = hs.Headers()
+	}
+	if p.fields {
+		return p.encodeFields(any(v).(Fields), extra, pc)
+	}
+	data, err := p.cfg.codec.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("redstream: encode payload for %s: %w", p.stream, err)
+	}
+	n := len(fromPayload) + len(extra)/2
+	values := make([]any, 0, 2*n+4)
+	if n > 0 || pc.hasKey {
+		seen := make(map[string]struct{}, n+1)
+		for name, value := range fromPayload {
+			if values, err = appendUserHeader(values, seen, name, value, p.cfg.payloadField); err != nil {
+				return nil, err
+			}
+		}
+		for i := 0; i < len(extra); i += 2 {
+			if values, err = appendUserHeader(values, seen, extra[i], extra[i+1], p.cfg.payloadField); err != nil {
+				return nil, err
+			}
+		}
+		if pc.hasKey {
+			values = append(values, KeyField, pc.key)
+		}
+	}
+	return append(values, p.cfg.payloadField, data), nil
+}
+
+// appendUserHeader is appendHeader for a header of the caller ([WithHeader],
+// [HeaderSource], [WithContextHeaders]), which must not be named like
+// KeyField either: consumers read that field as the message's key, while
+// the producer routes by the key of WithKey or WithKeyFunc, so a key set as
+// a header would order the message under one key in another key's
+// partition, or under a key it was not routed by.
+func appendUserHeader(values []any, seen map[string]struct{}, name, value, payloadField string) ([]any, error) {
+	if name == KeyField {
+		return nil, fmt.Errorf("%w: header %q would overwrite the message key field: set the key with WithKey or WithKeyFunc", ErrInvalidOption, name)
+	}
+	return appendHeader(values, seen, name, value, payloadField)
+}
+
+// encodeFields writes an untyped payload as the entry's fields. Its own
+// fields may include KeyField (an entry copied from a stream); a header
+// may not, and a key may not overwrite it.
+func (p *Producer[T]) encodeFields(f Fields, extra []string, pc *publishConfig) ([]any, error) {
+	values := make([]any, 0, 2*len(f)+len(extra)+2)
+	seen := make(map[string]struct{}, len(f)+len(extra)/2+1)
+	var err error
+	for name, value := range f {
+		if name == "" {
+			return nil, fmt.Errorf("%w: empty field name", ErrInvalidOption)
+		}
+		seen[name] = struct{}{}
+		values = append(values, name, value)
+	}
+	for i := 0; i < len(extra); i += 2 {
+		if values, err = appendUserHeader(values, seen, extra[i], extra[i+1], ""); err != nil {
+			return nil, err
+		}
+	}
+	if pc.hasKey {
+		if values, err = appendHeader(values, seen, KeyField, pc.key, ""); err != nil {
+			return nil, err
+		}
+	}
+	if len(values) == 0 {
+		return nil, errors.New("redstream: cannot publish an entry with no fields")
+	}
+	return values, nil
+}
+
+// appendHeader adds one header field, refusing names that would overwrite
+// the payload or another header.
+func appendHeader(values []any, seen map[string]struct{}, name, value, payloadField string) ([]any, error) {
+	if name == "" {
+		return nil, fmt.Errorf("%w: empty header name", ErrInvalidOption)
+	}
+	if name == payloadField {
+		return nil, fmt.Errorf("%w: header %q would overwrite the payload field", ErrInvalidOption, name)
+	}
+	if _, dup := seen[name]; dup {
+		return nil, fmt.Errorf("%w: header %q given twice", ErrInvalidOption, name)
+	}
+	seen[name] = struct{}{}
+	return append(values, name, value), nil
+}
