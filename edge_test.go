@@ -52,6 +52,18 @@ func (c *concurrency) leave() {
 	c.mu.Unlock()
 }
 
+// block is a handler's body: it runs until release is closed or ctx
+// ends, noting which.
+func (c *concurrency) block(ctx context.Context) {
+	c.enter()
+	defer c.leave()
+	select {
+	case <-c.release:
+	case <-ctx.Done():
+		c.cancelledCtx.Store(true)
+	}
+}
+
 func (c *concurrency) stats() (calls, peak int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -87,13 +99,7 @@ func TestEdgeGroupRewindDoesNotStartASecondHandler(t *testing.T) {
 		if m.ID != id {
 			return nil // the marker
 		}
-		cc.enter()
-		defer cc.leave()
-		select {
-		case <-cc.release:
-		case <-ctx.Done():
-			cc.cancelledCtx.Store(true)
-		}
+		cc.block(ctx)
 		return nil
 	}))
 	startReady(t, c)
@@ -160,12 +166,7 @@ func TestEdgeDefaultConsumerNamesAreUnique(t *testing.T) {
 				}
 				return nil // a marker
 			}
-			cc.enter()
-			defer cc.leave()
-			select {
-			case <-cc.release:
-			case <-ctx.Done():
-			}
+			cc.block(ctx)
 			return nil
 		}
 	}

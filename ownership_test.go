@@ -200,9 +200,7 @@ func TestExclusivePartitionsAfterACrash(t *testing.T) {
 func TestExclusivePartitionsKeptWhileDraining(t *testing.T) {
 	t.Parallel()
 	rdb := mustRedis(t)
-	ctx, stream := testCtx(t), uniqueStream(t)
-	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
-	require.NoError(t, err)
+	stream := uniqueStream(t)
 	log := newOrderLog()
 	handleA := log.handler("a")
 	started := make(chan struct{}, 1)
@@ -220,12 +218,7 @@ func TestExclusivePartitionsKeptWhileDraining(t *testing.T) {
 	opts := []ConsumerOption{WithGroupStart("0"), WithMinIdle(300 * time.Millisecond), WithReapInterval(50 * time.Millisecond)}
 	a := newTestConsumer(t, rdb, "g", append(opts, WithConsumerName("a"))...)
 	require.NoError(t, Handle(a, stream, slowFirst, WithOrderedKeys(), WithExclusivePartitions()))
-	var batch []Order
-	for i := range 10 {
-		batch = append(batch, Order{ID: strconv.Itoa(i), UserID: "k"})
-	}
-	_, err = p.PublishBatch(ctx, batch)
-	require.NoError(t, err)
+	publishSequence(t, rdb, stream, "k", 10)
 	runA := start(t, a)
 	<-started
 	b := newTestConsumer(t, rdb, "g", append(opts, WithConsumerName("b"))...)
@@ -452,9 +445,7 @@ func publishSequence(t *testing.T, rdb redis.UniversalClient, stream, key string
 func TestExclusivePartitionGivenUpWithARetryWaiting(t *testing.T) {
 	t.Parallel()
 	rdb := mustRedis(t)
-	ctx, stream := testCtx(t), uniqueStream(t)
-	p, err := NewProducer[Order](rdb, stream, WithKeyFunc(func(o Order) string { return o.UserID }))
-	require.NoError(t, err)
+	stream := uniqueStream(t)
 	log := newOrderLog()
 	handleB := log.handler("b")
 	failed := make(chan struct{})
@@ -469,12 +460,7 @@ func TestExclusivePartitionGivenUpWithARetryWaiting(t *testing.T) {
 	opts := []ConsumerOption{WithGroupStart("0"), WithMinIdle(300 * time.Millisecond), WithReapInterval(50 * time.Millisecond)}
 	b := newTestConsumer(t, rdb, "g", append(opts, WithConsumerName("b"))...)
 	require.NoError(t, Handle(b, stream, failFirst, WithOrderedKeys(), WithExclusivePartitions()))
-	var batch []Order
-	for i := range 5 {
-		batch = append(batch, Order{ID: strconv.Itoa(i), UserID: "k"})
-	}
-	_, err = p.PublishBatch(ctx, batch)
-	require.NoError(t, err)
+	publishSequence(t, rdb, stream, "k", 5)
 	runB := startReady(t, b)
 	<-failed
 
