@@ -62,28 +62,6 @@ type Consumer struct {
 	started bool
 }
 
-// route is one stream's handler, with the payload type erased.
-type route struct {
-	stream string
-	handle func(ctx context.Context, e *entry) error
-	// ordered runs the entries of one key one at a time (WithOrderedKeys).
-	ordered bool
-	// exclusive routes are read only while this consumer holds their lease
-	// (WithExclusivePartitions); owned tells whether it does, for the
-	// reaper. members is the key of the registration's member set.
-	exclusive bool
-	lease     string
-	members   string
-	owned     atomic.Bool
-	// claimMu is held by the reaper from a claim to its dispatch, and by
-	// the own goroutine to check that nothing is held before releasing.
-	claimMu sync.Mutex
-	// drained is set once the reader has gone through this consumer's own
-	// pending entries; the reaper waits for it, so that it does not claim
-	// them a second time.
-	drained atomic.Bool
-}
-
 // NewConsumer returns a Consumer in group. rdb may be any
 // [redis.UniversalClient]: a plain, cluster or failover client. The group
 // is created on each stream when Run starts, if it does not exist. The
@@ -226,20 +204,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 		close(c.ready)
 	}
 	return r.run(ctx)
-}
-
-// warnCapacity logs setups where readers, each blocking a connection and
-// holding in-flight room while it waits, can starve one another: more
-// streams (partitions) than in-flight room, or than the client's pool.
-func (c *Consumer) warnCapacity(log *slog.Logger, readers int) {
-	if readers > c.cfg.maxInFlight {
-		log.Warn("redstream: more streams than in-flight room: readers blocked on quiet streams hold the room the others need; raise WithMaxInFlight",
-			slog.Int("streams", readers), slog.Int("max_in_flight", c.cfg.maxInFlight))
-	}
-	if rc, ok := c.rdb.(*redis.Client); ok && rc.Options().PoolSize < readers+2 {
-		log.Warn("redstream: the client's pool is smaller than the consumer's readers (one blocked connection per stream) plus acknowledgements; raise redis.Options.PoolSize",
-			slog.Int("streams", readers), slog.Int("pool_size", rc.Options().PoolSize))
-	}
 }
 
 // runner is one Run's state and wiring. Its components, each in a file

@@ -4,15 +4,41 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redstream/redstream/internal/streamid"
 )
 
-// The typed side of a handler: decoding an entry into a Message[T],
-// calling the handler through the middleware and observer, and turning a
-// panic into an error. No goroutines, no state: the workers (workers.go)
-// call what Handle built here.
+// A registered handler, with its payload type erased (route), and the
+// typed side of running it: decoding an entry into a Message[T], calling
+// the handler through the middleware and observer, and turning a panic into
+// an error. No goroutines: the workers (workers.go) call what Handle built
+// here. A route's own state (owned, drained, claimMu) is for the reaper and
+// partition ownership.
+
+// route is one stream's handler, with the payload type erased.
+type route struct {
+	stream string
+	handle func(ctx context.Context, e *entry) error
+	// ordered runs the entries of one key one at a time (WithOrderedKeys).
+	ordered bool
+	// exclusive routes are read only while this consumer holds their lease
+	// (WithExclusivePartitions); owned tells whether it does, for the
+	// reaper. members is the key of the registration's member set.
+	exclusive bool
+	lease     string
+	members   string
+	owned     atomic.Bool
+	// claimMu is held by the reaper from a claim to its dispatch, and by
+	// the own goroutine to check that nothing is held before releasing.
+	claimMu sync.Mutex
+	// drained is set once the reader has gone through this consumer's own
+	// pending entries; the reaper waits for it, so that it does not claim
+	// them a second time.
+	drained atomic.Bool
+}
 
 // typedHandler returns the erased handler that decodes an entry into a
 // Message[T] and calls fn through the consumer's middleware and observer,

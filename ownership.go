@@ -13,6 +13,12 @@ import (
 	"github.com/redstream/redstream/internal/slot"
 )
 
+// Partition ownership (WithExclusivePartitions): one goroutine, started by
+// runner.run when a registration is exclusive and stopped after the last
+// acknowledgements, owns the map of owned partitions (runner.owned), the
+// member-set heartbeats and the partition leases, and starts and stops the
+// readers of the partitions it takes.
+
 // WithExclusivePartitions makes each stream of the registration (each
 // partition, with [WithPartitions]) read by one consumer of the group at a
 // time, as Kafka assigns partitions: the consumers of the group that handle

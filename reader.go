@@ -297,3 +297,17 @@ func isPermanent(err error) bool {
 	}
 	return true
 }
+
+// warnCapacity logs setups where readers, each blocking a connection and
+// holding in-flight room while it waits, can starve one another: more
+// streams (partitions) than in-flight room, or than the client's pool.
+func (c *Consumer) warnCapacity(log *slog.Logger, readers int) {
+	if readers > c.cfg.maxInFlight {
+		log.Warn("redstream: more streams than in-flight room: readers blocked on quiet streams hold the room the others need; raise WithMaxInFlight",
+			slog.Int("streams", readers), slog.Int("max_in_flight", c.cfg.maxInFlight))
+	}
+	if rc, ok := c.rdb.(*redis.Client); ok && rc.Options().PoolSize < readers+2 {
+		log.Warn("redstream: the client's pool is smaller than the consumer's readers (one blocked connection per stream) plus acknowledgements; raise redis.Options.PoolSize",
+			slog.Int("streams", readers), slog.Int("pool_size", rc.Options().PoolSize))
+	}
+}

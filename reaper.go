@@ -15,6 +15,12 @@ import (
 	"github.com/redstream/redstream/internal/scripts"
 )
 
+// The reaper: inside a Consumer, one goroutine, started by runner.run
+// (its first round once the readers have drained the consumer's own
+// pending entries) and stopped by Run's context. It owns its cursors into
+// each pending list; what it claims goes through dispatch (workers.go).
+// Also the standalone Reaper, which owns nothing but its configuration.
+
 // reap is the reaper inside a Consumer: every reap interval it reclaims, on
 // each stream, entries idle longer than MinIdle (their consumer is presumed
 // dead), hands them to the workers or dead-letters them when they have been
