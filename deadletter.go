@@ -235,18 +235,23 @@ func (d *DeadLetters) List(ctx context.Context, opts ListOptions) ([]DeadLetter,
 		msgs []redis.XMessage
 		err  error
 	)
-	if opts.NewestFirst {
-		end := "+"
+	switch {
+	case opts.NewestFirst:
+		end, ok := "+", true
 		if opts.After != "" {
-			end = "(" + opts.After
+			end, ok = endBefore(opts.After)
 		}
-		msgs, err = d.rdb.XRevRangeN(ctx, d.key, end, "-", int64(count)+1).Result()
-	} else {
-		startID := "-"
+		if ok {
+			msgs, err = d.rdb.XRevRangeN(ctx, d.key, end, "-", int64(count)+1).Result()
+		}
+	default:
+		start, ok := "-", true
 		if opts.After != "" {
-			startID = "(" + opts.After
+			start, ok = startAfter(opts.After)
 		}
-		msgs, err = d.rdb.XRangeN(ctx, d.key, startID, "+", int64(count)+1).Result()
+		if ok {
+			msgs, err = d.rdb.XRangeN(ctx, d.key, start, "+", int64(count)+1).Result()
+		}
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("redstream: list dead letters of %s: %w", d.stream, err)
@@ -402,7 +407,10 @@ func (d *DeadLetters) eachUpToNewest(ctx context.Context, batch int, fn func(id 
 		if len(msgs) < batch {
 			return nil
 		}
-		start = "(" + msgs[len(msgs)-1].ID
+		var more bool
+		if start, more = startAfter(msgs[len(msgs)-1].ID); !more {
+			return nil
+		}
 	}
 }
 

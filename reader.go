@@ -144,9 +144,12 @@ func (r *runner) readGroup(ctx context.Context, rt *route, id string, n int, blo
 // the counts. Entries deleted from the stream come back without values.
 // Both commands only read, so a client's retry of them is harmless.
 func (r *runner) readPending(ctx context.Context, rt *route, cursor string, n int) ([]*entry, string, error) {
-	start := "-"
+	start, more := "-", true
 	if cursor != "0" {
-		start = "(" + cursor
+		start, more = startAfter(cursor)
+	}
+	if !more {
+		return nil, "", nil
 	}
 	pending, err := r.c.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
 		Stream: rt.stream, Group: r.c.group, Consumer: r.c.cfg.name, Start: start, End: "+", Count: int64(n),

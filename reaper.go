@@ -406,7 +406,10 @@ func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStat
 		if len(pending) < rp.cfg.reapBatch {
 			return ctx.Err()
 		}
-		start = "(" + pending[len(pending)-1].ID
+		var more bool
+		if start, more = startAfter(pending[len(pending)-1].ID); !more {
+			return ctx.Err()
+		}
 	}
 	return ctx.Err()
 }

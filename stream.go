@@ -242,12 +242,15 @@ func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*St
 // countAfter counts the entries with IDs above after, up to lagCountLimit.
 func countAfter(ctx context.Context, rdb redis.UniversalClient, stream, after string) (int64, bool, error) {
 	const page = 10_000
-	start := "(" + after
-	if after == "" || after == "0-0" {
-		start = "-"
+	start, ok := "-", true
+	if after != "" {
+		start, ok = startAfter(after)
 	}
 	var n int64
 	for n < lagCountLimit {
+		if !ok {
+			return n, true, nil // nothing comes after the greatest ID
+		}
 		msgs, err := rdb.XRangeN(ctx, stream, start, "+", page).Result()
 		if err != nil {
 			return 0, false, err
@@ -256,7 +259,26 @@ func countAfter(ctx context.Context, rdb redis.UniversalClient, stream, after st
 		if len(msgs) < page {
 			return n, true, nil
 		}
-		start = "(" + msgs[len(msgs)-1].ID
+		start, ok = startAfter(msgs[len(msgs)-1].ID)
 	}
 	return n, false, nil
+}
+
+// startAfter returns the XRANGE start of the IDs above id, "(" + id, and
+// reports false when there are none: Redis refuses "(" with the greatest
+// ID, 18446744073709551615-18446744073709551615.
+func startAfter(id string) (string, bool) {
+	if parsed, err := streamid.Parse(id); err == nil && parsed == streamid.Max {
+		return "", false
+	}
+	return "(" + id, true
+}
+
+// endBefore returns the XREVRANGE end of the IDs below id, "(" + id, and
+// reports false when there are none: Redis refuses "(0-0".
+func endBefore(id string) (string, bool) {
+	if parsed, err := streamid.Parse(id); err == nil && parsed.IsZero() {
+		return "", false
+	}
+	return "(" + id, true
 }

@@ -262,3 +262,40 @@ func TestTrimExactIDsProperty(t *testing.T) {
 		assert.Equal(rt, TrimResult{Removed: int64(want), MinID: minID}, res, "entries %v, policy %+v", entries, policy)
 	})
 }
+
+// Input 6, its kind outside trim: pages and counts that go on "after" an ID
+// with "(" + id, which Redis refuses for the greatest ID, and "before" 0-0.
+func TestPagingAtTheIDLimits(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	maxID := streamid.Max.String()
+
+	// Inspect counts a group's lag itself when Redis cannot (after a
+	// deletion): the group has read up to the greatest ID.
+	require.NoError(t, rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: "1-1", Values: []any{"k", "v"}}).Err())
+	require.NoError(t, rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: maxID, Values: []any{"k", "v"}}).Err())
+	require.NoError(t, rdb.XGroupCreate(ctx, stream, "g", "$").Err())
+	require.NoError(t, rdb.XDel(ctx, stream, "1-1").Err())
+	info, err := Inspect(ctx, rdb, stream)
+	require.NoError(t, err)
+	require.Len(t, info.Groups, 1)
+	assert.True(t, info.Groups[0].LagKnown)
+	assert.Zero(t, info.Groups[0].Lag)
+	n, complete, err := countAfter(ctx, rdb, stream, maxID) // what Inspect falls back to
+	require.NoError(t, err)
+	assert.True(t, complete)
+	assert.Zero(t, n)
+
+	// Dead letters listed after the greatest ID, or newest first before
+	// the least: none, not an error.
+	d := mustDeadLetters(t, rdb, stream)
+	require.NoError(t, rdb.XAdd(ctx, &redis.XAddArgs{Stream: d.Key(), Values: []any{metaStream, stream, "k", "v"}}).Err())
+	letters, next, err := d.List(ctx, ListOptions{After: maxID})
+	require.NoError(t, err)
+	assert.Empty(t, letters)
+	assert.Empty(t, next)
+	letters, _, err = d.List(ctx, ListOptions{After: "0-0", NewestFirst: true})
+	require.NoError(t, err)
+	assert.Empty(t, letters)
+}
