@@ -158,7 +158,7 @@ func WithID(id string) PublishOption {
 		if parsed.IsZero() {
 			return fmt.Errorf("%w: WithID(%q): must be greater than 0-0", ErrInvalidID, id)
 		}
-		c.id = id
+		c.id = parsed.String() // as Redis writes it: "007-1" is 7-1
 		return nil
 	})
 }

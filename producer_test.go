@@ -111,6 +111,11 @@ func TestExplicitIDRetryIsIdempotent(t *testing.T) {
 		id, err = p.Publish(ctx, Order{ID: "a"}, WithID("1694012345678-0"))
 		assert.ErrorIs(t, err, ErrDuplicate)
 		assert.Equal(t, "1694012345678-0", id)
+		// Written another way (leading zeros), it is the same ID, and
+		// reported as Redis writes it.
+		id, err = p.Publish(ctx, Order{ID: "a"}, WithID("01694012345678-00"))
+		assert.ErrorIs(t, err, ErrDuplicate)
+		assert.Equal(t, "1694012345678-0", id)
 
 		_, err = p.Publish(ctx, Order{ID: "b"}, WithID("1694012345679-0"))
 		require.NoError(t, err)
