@@ -60,8 +60,8 @@ func appendUserHeader(values []any, seen map[string]struct{}, name, value, paylo
 }
 
 // encodeFields writes an untyped payload as the entry's fields. Its own
-// fields may include KeyField (an entry copied from a stream); a header
-// may not, and a key may not overwrite it.
+// fields may include KeyField (an entry copied from a stream), which then
+// is its key; a header may not, and a different key may not overwrite it.
 func (p *Producer[T]) encodeFields(f Fields, extra []string, pc *publishConfig) ([]any, error) {
 	values := make([]any, 0, 2*len(f)+len(extra)+2)
 	seen := make(map[string]struct{}, len(f)+len(extra)/2+1)
@@ -78,7 +78,9 @@ func (p *Producer[T]) encodeFields(f Fields, extra []string, pc *publishConfig) 
 			return nil, err
 		}
 	}
-	if pc.hasKey {
+	if own, ok := f[KeyField]; pc.hasKey && (!ok || own != pc.key) {
+		// A key the entry does not carry already; a different one is
+		// refused as given twice.
 		if values, err = appendHeader(values, seen, KeyField, pc.key, ""); err != nil {
 			return nil, err
 		}

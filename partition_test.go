@@ -470,3 +470,36 @@ func TestOrderedKeysHoldWhileDeadLetteringFails(t *testing.T) {
 	assert.EqualValues(t, 1, n)
 	assert.Zero(t, pendingCount(t, rdb, stream, "g"))
 }
+
+// TestFieldsEntryRoutedByItsOwnKey: an untyped entry that carries the key
+// field (one copied from another stream, say) goes to its key's partition,
+// where consumers read it as that key's, not to a partition in turn.
+func TestFieldsEntryRoutedByItsOwnKey(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	ctx, base := testCtx(t), uniqueStream(t)
+	const n = 4
+	p, err := NewProducer[Fields](rdb, base, WithPartitions(n))
+	require.NoError(t, err)
+	parts, err := Partitions(base, n)
+	require.NoError(t, err)
+	for i := range 6 {
+		_, err := p.Publish(ctx, Fields{KeyField: "user-7", "seq": strconv.Itoa(i)})
+		require.NoError(t, err)
+	}
+	want := parts[PartitionOf("user-7", n)]
+	for _, s := range parts {
+		l, err := rdb.XLen(ctx, s).Result()
+		require.NoError(t, err)
+		if s == want {
+			assert.Equal(t, int64(6), l, "%s holds the key's entries", s)
+		} else {
+			assert.Zero(t, l, "%s", s)
+		}
+	}
+	// With WithKey too: the same key is no conflict, another one is.
+	_, err = p.Publish(ctx, Fields{KeyField: "user-7"}, WithKey("user-7"))
+	require.NoError(t, err)
+	_, err = p.Publish(ctx, Fields{KeyField: "user-7"}, WithKey("user-8"))
+	require.ErrorIs(t, err, ErrInvalidOption)
+}

@@ -285,11 +285,17 @@ func (p *Producer[T]) result(ctx context.Context, stream, explicitID, id string,
 }
 
 // applyKey sets pc's key from the producer's key func when the call gave
-// none; an empty key counts as none.
+// none, or else from a Fields entry's own key field; an empty key counts
+// as none.
 func (p *Producer[T]) applyKey(v T, pc *publishConfig) {
 	if !pc.hasKey && p.keyFunc != nil {
 		pc.key = p.keyFunc(v)
 		pc.hasKey = true
+	}
+	if !pc.hasKey && p.fields {
+		// An untyped entry carrying the key field (copied from a stream)
+		// is routed by it, as consumers will read it.
+		pc.key, pc.hasKey = any(v).(Fields)[KeyField]
 	}
 	if pc.key == "" {
 		pc.hasKey = false
