@@ -116,7 +116,8 @@ type DeadLetter struct {
 	// Group and Consumer held the message when it was dead-lettered.
 	Group    string
 	Consumer string
-	// Deliveries is how many times it had been delivered.
+	// Deliveries is how many times it had been delivered: Redis's
+	// delivery count, or the handler attempts when higher.
 	Deliveries int64
 	// Reason is one of the Reason constants ([ReasonMaxDeliveries], ...).
 	Reason string

@@ -45,7 +45,7 @@ type Event struct {
 	Group    string
 	Consumer string
 	ID       string
-	// Deliveries counts this delivery.
+	// Deliveries is the number of this handler attempt ([Message.Deliveries]).
 	Deliveries int64
 	// Age is the time from the entry's creation (the time in its ID) to the
 	// start of its handling: the end-to-end latency.

@@ -25,8 +25,10 @@ type Message[T any] struct {
 	// Payload is the decoded payload field. For a handler of [Fields] it
 	// holds every field of the entry.
 	Payload T
-	// Deliveries is how many times the entry has been delivered to the group,
-	// this delivery included: 1 on the first delivery.
+	// Deliveries is the number of this handler attempt: the failed attempts
+	// recorded for the entry in its group, plus one (1 on the first). Only
+	// handler runs count, not deliveries no handler saw (see
+	// [WithMaxDeliveries]).
 	Deliveries int64
 
 	values map[string]any // the entry's fields as go-redis read them
