@@ -351,9 +351,11 @@ func (h *heldSet) takeTurn(e *entry, key string) bool {
 // passTurn is called when the consumer is done with e. If e held its key's
 // turn, the next entry of the key waiting gets it and is passed to send,
 // under the set's lock so that it cannot race drain. While draining, the
-// next entry stays held instead, pending, for a later run. With letGo,
-// the key's waiting entries are forgotten instead (the route was given
-// up): passTurn returns how many, whose room the caller gives back.
+// next entry stays held instead, pending, for a later run. With letGo (the
+// route was given up), or when e was lost to another consumer (which runs
+// it now, so the key's later entries must not overtake it here), the key's
+// waiting entries are forgotten instead, pending: passTurn returns how
+// many, whose room the caller gives back.
 func (h *heldSet) passTurn(e *entry, letGo bool, send func(*entry)) (forgotten int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -363,7 +365,7 @@ func (h *heldSet) passTurn(e *entry, letGo bool, send func(*entry)) (forgotten i
 	e.keyed = false
 	k := heldKey{e.route, e.key}
 	waiting := h.keys[k]
-	if len(waiting) == 0 || letGo {
+	if len(waiting) == 0 || letGo || e.lost {
 		delete(h.keys, k)
 		for _, w := range waiting {
 			h.forgetLocked(w.heldKey())

@@ -175,3 +175,41 @@ func TestHeldSetRoom(t *testing.T) {
 	h.giveRoom(2)
 	assert.Equal(t, 3, h.takeRoomNow(3))
 }
+
+func TestHeldSetKeyTurnOfALostEntryLetsTheKeyGo(t *testing.T) {
+	rt := &route{stream: "s", ordered: true}
+	h := newHeldSet(4)
+	es := heldEntries(rt, "1-0", "2-0")
+	for _, e := range es {
+		require.True(t, h.hold(e, nil))
+		h.takeTurn(e, "k")
+	}
+	h.markLost(rt, "1-0") // another consumer runs 1-0 now
+	h.forget(es[0])
+	var sent []string
+	assert.Equal(t, 1, h.passTurn(es[0], false, func(e *entry) { sent = append(sent, e.id) }))
+	assert.Empty(t, sent, "2-0 must not overtake 1-0 here")
+	assert.False(t, h.holds(es[1].heldKey()))
+}
+
+// A read that was on the wire when its partition was given up returns
+// entries the consumer must not start: they would overtake the messages it
+// let go, pending, for the next owner.
+func TestDispatchLetsGoWhatIsReadAfterAPartitionWasGivenUp(t *testing.T) {
+	_, rdb := newMiniredis(t)
+	c, err := NewConsumer(rdb, "g")
+	require.NoError(t, err)
+	rt := &route{stream: "s", ordered: true, exclusive: true} // not owned: given up
+	r := newRunner(c, []*route{rt})
+	taken := r.held.takeRoomNow(1)
+	require.Equal(t, 1, taken)
+	e := &entry{route: rt, id: "1-0", values: map[string]any{KeyField: "k", "payload": "{}"}, redisDeliveries: 1}
+	r.dispatch(context.Background(), []*entry{e}, nil)
+	assert.Empty(t, r.work, "not started")
+	assert.False(t, r.held.holds(e.heldKey()), "let go")
+	assert.Equal(t, c.cfg.maxInFlight, r.held.takeRoomNow(c.cfg.maxInFlight), "its room is back")
+
+	rt.owned.Store(true) // owned again: read entries run
+	r.dispatch(context.Background(), []*entry{e}, nil)
+	assert.Len(t, r.work, 1)
+}

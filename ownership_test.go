@@ -49,7 +49,7 @@ func (l *orderLog) handler(consumer string) HandlerFunc[Order] {
 		case seq < next:
 			l.dups++
 		default:
-			l.violations = append(l.violations, fmt.Sprintf("%s: %d handled before %d", m.Key(), seq, next))
+			l.violations = append(l.violations, fmt.Sprintf("%s: %d handled before %d, by %s (%s %s, attempt %d)", m.Key(), seq, next, consumer, m.Stream, m.ID, m.Deliveries))
 		}
 		l.mu.Unlock()
 		time.Sleep(time.Duration(rand.Int64N(int64(l.work) + 1)))

@@ -52,6 +52,11 @@ func (r *runner) dispatch(ctx context.Context, entries []*entry, since *uint64) 
 			r.deadLetter(ctx, e, ReasonMaxDeliveries, fmt.Errorf("handler failed %d times", e.attempts))
 		case e.redisDeliveries > int64(r.c.cfg.maxDeliveries+CrashLoopDeliveries):
 			r.deadLetter(ctx, e, ReasonCrashLoop, fmt.Errorf("delivered %d times, %d handler failures recorded", e.redisDeliveries, e.attempts))
+		case givenUp(e.route):
+			// Read after the partition was given up (the read was on the
+			// wire): starting it could overtake what was let go before
+			// it. It stays pending for the next owner.
+			r.release(e)
 		default:
 			r.toWork(e)
 		}
