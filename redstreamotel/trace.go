@@ -37,8 +37,9 @@ const MessagingSystem = "redis"
 //
 // Header fields must not clash with the payload field or other headers: a
 // [redstream.HeaderSource] that writes "traceparent" itself makes Publish
-// fail. [redstream.WithContextHeaders] holds one function, so a later
-// WithContextHeaders replaces this option's.
+// fail. It is a [redstream.WithContextHeaders] option, and those compose:
+// a producer given ContextHeaders and other WithContextHeaders options
+// writes the fields of all of them, in the order given.
 func ContextHeaders(prop propagation.TextMapPropagator) redstream.ProducerOption {
 	return redstream.WithContextHeaders(func(ctx context.Context, set func(name, value string)) {
 		propagator(prop).Inject(ctx, setCarrier(set))

@@ -176,3 +176,34 @@ func TestTraceDefaults(t *testing.T) {
 	assert.Equal(t, sendSpan.SpanContext().TraceID(), sc.TraceID())
 	assert.Equal(t, sendSpan.SpanContext().SpanID(), sc.SpanID(), "no-op tracer: the remote parent itself")
 }
+
+// TestContextHeadersComposes: ContextHeaders and another
+// redstream.WithContextHeaders, in either order, both write their fields.
+func TestContextHeadersComposes(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	rdb := redistest.Client(t)
+	tp := sdktrace.NewTracerProvider()
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tenant := redstream.WithContextHeaders(func(_ context.Context, set func(name, value string)) { set("tenant", "t-1") })
+
+	for name, opts := range map[string][]redstream.ProducerOption{
+		"ContextHeaders first": {ContextHeaders(nil), tenant},
+		"ContextHeaders last":  {tenant, ContextHeaders(nil)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			stream := uniqueStream(t)
+			p, err := redstream.NewProducer[order](rdb, stream, opts...)
+			require.NoError(t, err)
+			sendCtx, span := tp.Tracer("checkout").Start(ctx, "send order")
+			id, err := p.Publish(sendCtx, order{ID: "o-1"})
+			span.End()
+			require.NoError(t, err)
+			entries, err := rdb.XRange(ctx, stream, id, id).Result()
+			require.NoError(t, err)
+			require.Len(t, entries, 1)
+			assert.Equal(t, "t-1", entries[0].Values["tenant"])
+			assert.Contains(t, entries[0].Values["traceparent"], span.SpanContext().TraceID().String())
+		})
+	}
+}
