@@ -85,17 +85,52 @@ func (b *batcher) add(ctx context.Context, args *redis.XAddArgs) (string, error)
 				xaddReqPool.Put(req)
 				return "", ctx.Err()
 			}
-			// Already in a round trip, or handed the lead: see it through.
-			lead = <-req.wake
+			// Already in a round trip, or handed the lead: it goes on
+			// without this caller, whose XADD may or may not be written.
+			go b.abandon(req)
+			return "", &uncertainError{err: ctx.Err()}
 		}
 	}
-	if lead {
-		b.lead(req)
+	if lead && !b.leadFor(ctx, req) {
+		return "", &uncertainError{err: ctx.Err()}
 	}
 	id, err := req.id, req.err
 	*req = xaddReq{wake: req.wake}
 	xaddReqPool.Put(req)
 	return id, err
+}
+
+// leadFor leads req's round trip for a caller that waits with ctx, and
+// reports whether it ended before ctx did. A ctx that can end gets the
+// round trip run on another goroutine, so that the caller can leave when
+// ctx ends (abandon then sees the round trip through).
+func (b *batcher) leadFor(ctx context.Context, req *xaddReq) bool {
+	if ctx.Done() == nil {
+		b.lead(req)
+		return true
+	}
+	go func() {
+		b.lead(req)
+		req.wake <- false
+	}()
+	select {
+	case <-req.wake:
+		return true
+	case <-ctx.Done():
+		go b.abandon(req)
+		return false
+	}
+}
+
+// abandon sees through the round trip of a caller that stopped waiting:
+// it leads if handed the lead (send skips the caller's XADD, its context
+// having ended), then recycles req.
+func (b *batcher) abandon(req *xaddReq) {
+	if <-req.wake {
+		b.lead(req)
+	}
+	*req = xaddReq{wake: req.wake}
+	xaddReqPool.Put(req)
 }
 
 // addAsync queues one XADD and returns; done gets its ID or error once its
@@ -200,7 +235,10 @@ func (b *batcher) send(batch []*xaddReq) {
 	case live == 1 && b.minReplicas == 0:
 		for _, r := range batch {
 			if r.err == nil {
-				r.id, r.err = b.rdb.XAdd(context.WithoutCancel(r.ctx), r.args).Result()
+				ctx := context.WithoutCancel(r.ctx)
+				cmd := xaddCmd(ctx, r.args)
+				_ = b.rdb.Process(ctx, cmd)
+				r.id, r.err = cmd.Result()
 			}
 		}
 		return
@@ -228,7 +266,9 @@ func (b *batcher) send(batch []*xaddReq) {
 	cmds := make([]*redis.StringCmd, len(batch))
 	for i, r := range batch {
 		if r.err == nil {
-			cmds[i] = pipe.XAdd(ctx, r.args)
+			cmd := xaddCmd(ctx, r.args)
+			_ = pipe.Process(ctx, cmd)
+			cmds[i] = cmd.StringCmd
 		}
 	}
 	_, _ = pipe.Exec(ctx)
@@ -248,8 +288,9 @@ const redirectRetries = 5
 // pipeline, on one connection to the stream's primary, and fills ids and
 // errs. A write that the replicas did not confirm in time gets its ID and a
 // *ReplicationError. go-redis reads the pipeline with the client's read
-// timeout and sends it again when that passes: NewProducer keeps the WAIT's
-// timeout under half of it (checkReplicaTimeout).
+// timeout, and a read that times out leaves the writes' outcome unknown
+// (they are sent once): NewProducer keeps the WAIT's timeout under half of
+// it (checkReplicaTimeout).
 func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string, errs []error) {
 	for attempt := 0; ; attempt++ {
 		node, err := nodeFor(ctx, b.rdb, b.stream)
@@ -262,7 +303,9 @@ func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string
 		pipe := node.Pipeline()
 		cmds := make([]*redis.StringCmd, len(args))
 		for i, a := range args {
-			cmds[i] = pipe.XAdd(ctx, a)
+			cmd := xaddCmd(ctx, a)
+			_ = pipe.Process(ctx, cmd)
+			cmds[i] = cmd.StringCmd
 		}
 		wait := redis.NewIntCmd(ctx, "wait", b.minReplicas, b.replicaTimeout.Milliseconds())
 		_ = pipe.Process(ctx, wait)
@@ -290,8 +333,8 @@ func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string
 }
 
 // checkReplicaTimeout refuses a WAIT timeout that could outlast the read
-// timeout the client reads the pipeline with: the read would fail and
-// go-redis would send the XADDs again.
+// timeout the client reads the pipeline with: the read would fail and leave
+// the XADDs' outcome unknown.
 func checkReplicaTimeout(rdb redis.UniversalClient, timeout time.Duration) error {
 	var readTimeout time.Duration
 	switch c := rdb.(type) {

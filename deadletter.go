@@ -92,7 +92,7 @@ func deadLetterMove(ctx context.Context, rdb redis.UniversalClient, stream, grou
 	for k, v := range fields {
 		args = append(args, k, v)
 	}
-	res, err := scripts.DeadLetter.Run(ctx, rdb, []string{stream, DeadLetterKey(stream), attemptsKey(stream, group)}, args...).StringSlice()
+	res, err := scripts.DeadLetter.Run(ctx, rdb, []string{stream, DeadLetterKey(stream), attemptsKey(stream, group), onceKey(stream)}, args...).StringSlice()
 	if err != nil {
 		return "", "", err
 	}
@@ -354,7 +354,7 @@ func (d *DeadLetters) Replay(ctx context.Context, opts ...ReplayOption) (int, er
 		if err := pace.wait(ctx); err != nil {
 			return err
 		}
-		err := scripts.Replay.Run(ctx, d.rdb, []string{d.key, d.stream}, id).Err()
+		err := scripts.Replay.Run(ctx, d.rdb, []string{d.key, d.stream, onceKey(d.stream)}, id).Err()
 		switch {
 		case err == nil:
 			replayed++
@@ -416,7 +416,10 @@ func (d *DeadLetters) eachUpToNewest(ctx context.Context, batch int, fn func(id 
 }
 
 // Delete removes the dead-letter entries with these IDs, for messages that
-// should never be replayed, and returns how many existed.
+// should never be replayed, and returns how many existed. When the
+// connection fails after the command may have run, it returns 0 and an
+// error wrapping [ErrUncertain]: deleting again is safe (it counts what is
+// still there).
 func (d *DeadLetters) Delete(ctx context.Context, ids ...string) (int64, error) {
 	if len(ids) == 0 {
 		return 0, nil
@@ -426,24 +429,34 @@ func (d *DeadLetters) Delete(ctx context.Context, ids ...string) (int64, error) 
 			return 0, fmt.Errorf("%w: Delete(%q): %w", ErrInvalidID, id, err)
 		}
 	}
-	n, err := d.rdb.XDel(ctx, d.key, ids...).Result()
+	args := make([]any, 0, 2+len(ids))
+	args = append(args, "xdel", d.key)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	// Sent once: a resend after a lost reply would count 0.
+	cmd := onceIntCmd{redis.NewIntCmd(ctx, args...)}
+	_ = d.rdb.Process(ctx, cmd)
+	n, err := cmd.Result()
 	if err != nil {
-		return 0, fmt.Errorf("redstream: delete dead letters of %s: %w", d.stream, err)
+		return 0, fmt.Errorf("redstream: delete dead letters of %s: %w", d.stream, uncertain(err))
 	}
 	return n, nil
 }
 
 // Purge deletes the whole dead-letter stream and returns how many entries it
-// held.
+// held. When the connection fails after the command may have run, it
+// returns 0 and an error wrapping [ErrUncertain].
 func (d *DeadLetters) Purge(ctx context.Context) (int64, error) {
 	var n *redis.IntCmd
 	_, err := d.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		n = pipe.XLen(ctx, d.key)
-		pipe.Del(ctx, d.key)
+		// Sent once: a resend after a lost reply would count 0.
+		_ = pipe.Process(ctx, onceIntCmd{redis.NewIntCmd(ctx, "del", d.key)})
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("redstream: purge dead letters of %s: %w", d.stream, err)
+		return 0, fmt.Errorf("redstream: purge dead letters of %s: %w", d.stream, uncertain(err))
 	}
 	return n.Val(), nil
 }

@@ -27,6 +27,19 @@ var ErrInvalidID = errors.New("redstream: invalid stream ID")
 // stored entry is not compared with the new payload.
 var ErrDuplicate = errors.New("redstream: an entry with this ID already exists")
 
+// ErrUncertain is wrapped by the error a publish returns when the connection
+// failed after the XADD may have reached Redis: the entry may or may not be
+// in the stream, and no ID is known. redstream never lets the client send an
+// auto-ID XADD a second time behind the caller's back (that would append a
+// second entry), so this is the caller's call: publish again when a
+// duplicate is acceptable (consumers should be idempotent anyway), or make
+// the retry safe with [WithID], or check the stream first. The error also
+// wraps the network error. [Producer.PublishBatch] and futures of
+// [Producer.PublishAsync] report it per entry; [DeadLetters.Delete] and
+// [DeadLetters.Purge] return it, with a count of 0, when their reply was
+// lost.
+var ErrUncertain = errors.New("redstream: write may or may not have been applied")
+
 // ErrIDTooSmall is returned by [Producer.Publish] when an explicit ID given
 // with [WithID] is not greater than the stream's last ID and no entry holds
 // it (it was never written, or it was trimmed or deleted). Redis cannot

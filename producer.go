@@ -31,11 +31,11 @@ type Producer[T any] struct {
 	fields       bool // T is Fields
 	keyFunc      func(T) string
 	turn         atomic.Uint32 // the next partition of a message without a key
-	// pending holds a token per asynchronous publish not yet answered;
-	// flushing is held by Flush, and shared by PublishAsync while it
-	// takes a token, so that Flush gets them all.
-	pending  chan struct{}
-	flushing sync.RWMutex
+	// pending holds a token per asynchronous publish not yet answered,
+	// which bounds them (WithMaxPending); flushes tells Flush when those
+	// queued before it are answered.
+	pending chan struct{}
+	flushes flushTracker
 }
 
 // NewProducer returns a Producer of T for stream. rdb may be any
@@ -115,15 +115,21 @@ func (p *Producer[T]) route(key string, hasKey bool) int {
 // calls are pipelined: while up to four round trips are in flight, the
 // calls that arrive queue and go together in the next, each getting its own ID or
 // error; a lone call is sent at once. A call whose ctx ends while it queues
-// returns ctx's error and is not sent; once sent, it waits for the round
-// trip, which the client's read and write timeouts bound. The entry holds
+// returns ctx's error and is not sent; one whose ctx ends while its round
+// trip is in flight returns at once with an error wrapping both ctx's error
+// and [ErrUncertain] (the round trip goes on; the entry may be written).
+// The XADD is sent once: when the connection fails after it may have run,
+// the error wraps [ErrUncertain] rather than the client sending it again
+// and appending a second entry. The entry holds
 // v encoded by the codec in the payload field, plus header fields from
 // [HeaderSource] and [WithHeader]. Trimming set with [WithMaxLen],
 // [WithMaxAge] or [WithMinID] happens in the same XADD.
 //
 // With [WithID], a publish whose ID already holds an entry returns the ID and
 // [ErrDuplicate], so retrying a publish is safe; an ID not above the stream's
-// last entry that holds no entry returns [ErrIDTooSmall].
+// last entry that holds no entry returns [ErrIDTooSmall]. A WithID publish
+// whose reply was lost looks the ID up and returns it when the entry is
+// there. Safe for concurrent use.
 func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (string, error) {
 	part, args, pc, err := p.prepare(ctx, v, opts)
 	if err != nil {
@@ -185,14 +191,12 @@ func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOpti
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("redstream: publish to %s: %w", b.stream, ctx.Err())
 	}
-	p.flushing.RLock()
 	select {
 	case p.pending <- struct{}{}:
-		p.flushing.RUnlock()
 	case <-ctx.Done():
-		p.flushing.RUnlock()
 		return nil, fmt.Errorf("redstream: publish to %s: %w", b.stream, ctx.Err())
 	}
+	epoch := p.flushes.queued()
 	f := &PublishFuture{done: make(chan struct{})}
 	explicitID := pc.id
 	ctx = context.WithoutCancel(ctx)
@@ -202,6 +206,7 @@ func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOpti
 			f.id, f.err = p.result(ctx, b.stream, explicitID, id, err)
 			<-p.pending
 			close(f.done)
+			p.flushes.answered(epoch)
 		}
 		if explicitID != "" && redis.HasErrorPrefix(err, xaddIDTooSmall) {
 			// Telling a duplicate apart takes a round trip: not on the
@@ -215,28 +220,13 @@ func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOpti
 }
 
 // Flush waits until every publish queued by [Producer.PublishAsync] before
-// it has its result, and returns nil, or ctx's error if ctx ends first.
-// PublishAsync calls made while Flush waits block until it returns. Call it
-// before the process exits: queued publishes live only in memory.
+// it has its result, and returns nil, or ctx's error as soon as ctx ends
+// (the publishes go on; a later Flush waits for them too). PublishAsync
+// calls made while Flush waits are not held up, and Flush does not wait for
+// them. Call it before the process exits: queued publishes live only in
+// memory. Safe for concurrent use.
 func (p *Producer[T]) Flush(ctx context.Context) error {
-	p.flushing.Lock()
-	defer p.flushing.Unlock()
-	// Holding every pending token means no publish is pending.
-	taken := 0
-	defer func() {
-		for range taken {
-			<-p.pending
-		}
-	}()
-	for taken < cap(p.pending) {
-		select {
-		case p.pending <- struct{}{}:
-			taken++
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	return p.flushes.wait(ctx)
 }
 
 // prepare encodes one publish and picks its partition.
@@ -281,7 +271,11 @@ func (p *Producer[T]) result(ctx context.Context, stream, explicitID, id string,
 	if explicitID != "" && redis.HasErrorPrefix(err, xaddIDTooSmall) {
 		return p.explicitIDConflict(context.WithoutCancel(ctx), stream, explicitID)
 	}
-	return "", fmt.Errorf("redstream: publish to %s: %w", stream, err)
+	if explicitID != "" && mayHaveRun(err) && p.holds(context.WithoutCancel(ctx), stream, explicitID) {
+		// The entry is there: the publish did what it was asked.
+		return explicitID, nil
+	}
+	return "", fmt.Errorf("redstream: publish to %s: %w", stream, uncertain(err))
 }
 
 // applyKey sets pc's key from the producer's key func when the call gave
@@ -313,6 +307,13 @@ func (p *Producer[T]) explicitIDConflict(ctx context.Context, stream, id string)
 		return id, ErrDuplicate
 	}
 	return "", fmt.Errorf("%w: %s, stream %s", ErrIDTooSmall, id, stream)
+}
+
+// holds reports whether stream has an entry with this ID, false when it
+// cannot tell.
+func (p *Producer[T]) holds(ctx context.Context, stream, id string) bool {
+	existing, err := p.rdb.XRangeN(ctx, stream, id, id, 1).Result()
+	return err == nil && len(existing) == 1
 }
 
 // BatchError is returned by [Producer.PublishBatch] when some entries were
@@ -354,6 +355,10 @@ func (e *BatchError) Unwrap() []error {
 // encoding error publishes nothing. [WithID] is not allowed; other publish
 // options apply to every entry. With [WithMinReplicas], entries written but
 // not confirmed by enough replicas have their IDs and a [*ReplicationError].
+// Entries whose outcome is unknown (the connection failed after the
+// pipeline may have run, or ctx ended during the round trip, which then
+// goes on without the caller) have errors wrapping [ErrUncertain]: the XADDs
+// are never sent twice.
 func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishOption) ([]string, error) {
 	pc, err := applyPublishOptions(opts)
 	if err != nil {
@@ -376,46 +381,60 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 			return nil, fmt.Errorf("redstream: batch entry %d: %w", i, err)
 		}
 	}
-	ids := make([]string, len(vs))
-	errs := make([]error, len(vs))
-	if p.cfg.minReplicas == 0 {
-		cmds := make([]*redis.StringCmd, len(vs))
-		_, _ = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for i, a := range args {
-				cmds[i] = pipe.XAdd(ctx, a)
-			}
-			return nil
-		})
-		for i, cmd := range cmds {
-			ids[i], errs[i] = cmd.Result()
-		}
-	} else {
-		// WAIT counts the writes of its own connection: one pipeline per
-		// partition, to its primary, the partitions in parallel.
-		var wg sync.WaitGroup
-		for part, b := range p.batches {
-			var idx []int
-			for i := range args {
-				if parts[i] == part {
-					idx = append(idx, i)
+	// The round trip runs on its own slices: a caller whose ctx ends
+	// leaves without waiting for it (awaitCtx).
+	sentIDs := make([]string, len(vs))
+	sentErrs := make([]error, len(vs))
+	send := func() {
+		ids, errs := sentIDs, sentErrs
+		if p.cfg.minReplicas == 0 {
+			cmds := make([]*redis.StringCmd, len(vs))
+			_, _ = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+				for i, a := range args {
+					cmd := xaddCmd(ctx, a)
+					_ = pipe.Process(ctx, cmd)
+					cmds[i] = cmd.StringCmd
 				}
-			}
-			if len(idx) == 0 {
-				continue
-			}
-			wg.Go(func() {
-				sub := make([]*redis.XAddArgs, len(idx))
-				for j, i := range idx {
-					sub[j] = args[i]
-				}
-				subIDs, subErrs := make([]string, len(idx)), make([]error, len(idx))
-				b.exec(ctx, sub, subIDs, subErrs)
-				for j, i := range idx {
-					ids[i], errs[i] = subIDs[j], subErrs[j]
-				}
+				return nil
 			})
+			for i, cmd := range cmds {
+				ids[i], errs[i] = cmd.Result()
+			}
+		} else {
+			// WAIT counts the writes of its own connection: one pipeline per
+			// partition, to its primary, the partitions in parallel.
+			var wg sync.WaitGroup
+			for part, b := range p.batches {
+				var idx []int
+				for i := range args {
+					if parts[i] == part {
+						idx = append(idx, i)
+					}
+				}
+				if len(idx) == 0 {
+					continue
+				}
+				wg.Go(func() {
+					sub := make([]*redis.XAddArgs, len(idx))
+					for j, i := range idx {
+						sub[j] = args[i]
+					}
+					subIDs, subErrs := make([]string, len(idx)), make([]error, len(idx))
+					b.exec(ctx, sub, subIDs, subErrs)
+					for j, i := range idx {
+						ids[i], errs[i] = subIDs[j], subErrs[j]
+					}
+				})
+			}
+			wg.Wait()
 		}
-		wg.Wait()
+	}
+	ids, errs := sentIDs, sentErrs
+	if !awaitCtx(ctx, send) {
+		ids, errs = make([]string, len(vs)), make([]error, len(vs))
+		for i := range errs {
+			errs[i] = &uncertainError{err: ctx.Err()}
+		}
 	}
 	for i, id := range ids {
 		p.learnClock(parts[i], "", id)
@@ -435,7 +454,7 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 		}
 		ids[i] = ""
 		refreshTopology(p.rdb, err)
-		batchErr.Errs[i] = fmt.Errorf("redstream: publish to %s: %w", args[i].Stream, err)
+		batchErr.Errs[i] = fmt.Errorf("redstream: publish to %s: %w", args[i].Stream, uncertain(err))
 	}
 	if obs := p.cfg.observer; obs != nil {
 		p.observeBatch(obs, parts, errs)

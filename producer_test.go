@@ -439,8 +439,8 @@ func TestSyncPublishesUseSeveralRoundTrips(t *testing.T) {
 	ctx, stream := testCtx(t), uniqueStream(t)
 	p, err := NewProducer[Order](rdb, stream)
 	require.NoError(t, err)
-	release := make(chan struct{})
-	rdb.AddHook(gateHook{release})
+	gate := &countingGate{release: make(chan struct{})}
+	rdb.AddHook(gate)
 	var wg sync.WaitGroup
 	for i := range 12 {
 		wg.Go(func() {
@@ -449,14 +449,58 @@ func TestSyncPublishesUseSeveralRoundTrips(t *testing.T) {
 		})
 	}
 	b := p.batches[0]
-	eventually(t, 5*time.Second, func() bool {
+	// A leader takes the callers queued when it starts into its round
+	// trip: every caller is either held in one of the round trips or
+	// queued for the next.
+	eventually(t, 10*time.Second, func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		return b.leaders == syncLeaders && len(b.queue) == 12-syncLeaders
+		trips, held := gate.counts()
+		return b.leaders == syncLeaders && trips == syncLeaders && held+len(b.queue) == 12
 	}, "%d round trips in flight, the other callers queued", syncLeaders)
-	close(release)
+	close(gate.release)
 	wg.Wait()
 	n, err := rdb.XLen(ctx, stream).Result()
 	require.NoError(t, err)
 	assert.EqualValues(t, 12, n)
+}
+
+// countingGate holds every XADD round trip until release is closed,
+// counting the round trips and XADDs it holds.
+type countingGate struct {
+	release     chan struct{}
+	mu          sync.Mutex
+	trips, held int
+}
+
+func (g *countingGate) counts() (trips, held int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.trips, g.held
+}
+
+func (g *countingGate) hold(n int) {
+	g.mu.Lock()
+	g.trips++
+	g.held += n
+	g.mu.Unlock()
+	<-g.release
+}
+
+func (g *countingGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (g *countingGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "xadd" {
+			g.hold(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (g *countingGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if cmds[0].Name() == "xadd" {
+			g.hold(len(cmds))
+		}
+		return next(ctx, cmds)
+	}
 }

@@ -141,11 +141,14 @@ func runStress(t *testing.T, failPct, partitions, maxPending, pubs, per int, wit
 	}
 
 	byPayload := map[string]*stressRec{}
-	ok := 0
+	ok, unsure := 0, 0
 	for _, r := range recs {
 		byPayload[fmt.Sprintf("%d/%d", r.pub, r.seq)] = r
-		if r.err == nil {
+		switch {
+		case r.err == nil:
 			ok++
+		case errors.Is(r.err, ErrUncertain):
+			unsure++
 		}
 	}
 	total := 0
@@ -159,6 +162,11 @@ func runStress(t *testing.T, failPct, partitions, maxPending, pubs, per int, wit
 			require.NoError(t, unmarshal(JSON, m.Values[DefaultPayloadField].(string), &o))
 			r := byPayload[o.ID]
 			require.NotNil(t, r)
+			if errors.Is(r.err, ErrUncertain) {
+				// A publish whose ctx ended during its round trip: it may
+				// or may not be written, and it said so.
+				continue
+			}
 			if r.err != nil && !withMinReplicas {
 				t.Errorf("%s written as %s but its publish returned %v", o.ID, m.ID, r.err)
 				continue
@@ -175,9 +183,10 @@ func runStress(t *testing.T, failPct, partitions, maxPending, pubs, per int, wit
 		}
 	}
 	if !withMinReplicas {
-		require.Equal(t, ok, total, "successful publishes vs entries")
+		require.GreaterOrEqual(t, total, ok, "successful publishes vs entries")
+		require.LessOrEqual(t, total, ok+unsure, "entries beyond the successful and uncertain publishes")
 	}
-	t.Logf("%d calls, %d ok, %d entries, %d pipelines", len(recs), ok, total, hook.n.Load())
+	t.Logf("%d calls, %d ok, %d uncertain, %d entries, %d pipelines", len(recs), ok, unsure, total, hook.n.Load())
 }
 
 func TestStressPublishMix(t *testing.T) {

@@ -109,7 +109,7 @@ func Trim(ctx context.Context, rdb redis.UniversalClient, stream string, policy 
 		if policy.AllowUnconsumed {
 			allow = 1
 		}
-		res, err := scripts.Trim.Run(ctx, rdb, []string{stream}, policy.MaxLen, ageBound, allow, trimBatch).Slice()
+		res, err := scripts.Trim.Run(ctx, rdb, []string{stream, onceKey(stream)}, policy.MaxLen, ageBound, allow, trimBatch).Slice()
 		if err != nil {
 			if redis.HasErrorPrefix(err, "no such key") {
 				return total, nil

@@ -4,6 +4,7 @@ package scripts
 
 import (
 	_ "embed"
+	"strconv"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -29,13 +30,46 @@ var (
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
 // cached them yet (after a restart, say).
+//
+// DeadLetter, Replay and Trim are wrapped by once: they take one more key,
+// last, a marker unique to the call, so that a client that sends the same
+// call again after a lost reply gets the first run's reply instead of a
+// second run's.
 var (
-	DeadLetter  = redis.NewScript(deadLetterSrc)
+	DeadLetter  = redis.NewScript(once(deadLetterSrc))
 	ClaimOwn    = redis.NewScript(claimOwnSrc)
-	Replay      = redis.NewScript(replaySrc)
+	Replay      = redis.NewScript(once(replaySrc))
 	DelConsumer = redis.NewScript(delConsumerSrc)
-	Trim        = redis.NewScript(trimSrc)
+	Trim        = redis.NewScript(once(trimSrc))
 	Lease       = redis.NewScript(leaseSrc)
 	Members     = redis.NewScript(membersSrc)
 	Attempt     = redis.NewScript(attemptSrc)
 )
+
+// OnceTTL is how long, in milliseconds, a once-wrapped script keeps its
+// reply for a resend: longer than a client spends resending one command
+// (go-redis: MaxRetries times the read timeout and backoff, about 10 s by
+// default).
+const OnceTTL = 60000
+
+// once wraps a script so that its last key is a marker: when the marker
+// holds a reply, that reply is returned and the script does not run again;
+// otherwise the script runs and its reply (values, errors and nil alike) is
+// stored in the marker for OnceTTL. The script itself must not read the
+// last key, nor iterate over KEYS.
+func once(src string) string {
+	return `local marker = KEYS[#KEYS]
+local prev = redis.call('GET', marker)
+if prev then
+  return cjson.decode(prev)
+end
+local reply = (function()
+` + src + `
+end)()
+if reply == nil then
+  reply = false
+end
+redis.call('SET', marker, cjson.encode(reply), 'PX', ` + strconv.Itoa(OnceTTL) + `)
+return reply
+`
+}
