@@ -72,7 +72,7 @@ type Redis struct {
 // New returns a Redis for the test tb and stops it (and closes its client)
 // when tb's cleanup runs: miniredis with [Miniredis]; else the server at
 // REDIS_ADDR when set; else a redis-server started for this test alone on a
-// free loopback port (a few milliseconds; the binary is found on PATH);
+// free loopback port (tens of milliseconds; the binary is found on PATH);
 // else miniredis. With [RealRedis] or REDSTREAM_REQUIRE_REDIS=1 the last
 // step is a skip or a failure instead (see the package doc). New fails the
 // test when REDIS_ADDR does not answer PING within 10 seconds, or when a
@@ -160,6 +160,8 @@ func (r *Redis) MiniredisServer() *miniredis.Miniredis { return r.mr }
 // fails the test.
 func (r *Redis) Advance(tb testing.TB, d time.Duration) {
 	tb.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock() // also when Fatalf ends the goroutine
 	if r.mr == nil || r.clock.IsZero() {
 		tb.Fatalf("redstreamtest: Advance needs a Redis made with redstreamtest.New(t, redstreamtest.Miniredis()): "+
 			"a real server's clock cannot be moved (this one is %s)", r.describe())
@@ -167,8 +169,6 @@ func (r *Redis) Advance(tb testing.TB, d time.Duration) {
 	if d < 0 {
 		tb.Fatalf("redstreamtest: Advance(%v): a clock only moves forward", d)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.clock = r.clock.Add(d)
 	r.mr.SetTime(r.clock)
 	r.mr.FastForward(d)
@@ -200,7 +200,7 @@ func (r *Redis) describe() string {
 // dead-letter stream, its partitions and the keys redstream made for them
 // are deleted when the test ends; servers of the test's own just stop.
 // Call it from the test's goroutine; base must be a stream name
-// [redstream.ValidateStream] accepts and must not contain a hash tag.
+// [redstream.ValidateStream] accepts, or the test fails.
 func (r *Redis) Stream(tb testing.TB, base string) string {
 	tb.Helper()
 	b := make([]byte, 4)
@@ -231,7 +231,13 @@ func (r *Redis) deleteKeys(tb testing.TB, stream string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	glob := globEscape(stream)
-	for _, pattern := range []string{glob + "*", "{" + glob + "*", redstream.DeadLetterPrefix + "{" + glob + "*"} {
+	patterns := []string{
+		glob + "*",       // the stream, its partitions; a tagged stream's own keys
+		"{" + glob + "*", // {stream}:redstream-*, {stream:p0}:redstream-*
+		redstream.DeadLetterPrefix + "{" + glob + "*",
+		redstream.DeadLetterPrefix + glob + "*", // a tagged stream's dead letters
+	}
+	for _, pattern := range patterns {
 		iter := r.client.Scan(ctx, 0, pattern, 100).Iterator()
 		for iter.Next(ctx) {
 			if err := r.client.Del(ctx, iter.Val()).Err(); err != nil {
