@@ -22,19 +22,6 @@ import (
 	"github.com/redstream/redstream/redstreamtest"
 )
 
-// onBothBackends runs fn on miniredis and on a real redis-server (skipped
-// without one, failed with REDSTREAM_REQUIRE_REDIS=1).
-func onBothBackends(t *testing.T, fn func(t *testing.T, r *redstreamtest.Redis)) {
-	t.Run("miniredis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, redstreamtest.New(t, redstreamtest.Miniredis()))
-	})
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, redstreamtest.New(t, redstreamtest.RealRedis()))
-	})
-}
-
 // testConsumer is NewConsumer with a short block, so tests stop quickly.
 func testConsumer(t *testing.T, rdb redis.UniversalClient, group string, opts ...redstream.ConsumerOption) *redstream.Consumer {
 	t.Helper()
@@ -52,7 +39,8 @@ func someOrders(n int) []Order {
 }
 
 func TestGroupStartZeroReadsExistingEntries(t *testing.T) {
-	onBothBackends(t, func(t *testing.T, r *redstreamtest.Redis) {
+	redstreamtest.OnEachBackend(t, func(t *testing.T, r *redstreamtest.Redis) {
+		t.Parallel()
 		rdb, stream := r.Client(), r.Stream(t, "test:order:created")
 		before := redstreamtest.Publish(t, rdb, stream, someOrders(5)...)
 
@@ -73,7 +61,8 @@ func TestGroupStartZeroReadsExistingEntries(t *testing.T) {
 }
 
 func TestSeveralStreamsOneConsumer(t *testing.T) {
-	onBothBackends(t, func(t *testing.T, r *redstreamtest.Redis) {
+	redstreamtest.OnEachBackend(t, func(t *testing.T, r *redstreamtest.Redis) {
+		t.Parallel()
 		rdb := r.Client()
 		orders, payments := r.Stream(t, "test:order:created"), r.Stream(t, "test:payment:received")
 		c := testConsumer(t, rdb, "svc", redstream.WithGroupStart("0"))
@@ -105,7 +94,8 @@ func TestSeveralStreamsOneConsumer(t *testing.T) {
 }
 
 func TestDecodeFailureIsDeadLetteredAtOnce(t *testing.T) {
-	onBothBackends(t, func(t *testing.T, r *redstreamtest.Redis) {
+	redstreamtest.OnEachBackend(t, func(t *testing.T, r *redstreamtest.Redis) {
+		t.Parallel()
 		ctx, rdb, stream := context.Background(), r.Client(), r.Stream(t, "test:order:created")
 		badJSON, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []string{"payload", "{not json"}}).Result()
 		require.NoError(t, err)

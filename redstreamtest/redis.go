@@ -101,6 +101,17 @@ func New(tb testing.TB, opts ...Option) *Redis {
 	}
 }
 
+// OnEachBackend runs fn twice, as the subtests "miniredis" (a Redis made
+// with [Miniredis]) and "redis" (made with [RealRedis]: skipped without a
+// real server, failed with REDSTREAM_REQUIRE_REDIS=1), for behaviour that
+// should hold on both. The subtests run one after the other; fn may call
+// t.Parallel.
+func OnEachBackend(t *testing.T, fn func(t *testing.T, r *Redis)) {
+	t.Helper()
+	t.Run("miniredis", func(t *testing.T) { fn(t, New(t, Miniredis())) })
+	t.Run("redis", func(t *testing.T) { fn(t, New(t, RealRedis())) })
+}
+
 func newMiniredis(tb testing.TB, frozen bool) *Redis {
 	tb.Helper()
 	mr := miniredis.RunT(tb)

@@ -30,16 +30,11 @@ type Order struct {
 	Amount int64  `json:"amount"`
 }
 
-// backends runs fn on miniredis and on a real server (skipped without one,
-// unless REDSTREAM_REQUIRE_REDIS=1).
+// backends runs fn on both backends, in parallel.
 func backends(t *testing.T, fn func(t *testing.T, r *redstreamtest.Redis)) {
-	t.Run("miniredis", func(t *testing.T) {
+	redstreamtest.OnEachBackend(t, func(t *testing.T, r *redstreamtest.Redis) {
 		t.Parallel()
-		fn(t, redstreamtest.New(t, redstreamtest.Miniredis()))
-	})
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, redstreamtest.New(t, redstreamtest.RealRedis()))
+		fn(t, r)
 	})
 }
 
