@@ -3,7 +3,6 @@ package redstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -124,56 +123,6 @@ func TestUntypedHandlerGetsAllFields(t *testing.T) {
 	}
 }
 
-func TestGroupStartZeroReadsExistingEntries(t *testing.T) {
-	backends(t, func(t *testing.T, rdb *redis.Client) {
-		stream := uniqueStream(t)
-		publishOrders(t, rdb, stream, 5)
-
-		fromNow := newTestConsumer(t, rdb, "from-now")
-		fromZero := newTestConsumer(t, rdb, "from-zero", WithGroupStart("0"))
-		var nowCount, zeroCount atomic.Int64
-		require.NoError(t, Handle(fromNow, stream, func(context.Context, *Message[Order]) error { nowCount.Add(1); return nil }))
-		require.NoError(t, Handle(fromZero, stream, func(context.Context, *Message[Order]) error { zeroCount.Add(1); return nil }))
-		start(t, fromNow)
-		start(t, fromZero)
-		eventually(t, 10*time.Second, func() bool { return zeroCount.Load() == 5 })
-		eventually(t, 5*time.Second, func() bool { return groupExists(rdb, stream, "from-now") })
-		publishOrders(t, rdb, stream, 1)
-		eventually(t, 10*time.Second, func() bool { return nowCount.Load() == 1 && zeroCount.Load() == 6 })
-	})
-}
-
-func TestSeveralStreamsOneConsumer(t *testing.T) {
-	backends(t, func(t *testing.T, rdb *redis.Client) {
-		orders, payments := uniqueStream(t)+":orders", uniqueStream(t)+":payments"
-		c := newTestConsumer(t, rdb, "svc", WithGroupStart("0"))
-		gotOrders, gotPayments := newSeen(), newSeen()
-		require.NoError(t, Handle(c, orders, func(_ context.Context, m *Message[Order]) error {
-			gotOrders.add(m.ID)
-			return nil
-		}))
-		require.NoError(t, Handle(c, payments, func(_ context.Context, m *Message[Fields]) error {
-			if m.Stream != payments {
-				return fmt.Errorf("payment handler got %s", m.Stream)
-			}
-			gotPayments.add(m.ID)
-			return nil
-		}))
-		publishOrders(t, rdb, orders, 30)
-		pp, err := NewProducer[Fields](rdb, payments)
-		require.NoError(t, err)
-		for i := range 20 {
-			_, err := pp.Publish(testCtx(t), Fields{"n": strconv.Itoa(i)})
-			require.NoError(t, err)
-		}
-		start(t, c)
-		eventually(t, 10*time.Second, func() bool { return gotOrders.len() == 30 && gotPayments.len() == 20 })
-		eventually(t, 5*time.Second, func() bool {
-			return pendingCount(t, rdb, orders, "svc") == 0 && pendingCount(t, rdb, payments, "svc") == 0
-		})
-	})
-}
-
 func TestConsumersShareWorkWithoutDuplicates(t *testing.T) {
 	rdb := redistest.Client(t)
 	stream := uniqueStream(t)
@@ -271,64 +220,6 @@ func TestPanicIsRecoveredAndLeavesMessagePending(t *testing.T) {
 		eventually(t, 10*time.Second, func() bool { return handled.len() == 2 }, "the consumer keeps going after a panic")
 		eventually(t, 5*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 1 })
 		require.NoError(t, r.stop(t))
-	})
-}
-
-func TestDecodeFailureIsDeadLetteredAtOnce(t *testing.T) {
-	backends(t, func(t *testing.T, rdb *redis.Client) {
-		ctx, stream := testCtx(t), uniqueStream(t)
-		badJSON, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []string{"payload", "{not json"}}).Result()
-		require.NoError(t, err)
-		noPayload, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []string{"orderId", "7"}}).Result()
-		require.NoError(t, err)
-		good := publishOrders(t, rdb, stream, 1)[0]
-
-		var (
-			mu         sync.Mutex
-			decodeErrs = map[string]*DecodeError{}
-		)
-		c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithErrorHandler(func(err error) {
-			var d *DecodeError
-			var op *OpError
-			if errors.As(err, &d) && errors.As(err, &op) && op.Op == "decode" {
-				mu.Lock()
-				decodeErrs[d.ID] = d
-				mu.Unlock()
-			}
-		}))
-		handled := newSeen()
-		require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
-			handled.add(m.ID)
-			return nil
-		}))
-		start(t, c)
-		dlq, err := NewDeadLetters(rdb, stream)
-		require.NoError(t, err)
-		eventually(t, 10*time.Second, func() bool {
-			n, _ := dlq.Len(ctx)
-			return handled.count(good) == 1 && n == 2
-		})
-		mu.Lock()
-		assert.Error(t, decodeErrs[badJSON].Err, "codec error kept")
-		assert.Nil(t, decodeErrs[noPayload].Err, "missing field has no codec error")
-		assert.Contains(t, decodeErrs[noPayload].Error(), `"payload" is missing`)
-		mu.Unlock()
-		assert.Equal(t, 1, handled.len(), "handler never sees undecodable entries")
-		eventually(t, 5*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 })
-
-		letters, _, err := dlq.List(ctx, ListOptions{})
-		require.NoError(t, err)
-		require.Len(t, letters, 2)
-		for _, d := range letters {
-			assert.Equal(t, ReasonDecode, d.Reason)
-			assert.Equal(t, int64(1), d.Deliveries, "dead-lettered on the first delivery")
-			assert.Contains(t, d.Error, "decode")
-		}
-		byOrigin := map[string]DeadLetter{letters[0].OriginID: letters[0], letters[1].OriginID: letters[1]}
-		assert.Equal(t, map[string]string{"payload": "{not json"}, byOrigin[badJSON].Fields)
-		assert.Equal(t, map[string]string{"orderId": "7"}, byOrigin[noPayload].Fields)
-		assert.Equal(t, stream, byOrigin[badJSON].Stream)
-		assert.Equal(t, "g", byOrigin[badJSON].Group)
 	})
 }
 

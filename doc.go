@@ -109,6 +109,14 @@
 // [HeaderSource]. For untyped use, [Fields] writes and reads the entry's
 // fields as a map.
 //
+// # Testing handlers
+//
+// Package redstreamtest gives a handler's test a Redis (a redis-server of
+// its own when one is installed, miniredis otherwise) and helpers that wait
+// on what Redis holds instead of sleeping: publish and wait until a group
+// handled the entries, read the dead letters, wait until nothing is
+// pending, and move miniredis's clock so that reapers reclaim.
+//
 // # Concurrency
 //
 // [Producer], [DeadLetters] and [Reaper] are safe for concurrent use. A

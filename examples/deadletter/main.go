@@ -48,26 +48,48 @@ func run() error {
 		return err
 	}
 	defer cleanup()
+	return demo(ctx, rdb, stream)
+}
 
-	// The consumer refuses negative amounts until refundsSupported is set.
-	var refundsSupported atomic.Bool
-	var mu sync.Mutex
-	handled := map[string]bool{}
+// billing is the handler: it refuses negative amounts until refunds are
+// supported, and records what it handled.
+type billing struct {
+	refundsSupported atomic.Bool
+	mu               sync.Mutex
+	handled          map[string]bool
+}
+
+func (b *billing) handle(_ context.Context, m *redstream.Message[Order]) error {
+	if m.Payload.Amount < 0 && !b.refundsSupported.Load() {
+		return fmt.Errorf("order %s: negative amount %d: %w", m.Payload.ID, m.Payload.Amount, redstream.ErrDeadLetter)
+	}
+	b.mu.Lock()
+	b.handled[m.Payload.ID] = true
+	b.mu.Unlock()
+	fmt.Printf("handled %s (amount %d)\n", m.Payload.ID, m.Payload.Amount)
+	return nil
+}
+
+func (b *billing) done(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.handled[id]
+}
+
+func (b *billing) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.handled)
+}
+
+// demo runs the story on stream: publish, dead-letter, list, fix, replay.
+func demo(ctx context.Context, rdb redis.UniversalClient, stream string) error {
+	b := &billing{handled: map[string]bool{}}
 	c, err := redstream.NewConsumer(rdb, "billing", redstream.WithGroupStart("0"), redstream.WithBlock(100*time.Millisecond))
 	if err != nil {
 		return err
 	}
-	err = redstream.Handle(c, stream, func(_ context.Context, m *redstream.Message[Order]) error {
-		if m.Payload.Amount < 0 && !refundsSupported.Load() {
-			return fmt.Errorf("order %s: negative amount %d: %w", m.Payload.ID, m.Payload.Amount, redstream.ErrDeadLetter)
-		}
-		mu.Lock()
-		handled[m.Payload.ID] = true
-		mu.Unlock()
-		fmt.Printf("handled %s (amount %d)\n", m.Payload.ID, m.Payload.Amount)
-		return nil
-	})
-	if err != nil {
+	if err := redstream.Handle(c, stream, b.handle); err != nil {
 		return err
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -124,7 +146,7 @@ func run() error {
 
 	// Deploy the fix, replay the refused order, drop the broken entry.
 	fmt.Println("\nfix deployed: negative amounts are refunds; replaying")
-	refundsSupported.Store(true)
+	b.refundsSupported.Store(true)
 	n, err := dlq.Replay(ctx, redstream.ReplayIDs(refused))
 	if err != nil {
 		return err
@@ -132,7 +154,7 @@ func run() error {
 	if _, err := dlq.Delete(ctx, broken); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, func() bool { mu.Lock(); defer mu.Unlock(); return handled["o-2"] }); err != nil {
+	if err := waitFor(ctx, func() bool { return b.done("o-2") }); err != nil {
 		return errors.New("the replayed order was not handled")
 	}
 	again, err := dlq.Replay(ctx, redstream.ReplayIDs(refused))
@@ -143,10 +165,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	fmt.Printf("\ndeadletter: replayed %d (again: %d), handled %d orders, dead letters left %d\n", n, again, len(handled), left)
-	if n != 1 || again != 0 || len(handled) != 3 || left != 0 {
+	fmt.Printf("\ndeadletter: replayed %d (again: %d), handled %d orders, dead letters left %d\n", n, again, b.count(), left)
+	if n != 1 || again != 0 || b.count() != 3 || left != 0 {
 		return errors.New("unexpected final state")
 	}
 	return nil
