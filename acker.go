@@ -3,6 +3,7 @@ package redstream
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -51,7 +52,10 @@ func (r *runner) ack(ctx, runCtx context.Context) {
 				break gather
 			}
 		}
-		r.flushAcks(ctx, runCtx, batch, failed)
+		if err := r.flushAcks(ctx, runCtx, batch, failed); err != nil {
+			r.acksGivenUp += len(entries)
+			r.ackErr = err
+		}
 		r.held.forget(entries...)
 		clear(batch)
 		clear(failed)
@@ -67,14 +71,14 @@ func (r *runner) ack(ctx, runCtx context.Context) {
 // messages stay held, with their leases renewed, and the acks channel
 // filling up holds back the workers and so the reading. Refusals that
 // retrying will not change, and any failure once runCtx has ended, get a
-// few more attempts.
-func (r *runner) flushAcks(ctx, runCtx context.Context, batch, failed map[*route][]string) {
+// few more attempts. It returns the last error when it gave up.
+func (r *runner) flushAcks(ctx, runCtx context.Context, batch, failed map[*route][]string) error {
 	const lastAttempts = 5
 	last := 0
 	for attempt := 1; ; attempt++ {
 		err := r.sendAcks(batch, failed)
 		if err == nil {
-			return
+			return nil
 		}
 		for rt, ids := range batch {
 			r.report(&OpError{Op: "ack", Stream: rt.stream, Group: r.c.group, Err: fmt.Errorf("%d IDs: %w", len(ids), err)})
@@ -86,7 +90,8 @@ func (r *runner) flushAcks(ctx, runCtx context.Context, batch, failed map[*route
 		}
 		last++
 		if last == lastAttempts || !sleepCtx(ctx, r.backoff.Delay(last)) {
-			return
+			r.log.Warn("redstream: acknowledgements given up; the messages stay pending and will be delivered again", slog.Int("count", countIDs(batch)), slog.Any("error", err))
+			return err
 		}
 	}
 }
@@ -118,4 +123,13 @@ func (r *runner) sendAcks(batch, failed map[*route][]string) error {
 		}
 	}
 	return err
+}
+
+// countIDs counts the IDs of a batch.
+func countIDs(batch map[*route][]string) int {
+	n := 0
+	for _, ids := range batch {
+		n += len(ids)
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package redstream
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -156,14 +157,19 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T], opts ...Handle
 //
 // When ctx ends, Run stops reading (a read in progress finishes within the
 // block time, [WithBlock]), lets in-flight handlers finish, sends the last
-// acknowledgements and returns nil. Handlers still running after the
-// shutdown timeout have their contexts cancelled; Run waits for them and
-// returns [ErrShutdownTimeout]. Messages not acknowledged stay pending.
+// acknowledgements, hands what is left (failures waiting for a retry) over
+// to the group, and returns nil. When it could not finish what it took in,
+// it returns a [*ShutdownError] that says what and how many: handlers
+// still running after the shutdown timeout had their contexts cancelled
+// ([ErrShutdownTimeout]); acknowledgements could not be sent
+// ([ErrAcksGivenUp]: those messages will be delivered again); unfinished
+// messages could not be handed over ([ErrNotHandedOver]). Messages not
+// acknowledged stay pending.
 //
 // Failed Redis calls are retried with exponential backoff and reported to
 // the logger and error callback; a group that disappears (NOGROUP, the
-// stream was deleted) is created again. Run returns an error only before it
-// starts reading: [ErrAlreadyStarted], [ErrNoHandlers], an error wrapping
+// stream was deleted) is created again. Apart from a [*ShutdownError] on
+// its way out, Run returns an error only before it starts reading: [ErrAlreadyStarted], [ErrNoHandlers], an error wrapping
 // [ErrConsumerNameInUse] when a live consumer of the group already uses
 // this consumer's name on one of its streams, a group it cannot create
 // because Redis refuses (wrong key type, no permission), or, when ctx ends
@@ -254,6 +260,12 @@ type runner struct {
 	drainedAll chan struct{}
 
 	names *nameLease
+
+	// running counts the handlers running now. acksGivenUp and ackErr are
+	// the acknowledger's, read once it has returned.
+	running     atomic.Int64
+	acksGivenUp int
+	ackErr      error
 }
 
 func newRunner(c *Consumer, routes []*route) *runner {
@@ -347,22 +359,31 @@ func (r *runner) run(ctx context.Context) error {
 	}()
 	timer := time.NewTimer(r.c.cfg.shutdownTimeout)
 	defer timer.Stop()
-	var err error
+	var stopErr ShutdownError
 	select {
 	case <-drained:
 	case <-timer.C:
-		r.log.Warn("redstream: shutdown timeout passed; cancelling in-flight handlers")
-		err = ErrShutdownTimeout
+		stopErr.TimedOut = true
+		stopErr.Cancelled = int(r.running.Load())
+		r.log.Warn("redstream: shutdown timeout passed; cancelling in-flight handlers", slog.Int("handlers", stopErr.Cancelled))
 		cancelHandlers()
 		<-drained
 	}
 	close(stopLeases)
 	close(r.acks)
 	background.Wait()
-	r.handOff()
+	handedOver, notHandedOver, handOffErr := r.handOff()
 	close(stopOwn)
 	ownership.Wait()
-	return err
+	stopErr.AcksGivenUp, stopErr.NotHandedOver = r.acksGivenUp, notHandedOver
+	stopErr.Pending = handedOver + notHandedOver + r.acksGivenUp
+	stopErr.Err = cmp.Or(handOffErr, r.ackErr)
+	if !stopErr.TimedOut && stopErr.AcksGivenUp == 0 && stopErr.NotHandedOver == 0 {
+		r.log.Info("redstream: consumer stopped", slog.Int("handed_over", handedOver))
+		return nil
+	}
+	r.log.Warn("redstream: consumer stopped with messages left pending", slog.Any("error", &stopErr))
+	return &stopErr
 }
 
 // report logs a background failure and passes it to the error callback.

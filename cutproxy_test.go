@@ -17,6 +17,8 @@ import (
 //     reply reaches the client (the reply is dropped, both ends closed).
 //   - Stall: all traffic is held, in both directions, until Resume (a
 //     stalled network, a paused process); nothing is lost.
+//   - Down: every connection is closed, and new ones are closed as soon
+//     as they open, until Up (Redis unreachable).
 type cutProxy struct {
 	t      testing.TB
 	ln     net.Listener
@@ -25,6 +27,7 @@ type cutProxy struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	stalled bool
+	down    bool
 	cuts    map[string]int // command name (lower case) -> cuts left
 	cutDone int
 	conns   map[net.Conn]struct{}
@@ -74,6 +77,23 @@ func (p *cutProxy) Stall() {
 	p.stalled = true
 }
 
+// Down closes every connection and refuses new ones until Up.
+func (p *cutProxy) Down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// Up lets connections through again.
+func (p *cutProxy) Up() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
+}
+
 // Resume lets held traffic through.
 func (p *cutProxy) Resume() {
 	p.mu.Lock()
@@ -102,17 +122,28 @@ func (p *cutProxy) accept() {
 		if err != nil {
 			return
 		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			client.Close()
+			continue
+		}
 		server, err := net.Dial("tcp", p.target)
 		if err != nil {
 			client.Close()
 			continue
 		}
 		p.mu.Lock()
-		if p.closed {
+		if p.closed || p.down {
+			closed := p.closed
 			p.mu.Unlock()
 			client.Close()
 			server.Close()
-			return
+			if closed {
+				return
+			}
+			continue
 		}
 		p.conns[client], p.conns[server] = struct{}{}, struct{}{}
 		p.mu.Unlock()

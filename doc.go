@@ -15,7 +15,7 @@
 //	err = redstream.Handle(c, "orders:order:created", func(ctx context.Context, m *redstream.Message[Order]) error {
 //		return charge(ctx, m.Payload) // nil: XACK. error: retried with backoff. ErrDeadLetter: dead-letter now.
 //	})
-//	err = c.Run(ctx) // blocks; returns nil after a graceful drain when ctx ends
+//	err = c.Run(ctx) // blocks; nil after a graceful drain when ctx ends, else a *ShutdownError
 //
 //	dlq, err := redstream.NewDeadLetters(rdb, "orders:order:created")
 //	letters, next, err := dlq.List(ctx, redstream.ListOptions{NewestFirst: true})
@@ -34,6 +34,16 @@
 // around a failure and are bounded by what
 // was in flight, so handlers should be idempotent. Redis replication is
 // asynchronous: a failover can lose writes Redis had acknowledged.
+//
+// Results tell the truth when a connection drops. XADDs are never sent
+// twice behind the caller's back (go-redis would resend a command whose
+// reply was lost): a publish that may or may not have been written returns
+// an error wrapping [ErrUncertain]. Dead-letter moves, replays and trims
+// report what Redis did even when the client resent them. When Run
+// returns, a nil error means everything it took in was acknowledged,
+// dead-lettered or handed over to the group; otherwise a [*ShutdownError]
+// says what is left pending and why. Calls that take a context return when
+// it ends, whatever they wait for inside redstream.
 //
 // # Failures
 //

@@ -3,6 +3,7 @@ package redstream
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -81,11 +82,88 @@ var ErrConsumerNameInUse = errors.New("redstream: consumer name in use by anothe
 // dead-lettered with reason [ReasonVanished] if it fails.
 var ErrVanished = errors.New("redstream: held message no longer pending in Redis")
 
-// ErrShutdownTimeout is returned by [Consumer.Run] when handlers were still
-// running when the shutdown timeout ([WithShutdownTimeout]) passed: their
-// contexts were cancelled, and the messages they held stay pending for
-// redelivery.
+// ErrShutdownTimeout is wrapped by the [*ShutdownError] that
+// [Consumer.Run] returns when handlers were still running when the shutdown
+// timeout ([WithShutdownTimeout]) passed: their contexts were cancelled,
+// and the messages they held stay pending for redelivery.
 var ErrShutdownTimeout = errors.New("redstream: shutdown timeout: in-flight handlers were cancelled")
+
+// ErrAcksGivenUp is wrapped by the [*ShutdownError] that [Consumer.Run]
+// returns when acknowledgements of messages whose handlers succeeded could
+// not be sent before Run returned (Redis unreachable): those messages stay
+// pending and will be delivered again, to this group's consumers.
+var ErrAcksGivenUp = errors.New("redstream: acknowledgements given up: handled messages stay pending and will be delivered again")
+
+// ErrNotHandedOver is wrapped by the [*ShutdownError] that [Consumer.Run]
+// returns when unfinished messages could not be handed over to the group at
+// shutdown (marked idle so that another consumer's reaper takes them at
+// once): they stay pending, and are reclaimed only after MinIdle.
+var ErrNotHandedOver = errors.New("redstream: unfinished messages not handed over: reclaimed only after MinIdle")
+
+// ShutdownError is what [Consumer.Run] returns when it could not finish what
+// it had taken in before returning. Run returns nil only when every message
+// it took in was acknowledged, dead-lettered, or handed over to the group
+// (failures waiting for a retry, with their attempts recorded in Redis).
+// Test it with errors.Is against [ErrShutdownTimeout], [ErrAcksGivenUp]
+// and [ErrNotHandedOver], or errors.As for the counts.
+type ShutdownError struct {
+	// TimedOut is true when the shutdown timeout ([WithShutdownTimeout])
+	// passed with handlers still running; Cancelled is how many were
+	// running then (their contexts were cancelled). Wraps
+	// [ErrShutdownTimeout].
+	TimedOut  bool
+	Cancelled int
+	// AcksGivenUp counts messages handled successfully whose
+	// acknowledgement could not be sent: they will be delivered again.
+	// Wraps [ErrAcksGivenUp] when above 0.
+	AcksGivenUp int
+	// NotHandedOver counts unfinished messages the hand-off could not
+	// mark idle. Wraps [ErrNotHandedOver] when above 0.
+	NotHandedOver int
+	// Pending counts every message this consumer left pending for
+	// redelivery when Run returned: those handed over (waiting for a
+	// retry, never started, cancelled) and the two counts above.
+	Pending int
+	// Err is the last Redis error behind AcksGivenUp or NotHandedOver, if
+	// any.
+	Err error
+}
+
+func (e *ShutdownError) Error() string {
+	var parts []string
+	if e.TimedOut {
+		parts = append(parts, fmt.Sprintf("shutdown timeout: %d handlers cancelled", e.Cancelled))
+	}
+	if e.AcksGivenUp > 0 {
+		parts = append(parts, fmt.Sprintf("%d acknowledgements given up", e.AcksGivenUp))
+	}
+	if e.NotHandedOver > 0 {
+		parts = append(parts, fmt.Sprintf("%d unfinished messages not handed over", e.NotHandedOver))
+	}
+	msg := "redstream: consumer stopped: " + strings.Join(parts, ", ") + fmt.Sprintf("; %d messages left pending for redelivery", e.Pending)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the sentinels that apply, and Err.
+func (e *ShutdownError) Unwrap() []error {
+	var errs []error
+	if e.TimedOut {
+		errs = append(errs, ErrShutdownTimeout)
+	}
+	if e.AcksGivenUp > 0 {
+		errs = append(errs, ErrAcksGivenUp)
+	}
+	if e.NotHandedOver > 0 {
+		errs = append(errs, ErrNotHandedOver)
+	}
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	return errs
+}
 
 // ErrNotReplicated is wrapped by the [*ReplicationError] that
 // [Producer.Publish] and [Producer.PublishBatch] return when fewer replicas

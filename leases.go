@@ -134,26 +134,34 @@ const handOffIdle = 365 * 24 * time.Hour
 // idle for a year, so that another consumer's reaper takes them on its next
 // round instead of after MinIdle. The script marks only entries still this
 // consumer's. It runs once, when the workers are done and the last
-// acknowledgements sent.
-func (r *runner) handOff() {
+// acknowledgements sent, and returns how many it handed over and how many
+// it could not, with the last error.
+func (r *runner) handOff() (handedOver, notHandedOver int, lastErr error) {
 	for rt, ids := range r.held.unfinished() {
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
 		handed := 0
+		tried := 0
 		for chunk := range slices.Chunk(ids, leaseBatch) {
 			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
 			res, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, handOffIdle, chunk)
 			cancel()
 			if err != nil {
 				r.report(&OpError{Op: "hand-off", Stream: rt.stream, Group: r.c.group, Err: err})
+				// This chunk and the rest stay pending under this name.
+				notHandedOver += len(ids) - tried
+				lastErr = err
 				break
 			}
 			handed += len(chunk) - len(res.lost) - len(res.deleted) - len(res.vanished)
+			tried += len(chunk)
 		}
 		if handed > 0 {
 			r.log.Info("redstream: handed unfinished messages over to the group", slog.String("stream", rt.stream), slog.Int("count", handed))
 		}
+		handedOver += handed
 	}
+	return handedOver, notHandedOver, lastErr
 }
 
 // stringList converts a script's array reply of strings.

@@ -257,8 +257,8 @@ func WithBlock(d time.Duration) ConsumerOption {
 
 // WithShutdownTimeout sets how long [Consumer.Run] lets in-flight handlers
 // finish after its context ends. When it passes, their contexts are
-// cancelled, Run waits for them to return and returns [ErrShutdownTimeout];
-// the messages they held stay pending. The default is
+// cancelled, Run waits for them to return and returns a [*ShutdownError]
+// wrapping [ErrShutdownTimeout]; the messages they held stay pending. The default is
 // [DefaultShutdownTimeout]; zero cancels handlers at once; negative is an
 // error.
 func WithShutdownTimeout(d time.Duration) ConsumerOption {

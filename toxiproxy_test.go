@@ -262,7 +262,7 @@ func TestAcksSurviveAnOutage(t *testing.T) {
 
 // TestShutdownDuringOutageReturns stops a consumer whose acknowledgements
 // cannot reach Redis: Run must still return promptly, after a few last
-// attempts, leaving the messages pending for redelivery.
+// attempts, leaving the messages pending for redelivery, and say so.
 func TestShutdownDuringOutageReturns(t *testing.T) {
 	t.Parallel()
 	ctx, stream := testCtx(t), uniqueStream(t)
@@ -290,8 +290,14 @@ func TestShutdownDuringOutageReturns(t *testing.T) {
 	holdFault(ctx, t, time.Second) // the acknowledgements are being retried
 
 	began := time.Now()
-	require.NoError(t, run.stop(t))
+	err := run.stop(t)
 	took := time.Since(began)
+	// Run tells the truth: the handled messages are still pending.
+	require.ErrorIs(t, err, ErrAcksGivenUp)
+	var stopErr *ShutdownError
+	require.ErrorAs(t, err, &stopErr)
+	assert.Equal(t, n, stopErr.AcksGivenUp)
+	assert.Equal(t, n, stopErr.Pending)
 	t.Logf("Run returned %v after its context ended", took.Round(time.Millisecond))
 	assert.Less(t, took, 5*time.Second, "Run returns promptly though Redis is unreachable")
 	assert.Equal(t, int64(n), pendingCount(t, direct, stream, "g"), "unacknowledged messages stay pending")

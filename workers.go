@@ -144,7 +144,9 @@ func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelF
 		r.release(e)
 		return
 	}
+	r.running.Add(1)
 	err := e.route.handle(ctx, e)
+	r.running.Add(-1)
 	lost, vanished := r.held.finish(e)
 	r.settle(handlerCtx, e, err, lost, vanished)
 }
