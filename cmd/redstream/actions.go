@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/redstream/redstream"
 )
 
@@ -276,17 +278,12 @@ redstream group setid orders:order:created -group billing -id '$' -yes   # skip 
 			if err != nil {
 				return err
 			}
-			rdb, err := a.client(ctx)
-			if err != nil {
-				return err
-			}
-			if !*yes {
-				g, err := a.groupNow(ctx, s, group)
-				if err != nil {
-					return err
-				}
+			rdb, err := a.confirmed(ctx, *yes, s, group, func(g *redstream.GroupInfo) error {
 				return usagef("group setid: would move group %s of %s, now past %s with %s, to deliver %s; add -yes to move it",
 					group, s, dash(g.LastDeliveredID), plural(g.Pending, "pending entry", "pending entries"), shown)
+			})
+			if err != nil {
+				return err
 			}
 			if err := redstream.SetGroupID(ctx, rdb, s, group, id); err != nil {
 				return explain(err, s, group)
@@ -321,17 +318,12 @@ redstream group destroy orders:order:created -group old-billing -yes`,
 			if err != nil {
 				return err
 			}
-			rdb, err := a.client(ctx)
-			if err != nil {
-				return err
-			}
-			if !*yes {
-				g, err := a.groupNow(ctx, s, group)
-				if err != nil {
-					return err
-				}
+			rdb, err := a.confirmed(ctx, *yes, s, group, func(g *redstream.GroupInfo) error {
 				return usagef("group destroy: would delete group %s of %s with %s and %s; add -yes to delete it",
 					group, s, plural(int64(len(g.Consumers)), "consumer", "consumers"), plural(g.Pending, "pending entry", "pending entries"))
+			})
+			if err != nil {
+				return err
 			}
 			pending, err := redstream.DestroyGroup(ctx, rdb, s, group)
 			if err != nil {
@@ -408,16 +400,22 @@ func streamAndGroup(name, cmd, group string) (string, string, error) {
 	return s, group, needFlag(cmd, "group", group)
 }
 
-// groupNow returns group's current state, for what a command without -yes
-// would do.
-func (a *app) groupNow(ctx context.Context, s, group string) (*redstream.GroupInfo, error) {
-	info, err := redstream.Inspect(ctx, a.rdb, s)
+// confirmed connects to Redis for a command that changes group and needs
+// -yes. Without it, it returns refuse's error (a usage error saying what
+// the command would do to the group as it is now), or the error that says
+// the stream or group does not exist.
+func (a *app) confirmed(ctx context.Context, yes bool, s, group string, refuse func(*redstream.GroupInfo) error) (redis.UniversalClient, error) {
+	rdb, err := a.client(ctx)
+	if err != nil || yes {
+		return rdb, err
+	}
+	info, err := redstream.Inspect(ctx, rdb, s)
 	if err != nil {
 		return nil, explain(err, s, group)
 	}
 	for i := range info.Groups {
 		if info.Groups[i].Name == group {
-			return &info.Groups[i], nil
+			return nil, refuse(&info.Groups[i])
 		}
 	}
 	return nil, explain(redstream.ErrNoGroup, s, group)
