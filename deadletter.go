@@ -33,6 +33,9 @@ const (
 	ReasonHandler = "handler"
 	// ReasonDecode: the entry could not be decoded ([DecodeError]).
 	ReasonDecode = "decode"
+	// ReasonOperator: an operator dead-lettered the pending entry
+	// ([DeadLetterPending], the CLI's "pending dead-letter").
+	ReasonOperator = "operator"
 	// ReasonTrimmed: the entry was trimmed from the stream while a consumer
 	// held it and its handler failed; the consumer wrote it from memory
 	// rather than retry a message that no longer exists in Redis.

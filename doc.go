@@ -76,6 +76,19 @@
 // stream's length, dead-letter length, and each group's lag, pending count,
 // oldest pending entry and consumers.
 //
+// # Operator actions
+//
+// What an operator does by hand to a stuck consumer group is a function
+// too (the admin CLI in cmd/redstream is a thin shell over them):
+// [AckPending], [DeadLetterPending] (with reason [ReasonOperator], through
+// the same atomic move a consumer uses) and [ClaimPending] act on entries of
+// the group's pending entries list; [CreateGroup], [SetGroupID] (with
+// [GroupStartAt] to seek by time) and [DestroyGroup] position or remove a
+// group; [DeleteConsumer] moves a consumer's pending entries to another
+// consumer before deleting it, so none is dropped. Each checks that the
+// stream and group exist ([ErrNoStream], [ErrNoGroup]) and reports IDs that
+// are not pending ([NotPendingError]).
+//
 // # Observability
 //
 // [WithObserver] reports what producers, consumers and reapers do, for
@@ -129,7 +142,8 @@
 //
 // # Concurrency
 //
-// [Producer], [DeadLetters] and [Reaper] are safe for concurrent use. A
+// [Producer], [DeadLetters] and [Reaper] are safe for concurrent use, and
+// so are the operator actions, also while consumers of the group run. A
 // [Consumer] runs its handlers on up to [WithConcurrency] goroutines at
 // once, with at most [WithMaxInFlight] messages held (read, waiting for a
 // retry, or in a handler). None of them ever closes the Redis client it was

@@ -19,7 +19,9 @@ var ErrInvalidStreamName = errors.New("redstream: invalid stream name")
 
 // ErrInvalidID is wrapped by the error that [Producer.Publish] returns when
 // an explicit ID given with [WithID] is not a complete stream ID
-// ("<milliseconds>-<sequence>", greater than 0-0).
+// ("<milliseconds>-<sequence>", greater than 0-0), and by the operator
+// actions ([AckPending], [DeadLetterPending], [ClaimPending]; [CreateGroup]
+// and [SetGroupID], which also take "$" and "0") for an ID that is not one.
 var ErrInvalidID = errors.New("redstream: invalid stream ID")
 
 // ErrDuplicate is returned, with the ID, by [Producer.Publish] when an
@@ -47,9 +49,57 @@ var ErrUncertain = errors.New("redstream: write may or may not have been applied
 // append it, and it is not a duplicate either.
 var ErrIDTooSmall = errors.New("redstream: ID is not greater than the stream's last ID")
 
-// ErrNoStream is wrapped by the error [Inspect] returns for a stream key
-// that does not exist.
+// ErrNoStream is wrapped by the error [Inspect] and the operator actions
+// ([AckPending], [DeadLetterPending], [ClaimPending], [CreateGroup],
+// [SetGroupID], [DestroyGroup], [DeleteConsumer]) return for a stream key
+// that does not exist. [Trim] does not return it: trimming a missing stream
+// removes nothing, as XTRIM does.
 var ErrNoStream = errors.New("redstream: no such stream")
+
+// ErrNoGroup is wrapped by the error the operator actions ([AckPending],
+// [DeadLetterPending], [ClaimPending], [SetGroupID], [DestroyGroup],
+// [DeleteConsumer]) return when the stream exists but has no consumer group
+// of the given name.
+var ErrNoGroup = errors.New("redstream: no such consumer group")
+
+// ErrGroupExists is wrapped by the error [CreateGroup] returns when the
+// stream already has a consumer group of that name (Redis's BUSYGROUP).
+var ErrGroupExists = errors.New("redstream: consumer group already exists")
+
+// ErrNoConsumer is wrapped by the error [DeleteConsumer] returns when the
+// group has no consumer of that name.
+var ErrNoConsumer = errors.New("redstream: no such consumer")
+
+// ErrNotPending is wrapped by the [*NotPendingError] that [AckPending],
+// [DeadLetterPending] and [ClaimPending] return for IDs that are not in the
+// group's pending entries list: never delivered, acknowledged or
+// dead-lettered already, or not in the stream at all.
+var ErrNotPending = errors.New("redstream: entry not pending in the consumer group")
+
+// NotPendingError lists the IDs an operator action ([AckPending],
+// [DeadLetterPending], [ClaimPending]) skipped because they were not in the
+// group's pending entries list; the other IDs were acted on. It wraps
+// [ErrNotPending].
+type NotPendingError struct {
+	Stream string
+	Group  string
+	// IDs are the skipped IDs, in the order given.
+	IDs []string
+}
+
+func (e *NotPendingError) Error() string {
+	what := "entry " + e.IDs[0] + " is"
+	if len(e.IDs) > 1 {
+		what = fmt.Sprintf("%d entries are", len(e.IDs))
+		if len(e.IDs) <= 10 {
+			what += " (" + strings.Join(e.IDs, ", ") + ")"
+		}
+	}
+	return fmt.Sprintf("redstream: %s not pending in group %s of %s", what, e.Group, e.Stream)
+}
+
+// Unwrap returns [ErrNotPending].
+func (e *NotPendingError) Unwrap() error { return ErrNotPending }
 
 // ErrAlreadyStarted is returned by [Consumer.Run] when Run was called before
 // on the same Consumer; a Consumer runs once.

@@ -20,6 +20,11 @@ type command struct {
 	examples string // one example a line
 	// args are the names of the positional arguments, all required.
 	args []string
+	// variadic: the last of args takes one value or more ("ID...").
+	variadic bool
+	// listed is what the command list shows after the name, when the
+	// arguments alone would leave out a required flag.
+	listed string
 	// setup defines the command's flags on fs and returns the function
 	// that runs it with the positional arguments, once fs is parsed.
 	setup func(fs *flag.FlagSet) runFunc
@@ -32,6 +37,13 @@ var commands = []*command{
 	infoCommand,
 	groupsCommand,
 	pendingCommand,
+	pendingAckCommand,
+	pendingDeadLetterCommand,
+	pendingClaimCommand,
+	groupCreateCommand,
+	groupSetIDCommand,
+	groupDestroyCommand,
+	consumersDeleteCommand,
 	dlqListCommand,
 	dlqReplayCommand,
 	dlqDeleteCommand,
@@ -40,25 +52,42 @@ var commands = []*command{
 	tailCommand,
 }
 
-// groupNames are the commands that take a subcommand.
-var groupNames = map[string]bool{"dlq": true}
+// groupNames are the commands that take a subcommand. "pending" is also a
+// command of its own: "pending STREAM GROUP" lists, "pending ack ..." acts.
+var groupNames = map[string]bool{"dlq": true, "pending": true, "group": true, "consumers": true}
 
 // lookup finds the command named at the start of args and returns the
 // arguments that follow its name.
 func lookup(args []string) (*command, []string, error) {
 	name, rest := args[0], args[1:]
 	if groupNames[name] {
+		if len(rest) > 0 {
+			if c := find(name + " " + rest[0]); c != nil {
+				return c, rest[1:], nil
+			}
+		}
+		if c := find(name); c != nil {
+			return c, rest, nil
+		}
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
 			return nil, nil, usagef("%s needs a subcommand: %s; run 'redstream help %s'", name, strings.Join(subcommands(name), ", "), name)
 		}
-		name, rest = name+" "+rest[0], rest[1:]
+		name = name + " " + rest[0]
 	}
-	for _, c := range commands {
-		if c.name == name {
-			return c, rest, nil
-		}
+	if c := find(name); c != nil {
+		return c, rest, nil
 	}
 	return nil, nil, usagef("unknown command %q; run 'redstream help' for the list", name)
+}
+
+// find returns the command named name, or nil.
+func find(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
 }
 
 // subcommands lists the subcommands of group.
@@ -75,7 +104,7 @@ func subcommands(group string) []string {
 // isGroupHelp reports whether args ask for a command group's help, such as
 // "dlq -h".
 func isGroupHelp(args []string) bool {
-	return len(args) == 2 && groupNames[args[0]] && isHelpFlag(args[1])
+	return len(args) == 2 && groupNames[args[0]] && find(args[0]) == nil && isHelpFlag(args[1])
 }
 
 func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--help" || s == "--h" }
@@ -95,7 +124,7 @@ func (a *app) runCommand(ctx context.Context, c *command, args []string) error {
 		missing := c.args[len(positional):]
 		return usagef("%s: missing %s; usage: redstream %s %s", c.name, strings.Join(missing, " "), c.name, c.synopsis)
 	}
-	if len(positional) > len(c.args) {
+	if len(positional) > len(c.args) && !c.variadic {
 		return usagef("%s: unexpected argument %q; usage: redstream %s %s", c.name, positional[len(c.args)], c.name, c.synopsis)
 	}
 	return runFn(ctx, a, positional)
@@ -134,7 +163,9 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 func printTopHelp(w io.Writer) {
 	var b bytes.Buffer
 	b.WriteString(`redstream inspects and repairs the Redis streams of redstream producers and
-consumers: groups, lag, pending entries, dead letters, trimming.
+consumers: groups, lag, pending entries, dead letters, trimming; and acts on
+stuck work: acknowledges, dead-letters or moves pending entries, creates,
+moves or deletes consumer groups, deletes consumers.
 
 Usage:
   redstream [global flags] COMMAND [ARGS] [FLAGS]
@@ -143,7 +174,11 @@ Commands:
 `)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, c := range commands {
-		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, strings.Join(c.args, " "), c.summary)
+		listed := c.listed
+		if listed == "" {
+			listed = strings.Join(c.args, " ")
+		}
+		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, listed, c.summary)
 	}
 	fmt.Fprintf(tw, "  help [COMMAND]\t%s\n", "this list, or a command's arguments, flags and examples")
 	_ = tw.Flush()
@@ -165,6 +200,7 @@ Examples:
   redstream -addr redis.internal:6379 pending orders:order:created billing
   redstream -url rediss://default:PASSWORD@redis.example.com:6380/0 dlq list orders:order:created
   REDIS_URL=redis://localhost:6379 redstream tail orders:order:created
+  REDIS_PASSWORD=... redstream pending dead-letter orders:order:created -group billing 1700000000000-0
 `)
 	_, _ = w.Write(b.Bytes())
 }
@@ -172,7 +208,7 @@ Examples:
 // printGroupHelp prints the subcommands of a command group such as "dlq".
 func printGroupHelp(w io.Writer, group string) {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "Usage:\n  redstream [global flags] %s SUBCOMMAND STREAM [FLAGS]\n\nSubcommands:\n", group)
+	fmt.Fprintf(&b, "Usage:\n  redstream [global flags] %s SUBCOMMAND STREAM [ARGS] [FLAGS]\n\nSubcommands:\n", group)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, c := range commands {
 		if strings.HasPrefix(c.name, group+" ") {
@@ -206,6 +242,6 @@ func printCommandHelp(w io.Writer, c *command) {
 			b.WriteString("  " + strings.TrimSpace(line) + "\n")
 		}
 	}
-	b.WriteString("\nGlobal flags (-addr, -url, -cluster, -timeout) go before the command; see 'redstream help'.\n")
+	b.WriteString("\nGlobal flags (-addr, -url, -cluster, -password, -timeout) go before the command; see 'redstream help'.\n")
 	_, _ = w.Write(b.Bytes())
 }

@@ -16,10 +16,11 @@ const defaultAddr = "localhost:6379"
 
 // connFlags are the global flags that say where Redis is.
 type connFlags struct {
-	addr    string
-	url     string
-	cluster string
-	timeout time.Duration
+	addr     string
+	url      string
+	cluster  string
+	password string
+	timeout  time.Duration
 }
 
 // register defines the global flags on fs. Defaults that come from the
@@ -28,6 +29,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "", "Redis server `host:port` (default $REDIS_URL if set, else $REDIS_ADDR, else "+defaultAddr+")")
 	fs.StringVar(&c.url, "url", "", "Redis server `URL`: redis://[user:password@]host:port[/db], or rediss://... for TLS")
 	fs.StringVar(&c.cluster, "cluster", "", "Redis Cluster seed nodes, comma-separated `host:port,...`; a seed may be a redis:// URL carrying credentials")
+	fs.StringVar(&c.password, "password", "", "Redis `password`, replacing one in the URL (default $REDIS_PASSWORD; prefer it: a flag shows in the process list)")
 	durationFlag(fs, &c.timeout, "timeout", defaultTimeout, "limit each Redis command, and the first connection, to `duration`")
 }
 
@@ -57,6 +59,7 @@ func (t *target) passwords() []string {
 
 // resolveTarget picks the server from the flags, then REDIS_URL, then
 // REDIS_ADDR, then localhost:6379. -addr, -url and -cluster are exclusive.
+// The password is -password, else REDIS_PASSWORD, else the URL's.
 func resolveTarget(c connFlags, getenv func(string) string) (*target, error) {
 	given := 0
 	for _, v := range []string{c.addr, c.url, c.cluster} {
@@ -88,10 +91,20 @@ func resolveTarget(c connFlags, getenv func(string) string) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
+	password := c.password
+	if password == "" {
+		password = getenv("REDIS_PASSWORD")
+	}
 	if t.cluster != nil {
 		t.cluster.DialTimeout, t.cluster.ReadTimeout, t.cluster.WriteTimeout = c.timeout, c.timeout, c.timeout
+		if password != "" {
+			t.cluster.Password = password
+		}
 	} else {
 		t.single.DialTimeout, t.single.ReadTimeout, t.single.WriteTimeout = c.timeout, c.timeout, c.timeout
+		if password != "" {
+			t.single.Password = password
+		}
 	}
 	return t, nil
 }

@@ -41,7 +41,7 @@ var dlqListCommand = &command{
 	about: `Lists the dead letters of STREAM, oldest first (or newest first with
 -newest): when each was dead-lettered, the ID it had in STREAM, the group and
 consumer that held it, how many times it was delivered, the reason
-(max-deliveries, handler, decode, trimmed), the last error and the message's
+(max-deliveries, crash-loop, handler, decode, trimmed, vanished, operator), the last error and the message's
 own fields (truncated; -json shows them whole). The ID in the first column
 is the dead letter's own ID, the one 'dlq replay -id' and 'dlq delete -id'
 take. When more remain, the last line says how to see the next page.
@@ -216,6 +216,9 @@ var dlqPurgeCommand = &command{
 	summary:  "delete every dead letter of a stream",
 	about: `Deletes the whole dead-letter stream of STREAM. Without -yes it deletes
 nothing: it says how many dead letters would go and exits with status 2.
+When there is nothing to delete (the dead-letter stream is empty or does
+not exist, even if STREAM does not either) it says so and exits with
+status 0, with or without -yes.
 
 With -partitions N, STREAM is the base name of a partitioned stream and the
 dead-letter streams of all its partitions STREAM:p0 to STREAM:p<N-1> go.`,
@@ -227,12 +230,20 @@ redstream dlq purge orders:order:created -partitions 16 -yes`,
 		partitions := partitionsVar(fs)
 		return func(ctx context.Context, a *app, args []string) error {
 			set, err := a.deadLetterSet(ctx, args[0], *partitions)
+			if errors.Is(err, redstream.ErrNoStream) {
+				_, err = fmt.Fprintf(a.stdout, "no dead letters to purge: %v\n", err)
+				return err
+			}
 			if err != nil {
 				return err
 			}
 			if !*yes {
 				n, err := set.len(ctx)
 				if err != nil {
+					return err
+				}
+				if n == 0 {
+					_, err := fmt.Fprintf(a.stdout, "no dead letters to purge for %s (%s)\n", set.name, set.keys())
 					return err
 				}
 				return usagef("dlq purge: would delete %s of %s (%s); add -yes to delete them", plural(n, "dead letter", "dead letters"), set.name, set.keys())

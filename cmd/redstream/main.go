@@ -129,7 +129,7 @@ func (a *app) help(args []string) int {
 		printTopHelp(a.stdout)
 		return exitOK
 	}
-	if len(args) == 1 && groupNames[args[0]] {
+	if len(args) == 1 && groupNames[args[0]] && find(args[0]) == nil {
 		printGroupHelp(a.stdout, args[0])
 		return exitOK
 	}
@@ -218,6 +218,7 @@ func (a *app) resolveTarget() (*target, error) {
 	for _, raw := range []string{a.conn.addr, a.conn.url, a.conn.cluster, a.getenv("REDIS_URL"), a.getenv("REDIS_ADDR")} {
 		a.secrets = append(a.secrets, urlSecrets(raw)...)
 	}
+	a.secrets = append(a.secrets, a.conn.password, a.getenv("REDIS_PASSWORD"))
 	t, err := resolveTarget(a.conn, a.getenv)
 	if err != nil {
 		return nil, err
@@ -264,7 +265,18 @@ func mustBeStream(key, typ string) error {
 	}
 }
 
-func noStream(key string) error { return fmt.Errorf("stream %s does not exist", key) }
+func noStream(key string) error {
+	return &missingStreamError{msg: fmt.Sprintf("stream %s does not exist", key)}
+}
+
+// missingStreamError says a stream the command names does not exist. It
+// matches redstream.ErrNoStream, so that commands that remove things
+// (trim, dlq purge) can treat "nothing there" as nothing to do.
+type missingStreamError struct{ msg string }
+
+func (e *missingStreamError) Error() string { return e.msg }
+
+func (e *missingStreamError) Unwrap() error { return redstream.ErrNoStream }
 
 // isNoSuchKey reports the error Redis gives XINFO STREAM for a missing key.
 // (HasErrorPrefix drops the "ERR " itself.)

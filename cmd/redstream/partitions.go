@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -80,7 +79,7 @@ func noPartitions(ctx context.Context, rdb redis.UniversalClient, base string, n
 	if typ, err := keyType(ctx, rdb, base); err == nil && typ == "stream" {
 		msg += fmt.Sprintf("; %s is a stream that is not partitioned: leave out -partitions", base)
 	}
-	return errors.New(msg)
+	return &missingStreamError{msg: msg}
 }
 
 // partitionsMustExist checks that each partition of base is a stream or

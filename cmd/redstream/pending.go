@@ -22,7 +22,11 @@ times it was delivered. An entry idle for long is held by a consumer that
 may be dead; one delivered many times is failing.
 
 With -json it prints a JSON array of {"id", "time", "consumer", "idle_ms",
-"deliveries"}. ` + jsonDoc,
+"deliveries"}. ` + jsonDoc + `
+
+To act on pending entries: 'redstream pending ack', 'pending dead-letter'
+and 'pending claim' (see 'redstream help pending ack'). A stream named
+"ack", "dead-letter" or "claim" is listed with 'redstream pending -- ack GROUP'.`,
 	examples: `redstream pending orders:order:created billing
 redstream pending orders:order:created billing -n 100 -consumer billing-7f9c
 redstream pending orders:order:created billing -json`,

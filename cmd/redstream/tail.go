@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,9 +16,13 @@ import (
 // Ctrl-C ends the command promptly.
 const tailBlock = time.Second
 
+// defaultNoFollow is how many entries "tail -no-follow" prints by default,
+// as tail(1) does.
+const defaultNoFollow = 10
+
 var tailCommand = &command{
 	name:     "tail",
-	synopsis: "STREAM [-from ID|$] [-n N] [-json]",
+	synopsis: "STREAM [-from ID|$] [-n N] [-no-follow] [-json]",
 	args:     []string{"STREAM"},
 	summary:  "print entries as they are added, like tail -f",
 	about: `Prints the entries added to STREAM from now on (or after -from ID), one a
@@ -27,13 +32,19 @@ with XREAD, not as a consumer group: it changes nothing in the groups, and
 entries it prints are still delivered to them as usual. It runs until
 interrupted (Ctrl-C), or until it has printed -n entries.
 
+With -no-follow it prints what is there and exits: the last -n entries
+(10 by default), oldest first, or with -from ID the first -n entries after
+ID ("-from 0": the first entries of the stream).
+
 With -json it prints one JSON object a line: {"id", "time", "fields"}.`,
 	examples: `redstream tail orders:order:created
 redstream tail orders:order:created -from 0 -n 10      # the first 10 entries
-redstream tail orders:order:created -from 1700000000000-0 -json`,
+redstream tail orders:order:created -from 1700000000000-0 -json
+redstream tail orders:order:created -n 5 -no-follow   # the last 5 entries`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		from := fs.String("from", "$", "print entries after `ID`: $ for new entries only, 0 for the whole stream")
-		n := fs.Int("n", 0, "stop after `N` entries (default: run until interrupted)")
+		n := fs.Int("n", 0, "stop after `N` entries (default: run until interrupted; 10 with -no-follow)")
+		noFollow := fs.Bool("no-follow", false, "print the last N entries (or the first N after -from) and exit")
 		asJSON := fs.Bool("json", false, "print each entry as a JSON object on its own line")
 		return func(ctx context.Context, a *app, args []string) error {
 			s, err := stream(args[0])
@@ -47,6 +58,17 @@ redstream tail orders:order:created -from 1700000000000-0 -json`,
 				if err := parseID("-from", *from); err != nil {
 					return err
 				}
+			}
+			if *noFollow {
+				fromSet := false
+				fs.Visit(func(f *flag.Flag) { fromSet = fromSet || f.Name == "from" })
+				if !fromSet {
+					*from = ""
+				}
+				if *n == 0 {
+					*n = defaultNoFollow
+				}
+				return a.tailNoFollow(ctx, s, *from, *n, *asJSON)
 			}
 			return a.tail(ctx, s, *from, *n, *asJSON)
 		}
@@ -104,6 +126,38 @@ func (a *app) tail(ctx context.Context, s, from string, n int, asJSON bool) erro
 				last = m.ID
 				seen++
 			}
+		}
+	}
+	return nil
+}
+
+// tailNoFollow prints the last n entries of s, or with from the first n
+// after it ("$": none), and returns.
+func (a *app) tailNoFollow(ctx context.Context, s, from string, n int, asJSON bool) error {
+	rdb, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	if err := streamMustExist(ctx, rdb, s); err != nil {
+		return err
+	}
+	var msgs []redis.XMessage
+	switch from {
+	case "$":
+	case "":
+		msgs, err = rdb.XRevRangeN(ctx, s, "+", "-", int64(n)).Result()
+		slices.Reverse(msgs)
+	case "0":
+		msgs, err = rdb.XRangeN(ctx, s, "-", "+", int64(n)).Result()
+	default:
+		msgs, err = rdb.XRangeN(ctx, s, "("+from, "+", int64(n)).Result()
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", s, err)
+	}
+	for _, m := range msgs {
+		if err := a.printEntry(m, asJSON); err != nil {
+			return err
 		}
 	}
 	return nil

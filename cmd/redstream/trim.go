@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -34,7 +35,11 @@ With -partitions N, STREAM is the base name of a partitioned stream: each of
 its partitions STREAM:p0 to STREAM:p<N-1> is trimmed in turn with the same
 policy (-maxlen N keeps the newest N entries of each partition), and the
 counts are summed. A Redis failure stops at that partition; what was trimmed
-before stays trimmed.`,
+before stays trimmed.
+
+A stream that does not exist (or, with -partitions, none of whose partitions
+exists) has nothing to trim: the command says so and exits with status 0,
+as the library's Trim returns no error for it and XTRIM removes nothing.`,
 	examples: `redstream trim orders:order:created -safe
 redstream trim orders:order:created -maxlen 1000000
 redstream trim orders:order:created -max-age 168h
@@ -56,9 +61,9 @@ redstream trim orders:order:created -partitions 16 -safe`,
 			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 			switch {
 			case set["maxlen"] && *maxLen <= 0:
-				return usagef("-maxlen must be positive, got %d", *maxLen)
+				return usagef("trim: -maxlen must be positive, got %d", *maxLen)
 			case set["max-age"] && *maxAge <= 0:
-				return usagef("-max-age must be positive, got %v", *maxAge)
+				return usagef("trim: -max-age must be positive, got %v", *maxAge)
 			case *safe && (set["maxlen"] || set["max-age"]):
 				return usagef("trim: -safe goes alone; -maxlen and -max-age are safe already without -allow-unconsumed")
 			case !*safe && !set["maxlen"] && !set["max-age"]:
@@ -80,9 +85,8 @@ func (a *app) trim(ctx context.Context, s string, policy redstream.TrimPolicy) e
 	if err != nil {
 		return err
 	}
-	// Trim treats a missing stream as empty; a mistyped name is an error here.
 	if err := streamMustExist(ctx, rdb, s); err != nil {
-		return err
+		return a.nothingToTrim(err)
 	}
 	res, err := redstream.Trim(ctx, rdb, s, policy)
 	return a.printTrim(res, err)
@@ -98,13 +102,24 @@ func (a *app) trimPartitions(ctx context.Context, base string, n int, policy red
 	if err != nil {
 		return err
 	}
-	// As for one stream: missing partitions count as empty, but a base
-	// name none of whose partitions exists is an error.
+	// Missing partitions count as empty, as Trim treats a missing stream.
 	if err := partitionsMustExist(ctx, rdb, base, names, false); err != nil {
-		return err
+		return a.nothingToTrim(err)
 	}
 	res, err := redstream.TrimPartitions(ctx, rdb, base, n, policy)
 	return a.printTrim(res, err)
+}
+
+// nothingToTrim turns a missing stream into a success that says so: Trim
+// of a missing stream removes nothing and is no error, and the command
+// agrees, while still telling a mistyped name apart from an empty stream.
+// Other errors (a key that is not a stream) stay errors.
+func (a *app) nothingToTrim(err error) error {
+	if !errors.Is(err, redstream.ErrNoStream) {
+		return err
+	}
+	_, werr := fmt.Fprintf(a.stdout, "removed 0 entries (%s)\n", err)
+	return werr
 }
 
 // printTrim reports what a trim removed, also when it failed part way.
