@@ -45,22 +45,28 @@ const deleteConsumerRounds = 5
 // while the others are acknowledged. Other errors wrap [ErrInvalidID] (an
 // ID that is not a complete "<ms>-<seq>" stream ID; nothing is done),
 // [ErrInvalidOption] (no IDs, or an empty group), [ErrInvalidStreamName],
-// [ErrNoStream] or [ErrNoGroup].
+// [ErrNoStream] or [ErrNoGroup], or [ErrUncertain] when the connection
+// failed after the acknowledgements may have been applied (acknowledging
+// again is safe).
 func AckPending(ctx context.Context, rdb redis.UniversalClient, stream, group string, ids ...string) (int, error) {
 	if err := checkPendingAction(ctx, rdb, "ack", stream, group, ids); err != nil {
 		return 0, err
 	}
 	acks := make([]*redis.IntCmd, len(ids))
 	// One transaction: an entry's failed attempts are forgotten with it.
+	// Sent once: a resend after a lost reply would count every entry as
+	// not pending.
 	_, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, id := range ids {
-			acks[i] = pipe.XAck(ctx, stream, group, id)
+			ack := onceIntCmd{redis.NewIntCmd(ctx, "xack", stream, group, id)}
+			_ = pipe.Process(ctx, ack)
+			acks[i] = ack.IntCmd
 		}
 		pipe.HDel(ctx, attemptsKey(stream, group), ids...)
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("redstream: ack %s group %s: %w", stream, group, groupErr(stream, group, err))
+		return 0, fmt.Errorf("redstream: ack %s group %s: %w", stream, group, uncertain(groupErr(stream, group, err)))
 	}
 	done := 0
 	var skipped []string
@@ -322,7 +328,8 @@ func SetGroupID(ctx context.Context, rdb redis.UniversalClient, stream, group, i
 // first ([DeadLetterPending]).
 //
 // Errors wrap [ErrNoStream], [ErrNoGroup], [ErrInvalidOption] or
-// [ErrInvalidStreamName].
+// [ErrInvalidStreamName], or [ErrUncertain] when the connection failed
+// after the command may have run.
 func DestroyGroup(ctx context.Context, rdb redis.UniversalClient, stream, group string) (int64, error) {
 	if err := checkGroupArgs("destroy group", stream, group); err != nil {
 		return 0, err
@@ -332,13 +339,16 @@ func DestroyGroup(ctx context.Context, rdb redis.UniversalClient, stream, group 
 		return 0, err
 	}
 	var destroyed *redis.IntCmd
+	// Sent once: a resend after a lost reply would find no group.
 	_, err = rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		destroyed = pipe.XGroupDestroy(ctx, stream, group)
+		destroy := onceIntCmd{redis.NewIntCmd(ctx, "xgroup", "destroy", stream, group)}
+		_ = pipe.Process(ctx, destroy)
+		destroyed = destroy.IntCmd
 		pipe.Del(ctx, attemptsKey(stream, group))
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("redstream: destroy group %s of %s: %w", group, stream, err)
+		return 0, fmt.Errorf("redstream: destroy group %s of %s: %w", group, stream, uncertain(err))
 	}
 	if destroyed.Val() == 0 {
 		return 0, fmt.Errorf("%w: %s has no group %s", ErrNoGroup, stream, group)

@@ -268,3 +268,27 @@ func TestSendOnceDeadLetterDeleteAndPurgeCut(t *testing.T) {
 	assert.Zero(t, n)
 	assert.Zero(t, direct.Exists(ctx, DeadLetterKey(stream)).Val())
 }
+
+func TestSendOnceOperatorAckAndDestroyCut(t *testing.T) {
+	t.Parallel()
+	proxy, rdb, direct := proxiedClient(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	require.NoError(t, direct.XGroupCreateMkStream(ctx, stream, "g", "0").Err())
+	id := direct.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"payload", "{}"}}).Val()
+	require.NoError(t, direct.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 1}).Err())
+
+	proxy.CutAfter("exec", 1)
+	n, err := AckPending(ctx, rdb, stream, "g", id)
+	assert.ErrorIs(t, err, ErrUncertain, "not reported as not pending")
+	assert.NotErrorIs(t, err, ErrNotPending)
+	assert.Zero(t, n)
+	assert.Zero(t, pendingCount(t, direct, stream, "g"), "acknowledged once")
+
+	proxy.CutAfter("exec", 1)
+	_, err = DestroyGroup(ctx, rdb, stream, "g")
+	assert.ErrorIs(t, err, ErrUncertain, "not reported as no such group")
+	assert.NotErrorIs(t, err, ErrNoGroup)
+	groups, err := direct.XInfoGroups(ctx, stream).Result()
+	require.NoError(t, err)
+	assert.Empty(t, groups)
+}
