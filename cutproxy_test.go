@@ -26,7 +26,8 @@ type cutProxy struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond
-	stalled bool
+	stalled bool // all traffic held
+	reqHeld bool // client-to-server traffic held
 	down    bool
 	cuts    map[string]int // command name (lower case) -> cuts left
 	cutDone int
@@ -94,18 +95,27 @@ func (p *cutProxy) Up() {
 	p.down = false
 }
 
+// StallRequests holds what clients send until Resume, and lets replies
+// through: commands in flight complete, new ones wait.
+func (p *cutProxy) StallRequests() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reqHeld = true
+}
+
 // Resume lets held traffic through.
 func (p *cutProxy) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stalled = false
+	p.reqHeld = false
 	p.cond.Broadcast()
 }
 
 func (p *cutProxy) close() {
 	p.mu.Lock()
 	p.closed = true
-	p.stalled = false
+	p.stalled, p.reqHeld = false, false
 	p.cond.Broadcast()
 	for c := range p.conns {
 		c.Close()
@@ -170,7 +180,7 @@ func (c *proxyPair) forward(src, dst net.Conn, up bool) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if !c.p.waitRunning() {
+			if !c.p.waitRunning(up) {
 				return
 			}
 			chunk := buf[:n]
@@ -220,11 +230,12 @@ func (c *proxyPair) takeCut() bool {
 	return cut
 }
 
-// waitRunning blocks while the proxy is stalled; false once it is closed.
-func (p *cutProxy) waitRunning() bool {
+// waitRunning blocks while traffic in this direction (up: client to
+// server) is held; false once the proxy is closed.
+func (p *cutProxy) waitRunning(up bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.stalled && !p.closed {
+	for (p.stalled || up && p.reqHeld) && !p.closed {
 		p.cond.Wait()
 	}
 	return !p.closed

@@ -31,6 +31,10 @@ type route struct {
 	lease     string
 	members   string
 	owned     atomic.Bool
+	// leaseUntil is when this consumer's lease of an exclusive route
+	// may expire, on the monotonic clock (fence.go): set by the ownership
+	// goroutine, read by the workers before starting a handler.
+	leaseUntil atomic.Int64
 	// claimMu is held by the reaper from a claim to its dispatch, and by
 	// the own goroutine to check that nothing is held before releasing.
 	claimMu sync.Mutex

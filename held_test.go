@@ -3,6 +3,7 @@ package redstream
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -209,7 +210,12 @@ func TestDispatchLetsGoWhatIsReadAfterAPartitionWasGivenUp(t *testing.T) {
 	assert.False(t, r.held.holds(e.heldKey()), "let go")
 	assert.Equal(t, c.cfg.maxInFlight, r.held.takeRoomNow(c.cfg.maxInFlight), "its room is back")
 
-	rt.owned.Store(true) // owned again: read entries run
+	rt.owned.Store(true) // owned again, but its lease may have expired
+	r.dispatch(context.Background(), []*entry{e}, nil)
+	assert.Empty(t, r.work, "not started past the lease's deadline")
+	assert.False(t, r.held.holds(e.heldKey()), "let go")
+
+	setLeaseUntil(rt, time.Now(), time.Hour) // and renewed: read entries run
 	r.dispatch(context.Background(), []*entry{e}, nil)
 	assert.Len(t, r.work, 1)
 }

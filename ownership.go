@@ -48,10 +48,15 @@ import (
 // Every consumer of the group that handles these streams must use this
 // option, with stable names ([WithConsumerName]) so that a restart does not
 // look like a new member. Consumers beyond the number of partitions stand by.
-// A consumer that cannot renew a lease stops reading its partition before
-// the lease can expire, but the messages it already holds still run: cut
-// off from Redis for longer than MinIdle, it and the next owner may both run
-// messages of the partition for a while.
+// A consumer cut off from Redis (a stalled network, a paused process)
+// cannot know when it lost a lease. Its reads of new entries are fenced by
+// Redis (a script reads only while the lease key names it, so a read that
+// arrives late delivers nothing), and it starts no handler of the
+// partition past the lease time after its last renewal was sent; those
+// messages stay pending for the owner. A handler started in time may still
+// run on until its message is claimed by the next owner (its context is
+// then cancelled). Idle, an exclusive reader waits for new entries with an
+// XREAD and then reads them, one more round trip than a plain reader.
 func WithExclusivePartitions() HandleOption {
 	return handleOption(func(c *handleConfig) error {
 		c.exclusive = true
@@ -171,11 +176,21 @@ func (r *runner) renewPartitions(ctx context.Context, routes []*route, ttl, rene
 		if o == nil {
 			continue
 		}
+		sent := time.Now()
+		lapsed := leaseExpired(rt)
 		held, err := r.lease(ctx, rt, "take", ttl)
 		switch {
-		case err == nil && held:
-			o.renewed = time.Now()
+		case err == nil && held && !lapsed:
+			o.renewed = sent
+			setLeaseUntil(rt, sent, ttl)
 			continue
+		case err == nil && held && !o.leaving:
+			// Taken again after it may have expired: another consumer may
+			// have held it meanwhile, and what this one let go past the
+			// deadline is pending under its name. Start afresh: give the
+			// partition up, and take it again once nothing of it is held.
+			r.log.Warn("redstream: partition lease renewed after it may have expired; restarting the partition", slog.String("stream", rt.stream))
+			o.renewed = sent
 		case err == nil && o.leaving:
 			continue // lost already, or given up: released once drained
 		case err == nil:
@@ -216,6 +231,7 @@ func (r *runner) assign(ctx context.Context, routes []*route, members []string, 
 // consumers left pending on it, and starts its reader.
 func (r *runner) takePartition(ctx context.Context, rt *route, ttl time.Duration, perRead int, readerDone chan<- struct{}) {
 	redisCtx := context.WithoutCancel(ctx)
+	sent := time.Now()
 	held, err := r.lease(redisCtx, rt, "take", ttl)
 	if err != nil {
 		r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
@@ -224,6 +240,7 @@ func (r *runner) takePartition(ctx context.Context, rt *route, ttl time.Duration
 	if !held {
 		return // its last owner has not let go yet: tried again next step
 	}
+	setLeaseUntil(rt, sent, ttl)
 	if err := r.claimLeftovers(redisCtx, rt); err != nil {
 		r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
 		_, _ = r.lease(redisCtx, rt, "release", ttl)

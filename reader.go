@@ -68,6 +68,15 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 			}
 			r.held.giveRoom(n)
 			attempt++
+			if errors.Is(err, errNotLeaseHolder) {
+				// The ownership goroutine stops this reader if the lease
+				// is lost for good; until then, no entry is read.
+				r.log.Debug("redstream: partition lease not held; not reading", slog.String("stream", rt.stream))
+				if !sleepCtx(ctx, r.ownStep(r.c.cfg.minIdle)) {
+					return
+				}
+				continue
+			}
 			// A read blocked when the stream key is deleted gets UNBLOCKED
 			// (Redis 7) instead of NOGROUP: the group went with the key.
 			if redis.HasErrorPrefix(err, "NOGROUP") || redis.HasErrorPrefix(err, "UNBLOCKED") {
@@ -106,6 +115,9 @@ func isTimeout(err error) bool {
 // readNew reads up to n entries never delivered to the group, waiting up to
 // the block time for some to arrive.
 func (r *runner) readNew(ctx context.Context, rt *route, n int) ([]*entry, error) {
+	if rt.exclusive {
+		return r.readFenced(ctx, rt, n)
+	}
 	return r.readGroup(ctx, rt, ">", n, r.c.cfg.block)
 }
 

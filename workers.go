@@ -52,10 +52,11 @@ func (r *runner) dispatch(ctx context.Context, entries []*entry, since *uint64) 
 			r.deadLetter(ctx, e, ReasonMaxDeliveries, fmt.Errorf("handler failed %d times", e.attempts))
 		case e.redisDeliveries > int64(r.c.cfg.maxDeliveries+CrashLoopDeliveries):
 			r.deadLetter(ctx, e, ReasonCrashLoop, fmt.Errorf("delivered %d times, %d handler failures recorded", e.redisDeliveries, e.attempts))
-		case givenUp(e.route):
+		case givenUp(e.route) || leaseExpired(e.route):
 			// Read after the partition was given up (the read was on the
-			// wire): starting it could overtake what was let go before
-			// it. It stays pending for the next owner.
+			// wire), or after its lease may have expired: starting it could
+			// overtake what was let go before it. It stays pending for the
+			// next owner.
 			r.release(e)
 		default:
 			r.toWork(e)
@@ -138,6 +139,12 @@ func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelF
 		return
 	}
 	if e.retry && !r.reclaimForRetry(handlerCtx, e) {
+		return
+	}
+	if leaseExpired(e.route) {
+		// The partition's lease may have expired (fence.go): its next
+		// owner may run this message. It stays pending for that owner.
+		r.release(e)
 		return
 	}
 	if r.held.start(e, cancel) { // lost

@@ -26,6 +26,8 @@ var (
 	membersSrc string
 	//go:embed attempt.lua
 	attemptSrc string
+	//go:embed fencedread.lua
+	fencedReadSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -44,6 +46,7 @@ var (
 	Lease       = redis.NewScript(leaseSrc)
 	Members     = redis.NewScript(membersSrc)
 	Attempt     = redis.NewScript(attemptSrc)
+	FencedRead  = redis.NewScript(fencedReadSrc)
 )
 
 // OnceTTL is how long, in milliseconds, a once-wrapped script keeps its
