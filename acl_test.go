@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redstream/redstream/internal/faultkit"
 	"github.com/redstream/redstream/internal/redistest"
 )
 
@@ -98,8 +99,8 @@ func TestACLRestrictedUser(t *testing.T) {
 	const prefix = "test:acl:"
 	setACLUser(t, admin, "redstream", userPass, prefix)
 
-	logs := &syncBuffer{}
-	dumpOnFailure(t, logs)
+	logs := &faultkit.SyncBuffer{}
+	faultkit.DumpOnFailure(t, logs)
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	assertNoSecret := func(what, s string) {
 		t.Helper()
@@ -143,7 +144,7 @@ func TestACLRestrictedUser(t *testing.T) {
 		require.Len(t, res[0].Messages, 1)
 	}
 
-	l := newLedger()
+	l := faultkit.NewLedger()
 	var flakyFailed, poisonFixed atomic.Bool
 	var (
 		bgErrors   atomic.Int64
@@ -184,14 +185,14 @@ func TestACLRestrictedUser(t *testing.T) {
 				return fmt.Errorf("cannot charge: %w", ErrDeadLetter)
 			}
 		}
-		l.handle(name, m)
+		l.Handle(name, m.Payload.ID, m.Time())
 		return nil
 	}))
 	run := start(t, c)
 	dlq, err := NewDeadLetters(user, stream)
 	require.NoError(t, err)
 	eventually(t, 20*time.Second, func() bool {
-		_, _, handled := l.counts()
+		_, _, handled := l.Counts()
 		n, err := dlq.Len(ctx)
 		return handled == 7 && err == nil && n == 1
 	}, "all but the poison handled (including the ghost's), the poison dead-lettered")
@@ -206,7 +207,7 @@ func TestACLRestrictedUser(t *testing.T) {
 	replayed, err := dlq.Replay(ctx, ReplayAll())
 	require.NoError(t, err)
 	assert.Equal(t, 1, replayed)
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled == 8 }, "the replayed message is handled")
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled == 8 }, "the replayed message is handled")
 	eventually(t, 10*time.Second, func() bool { return pendingCount(t, user, stream, group) == 0 }, "pending list drains")
 
 	info, err := Inspect(ctx, user, stream)
