@@ -16,7 +16,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,6 +54,39 @@ var aclCommands = []string{
 	"+multi", "+exec", "+del",
 }
 
+// aclSetInfo is what go-redis needs on Redis 7.2 and later and on Valkey:
+// it sends CLIENT SETINFO on every new connection. Redis 7.0 has no such
+// command and refuses the name in ACL SETUSER.
+const aclSetInfo = "+client|setinfo"
+
+// knowsSetInfo reports whether the server has CLIENT SETINFO.
+func knowsSetInfo(t testing.TB, admin *redis.Client) bool {
+	t.Helper()
+	info, err := admin.Do(testCtx(t), "COMMAND", "INFO", "client|setinfo").Slice()
+	require.NoError(t, err)
+	return len(info) == 1 && info[0] != nil
+}
+
+// TestREADMEACLLineIsTheTestedOne: the README's ACL SETUSER line grants
+// exactly the commands TestACLRestrictedUser runs with, plus aclSetInfo.
+func TestREADMEACLLineIsTheTestedOne(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	text := string(readme)
+	from := strings.Index(text, "ACL SETUSER billing")
+	require.NotEqual(t, -1, from, "the README shows an ACL SETUSER line")
+	end := strings.Index(text[from:], "```")
+	require.NotEqual(t, -1, end)
+	var granted []string
+	for _, field := range strings.Fields(text[from : from+end]) {
+		if strings.HasPrefix(field, "+") {
+			granted = append(granted, field)
+		}
+	}
+	assert.ElementsMatch(t, append(slices.Clone(aclCommands), aclSetInfo), granted)
+}
+
 // aclKeyPatterns returns the key patterns for streams named prefix...:
 // the streams, their dead-letter streams and redstream's own keys in the
 // streams' hash slots.
@@ -69,6 +104,9 @@ func setACLUser(t testing.TB, admin *redis.Client, user, pass, prefix string) {
 	}
 	for _, c := range aclCommands {
 		args = append(args, c)
+	}
+	if knowsSetInfo(t, admin) {
+		args = append(args, aclSetInfo)
 	}
 	require.NoError(t, admin.Do(testCtx(t), args...).Err())
 }
