@@ -7,7 +7,16 @@ import (
 )
 
 // ErrInvalidOption is wrapped by every error that reports a bad option or
-// argument to a constructor ([NewProducer], [NewConsumer]) or to [Handle].
+// argument, before anything is sent to Redis: by the constructors
+// ([NewProducer], [NewConsumer], [NewReaper], [NewDeadLetters]), [Handle],
+// [Producer.Publish], [Producer.PublishAsync] and [Producer.PublishBatch]
+// (a bad publish option, a header that clashes with the payload field or
+// another header, [WithID] given to PublishBatch, [WithMinReplicas] on a
+// client that cannot WAIT), [DeadLetters.List] (a negative count) and
+// [DeadLetters.Replay] (a bad rate, or not exactly one of [ReplayAll] and
+// [ReplayIDs]), [Trim] and [TrimPartitions] (a negative
+// policy), [Partitions], [InspectPartitions] and [TrimPartitions] (a
+// partition count out of range).
 var ErrInvalidOption = errors.New("redstream: invalid option")
 
 // ErrInvalidStreamName is wrapped by the errors that [StreamName],
@@ -16,9 +25,12 @@ var ErrInvalidOption = errors.New("redstream: invalid option")
 // Cluster hash tag).
 var ErrInvalidStreamName = errors.New("redstream: invalid stream name")
 
-// ErrInvalidID is wrapped by the error that [Producer.Publish] returns when
-// an explicit ID given with [WithID] is not a complete stream ID
-// ("<milliseconds>-<sequence>", greater than 0-0).
+// ErrInvalidID is wrapped by the errors returned for an ID that is not a
+// complete stream ID ("<milliseconds>-<sequence>"): by [Producer.Publish],
+// [Producer.PublishAsync] and [Producer.PublishBatch] for [WithID] (which
+// must also be greater than 0-0) or [WithMinID], by [DeadLetters.List] for
+// ListOptions.After, by [DeadLetters.Replay] for [ReplayIDs], and by
+// [DeadLetters.Delete].
 var ErrInvalidID = errors.New("redstream: invalid stream ID")
 
 // ErrDuplicate is returned, with the ID, by [Producer.Publish] when an
@@ -34,7 +46,8 @@ var ErrDuplicate = errors.New("redstream: an entry with this ID already exists")
 var ErrIDTooSmall = errors.New("redstream: ID is not greater than the stream's last ID")
 
 // ErrNoStream is wrapped by the error [Inspect] returns for a stream key
-// that does not exist.
+// that does not exist, and by the error [InspectPartitions] returns when
+// none of the partitions exists.
 var ErrNoStream = errors.New("redstream: no such stream")
 
 // ErrAlreadyStarted is returned by [Consumer.Run] when Run was called before
@@ -157,8 +170,13 @@ func (e *PanicError) Unwrap() error {
 // a failure in the consumer's background work: a Redis call that failed, a
 // handler that returned an error, or an entry that could not be decoded.
 type OpError struct {
-	// Op names the operation: "create-group", "read", "ack", "handle",
-	// "decode", "dead-letter", "reap", "lease", "cleanup".
+	// Op names the operation: "create-group", "read", "ack", "handle"
+	// (a handler's error or panic), "decode", "dead-letter",
+	// "record-attempt" (recording a failed attempt), "reap", "lease"
+	// (keeping held messages or a partition), "name-lease" (the consumer
+	// name's lease), "hand-off" (handing unfinished messages over at
+	// shutdown), "cleanup" (deleting an idle consumer) or "trim"
+	// ([WithTrim]).
 	Op     string
 	Stream string
 	Group  string

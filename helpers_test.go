@@ -39,7 +39,7 @@ type Order struct {
 	Amount float64 `json:"amount"`
 }
 
-// Headers puts the guide's header fields next to the payload.
+// Headers puts orderId and userId next to the payload.
 func (o Order) Headers() map[string]string {
 	return map[string]string{"orderId": o.ID, "userId": o.UserID}
 }
