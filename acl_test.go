@@ -16,7 +16,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +27,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redstream/redstream/internal/faultkit"
 	"github.com/redstream/redstream/internal/redistest"
 )
 
@@ -51,6 +54,39 @@ var aclCommands = []string{
 	"+multi", "+exec", "+del",
 }
 
+// aclSetInfo is what go-redis needs on Redis 7.2 and later and on Valkey:
+// it sends CLIENT SETINFO on every new connection. Redis 7.0 has no such
+// command and refuses the name in ACL SETUSER.
+const aclSetInfo = "+client|setinfo"
+
+// knowsSetInfo reports whether the server has CLIENT SETINFO.
+func knowsSetInfo(t testing.TB, admin *redis.Client) bool {
+	t.Helper()
+	info, err := admin.Do(testCtx(t), "COMMAND", "INFO", "client|setinfo").Slice()
+	require.NoError(t, err)
+	return len(info) == 1 && info[0] != nil
+}
+
+// TestREADMEACLLineIsTheTestedOne: the README's ACL SETUSER line grants
+// exactly the commands TestACLRestrictedUser runs with, plus aclSetInfo.
+func TestREADMEACLLineIsTheTestedOne(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	text := string(readme)
+	from := strings.Index(text, "ACL SETUSER billing")
+	require.NotEqual(t, -1, from, "the README shows an ACL SETUSER line")
+	end := strings.Index(text[from:], "```")
+	require.NotEqual(t, -1, end)
+	var granted []string
+	for _, field := range strings.Fields(text[from : from+end]) {
+		if strings.HasPrefix(field, "+") {
+			granted = append(granted, field)
+		}
+	}
+	assert.ElementsMatch(t, append(slices.Clone(aclCommands), aclSetInfo), granted)
+}
+
 // aclKeyPatterns returns the key patterns for streams named prefix...:
 // the streams, their dead-letter streams and redstream's own keys in the
 // streams' hash slots.
@@ -68,6 +104,9 @@ func setACLUser(t testing.TB, admin *redis.Client, user, pass, prefix string) {
 	}
 	for _, c := range aclCommands {
 		args = append(args, c)
+	}
+	if knowsSetInfo(t, admin) {
+		args = append(args, aclSetInfo)
 	}
 	require.NoError(t, admin.Do(testCtx(t), args...).Err())
 }
@@ -98,8 +137,8 @@ func TestACLRestrictedUser(t *testing.T) {
 	const prefix = "test:acl:"
 	setACLUser(t, admin, "redstream", userPass, prefix)
 
-	logs := &syncBuffer{}
-	dumpOnFailure(t, logs)
+	logs := &faultkit.SyncBuffer{}
+	faultkit.DumpOnFailure(t, logs)
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	assertNoSecret := func(what, s string) {
 		t.Helper()
@@ -143,7 +182,7 @@ func TestACLRestrictedUser(t *testing.T) {
 		require.Len(t, res[0].Messages, 1)
 	}
 
-	l := newLedger()
+	l := faultkit.NewLedger()
 	var flakyFailed, poisonFixed atomic.Bool
 	var (
 		bgErrors   atomic.Int64
@@ -184,14 +223,14 @@ func TestACLRestrictedUser(t *testing.T) {
 				return fmt.Errorf("cannot charge: %w", ErrDeadLetter)
 			}
 		}
-		l.handle(name, m)
+		l.Handle(name, m.Payload.ID, m.Time())
 		return nil
 	}))
 	run := start(t, c)
 	dlq, err := NewDeadLetters(user, stream)
 	require.NoError(t, err)
 	eventually(t, 20*time.Second, func() bool {
-		_, _, handled := l.counts()
+		_, _, handled := l.Counts()
 		n, err := dlq.Len(ctx)
 		return handled == 7 && err == nil && n == 1
 	}, "all but the poison handled (including the ghost's), the poison dead-lettered")
@@ -206,7 +245,7 @@ func TestACLRestrictedUser(t *testing.T) {
 	replayed, err := dlq.Replay(ctx, ReplayAll())
 	require.NoError(t, err)
 	assert.Equal(t, 1, replayed)
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled == 8 }, "the replayed message is handled")
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled == 8 }, "the replayed message is handled")
 	eventually(t, 10*time.Second, func() bool { return pendingCount(t, user, stream, group) == 0 }, "pending list drains")
 
 	info, err := Inspect(ctx, user, stream)

@@ -27,8 +27,8 @@ func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 type Fields map[string]string
 
 // HeaderSource is implemented by payload types that want header fields
-// written next to the payload field, such as the guide's orderId, userId and
-// amount, so that operators and other tools can read them without decoding
+// written next to the payload field, such as an order's orderId, userId
+// and amount, so that operators and other tools can read them without decoding
 // the payload. A Producer of T uses it when T or *T implements it.
 // [WithHeader] adds headers per publish.
 type HeaderSource interface {

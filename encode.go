@@ -9,7 +9,7 @@ import (
 // key, then the payload field.
 
 // encode returns the entry's fields as name, value pairs: headers first,
-// then pc's key, then the payload field, as the guide lays entries out.
+// then pc's key, then the payload field (the layout the README shows).
 func (p *Producer[T]) encode(v T, extra []string, pc *publishConfig) ([]any, error) {
 	var fromPayload map[string]string
 	if hs, ok := any(v).(HeaderSource); ok {

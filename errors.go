@@ -8,7 +8,16 @@ import (
 )
 
 // ErrInvalidOption is wrapped by every error that reports a bad option or
-// argument to a constructor ([NewProducer], [NewConsumer]) or to [Handle].
+// argument, before anything is sent to Redis: by the constructors
+// ([NewProducer], [NewConsumer], [NewReaper], [NewDeadLetters]), [Handle],
+// [Producer.Publish], [Producer.PublishAsync] and [Producer.PublishBatch]
+// (a bad publish option, a header that clashes with the payload field or
+// another header, [WithID] given to PublishBatch, [WithMinReplicas] on a
+// client that cannot WAIT), [DeadLetters.List] (a negative count) and
+// [DeadLetters.Replay] (a bad rate, or not exactly one of [ReplayAll] and
+// [ReplayIDs]), [Trim] and [TrimPartitions] (a negative
+// policy), [Partitions], [InspectPartitions] and [TrimPartitions] (a
+// partition count out of range).
 var ErrInvalidOption = errors.New("redstream: invalid option")
 
 // ErrInvalidStreamName is wrapped by the errors that [StreamName],
@@ -17,11 +26,14 @@ var ErrInvalidOption = errors.New("redstream: invalid option")
 // Cluster hash tag).
 var ErrInvalidStreamName = errors.New("redstream: invalid stream name")
 
-// ErrInvalidID is wrapped by the error that [Producer.Publish] returns when
-// an explicit ID given with [WithID] is not a complete stream ID
-// ("<milliseconds>-<sequence>", greater than 0-0), and by the operator
-// actions ([AckPending], [DeadLetterPending], [ClaimPending]; [CreateGroup]
-// and [SetGroupID], which also take "$" and "0") for an ID that is not one.
+// ErrInvalidID is wrapped by the errors returned for an ID that is not a
+// complete stream ID ("<milliseconds>-<sequence>"): by [Producer.Publish],
+// [Producer.PublishAsync] and [Producer.PublishBatch] for [WithID] (which
+// must also be greater than 0-0) or [WithMinID], by [DeadLetters.List] for
+// ListOptions.After, by [DeadLetters.Replay] for [ReplayIDs], by
+// [DeadLetters.Delete], and by the operator actions ([AckPending],
+// [DeadLetterPending], [ClaimPending]; [CreateGroup] and [SetGroupID],
+// which also take "$" and "0").
 var ErrInvalidID = errors.New("redstream: invalid stream ID")
 
 // ErrDuplicate is returned, with the ID, by [Producer.Publish] when an
@@ -49,11 +61,12 @@ var ErrUncertain = errors.New("redstream: write may or may not have been applied
 // append it, and it is not a duplicate either.
 var ErrIDTooSmall = errors.New("redstream: ID is not greater than the stream's last ID")
 
-// ErrNoStream is wrapped by the error [Inspect] and the operator actions
-// ([AckPending], [DeadLetterPending], [ClaimPending], [CreateGroup],
-// [SetGroupID], [DestroyGroup], [DeleteConsumer]) return for a stream key
-// that does not exist. [Trim] does not return it: trimming a missing stream
-// removes nothing, as XTRIM does.
+// ErrNoStream is wrapped by the error [Inspect] returns for a stream key
+// that does not exist, by the error [InspectPartitions] returns when none
+// of the partitions exists, and by the operator actions ([AckPending],
+// [DeadLetterPending], [ClaimPending], [CreateGroup], [SetGroupID],
+// [DestroyGroup], [DeleteConsumer]). [Trim] does not return it: trimming a
+// missing stream removes nothing, as XTRIM does.
 var ErrNoStream = errors.New("redstream: no such stream")
 
 // ErrNoGroup is wrapped by the error the operator actions ([AckPending],
@@ -298,8 +311,13 @@ func (e *PanicError) Unwrap() error {
 // a failure in the consumer's background work: a Redis call that failed, a
 // handler that returned an error, or an entry that could not be decoded.
 type OpError struct {
-	// Op names the operation: "create-group", "read", "ack", "handle",
-	// "decode", "dead-letter", "reap", "lease", "cleanup".
+	// Op names the operation: "create-group", "read", "ack", "handle"
+	// (a handler's error or panic), "decode", "dead-letter",
+	// "record-attempt" (recording a failed attempt), "reap", "lease"
+	// (keeping held messages or a partition), "name-lease" (the consumer
+	// name's lease), "hand-off" (handing unfinished messages over at
+	// shutdown), "cleanup" (deleting an idle consumer) or "trim"
+	// ([WithTrim]).
 	Op     string
 	Stream string
 	Group  string

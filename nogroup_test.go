@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redstream/redstream/internal/faultkit"
 	"github.com/redstream/redstream/internal/redistest"
 )
 
@@ -44,17 +45,17 @@ func testNoGroupErrorRate(t *testing.T, every time.Duration) {
 	const ceiling = 20 // failed calls in any one second
 	ctx, stream := testCtx(t), uniqueStream(t)
 
-	logs := &syncBuffer{}
-	dumpOnFailure(t, logs)
+	logs := &faultkit.SyncBuffer{}
+	faultkit.DumpOnFailure(t, logs)
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	direct := mustRedis(t)
-	failures := &callFailures{}
+	failures := &faultkit.CallFailures{}
 	consumerRDB := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
 	consumerRDB.AddHook(failures)
 	t.Cleanup(func() { _ = consumerRDB.Close() })
 
-	l := newLedger()
+	l := faultkit.NewLedger()
 	var (
 		mu         sync.Mutex
 		readErrors []error
@@ -74,7 +75,7 @@ func testNoGroupErrorRate(t *testing.T, every time.Duration) {
 	)
 	require.NoError(t, err)
 	require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
-		l.handle("c", m)
+		l.Handle("c", m.Payload.ID, m.Time())
 		return nil
 	}))
 	run := startReady(t, c)
@@ -84,7 +85,7 @@ func testNoGroupErrorRate(t *testing.T, every time.Duration) {
 	pubCtx, stopPublishing := context.WithCancel(ctx)
 	defer stopPublishing()
 	waitPublisher := publishSteadily(pubCtx, p, l, "m", 1, 2*time.Millisecond)
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled >= 20 }, "warm-up")
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled >= 20 }, "warm-up")
 
 	// Delete the stream every so often for two seconds.
 	from := time.Now()
@@ -97,7 +98,7 @@ func testNoGroupErrorRate(t *testing.T, every time.Duration) {
 	}
 	tick.Stop()
 	to := time.Now()
-	failed, peak := failures.between(from, to)
+	failed, peak := failures.Between(from, to)
 
 	// Afterwards, new messages are handled and nothing stays pending.
 	stopPublishing()
@@ -109,11 +110,8 @@ func testNoGroupErrorRate(t *testing.T, every time.Duration) {
 		require.NoError(t, err)
 	}
 	for _, key := range after {
-		eventually(t, 20*time.Second, func() bool {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			return l.handled[key] > 0
-		}, "%s handled after the deletions stopped", key)
+		eventually(t, 20*time.Second, func() bool { return l.Times(key) > 0 },
+			"%s handled after the deletions stopped", key)
 	}
 	eventually(t, 20*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == 0 }, "pending list drains")
 	select {
@@ -123,9 +121,9 @@ func testNoGroupErrorRate(t *testing.T, every time.Duration) {
 	}
 	assert.NoError(t, run.stop(t))
 
-	published, _, handled := l.counts()
+	published, _, handled := l.Counts()
 	t.Logf("deleting every %v: %d deletions in %v; consumer's failed calls during them %d (%.1f/s), peak %d in one second (%s); published %d, handled %d distinct (the rest deleted unread)",
-		every, deletions, to.Sub(from).Round(time.Millisecond), failed, float64(failed)/to.Sub(from).Seconds(), peak, failures.commands(), published, handled)
+		every, deletions, to.Sub(from).Round(time.Millisecond), failed, float64(failed)/to.Sub(from).Seconds(), peak, failures.Commands(), published, handled)
 	assert.Less(t, peak, ceiling, "failed calls per second while the stream keeps vanishing")
 	mu.Lock()
 	defer mu.Unlock()

@@ -91,13 +91,22 @@ type ReaperOption interface {
 	applyReaper(*reaperConfig) error
 }
 
-// Option configures what producers and consumers share (codec, payload field,
-// logger); it can be passed to [NewProducer], [NewConsumer] and [NewReaper]
-// (which has no payloads and uses only the logger).
+// Option configures what producers, consumers and standalone reapers share:
+// the logger ([WithLogger]) and the observer ([WithObserver]). It can be
+// passed to [NewProducer], [NewConsumer] and [NewReaper].
 type Option interface {
 	ProducerOption
 	ConsumerOption
 	ReaperOption
+}
+
+// PayloadOption configures how payloads are encoded ([WithCodec],
+// [WithPayloadField]); it can be passed to [NewProducer] and [NewConsumer].
+// A standalone [Reaper] never decodes a payload, so [NewReaper] does not
+// take it (a compile error, not an option silently ignored).
+type PayloadOption interface {
+	ProducerOption
+	ConsumerOption
 }
 
 // ReclaimOption configures reclaiming, retries and dead-lettering; it can be
@@ -127,10 +136,16 @@ func (o sharedOption) applyProducer(c *producerConfig) error { return o(&c.commo
 func (o sharedOption) applyConsumer(c *consumerConfig) error { return o(&c.commonConfig) }
 func (o sharedOption) applyReaper(c *reaperConfig) error     { return o(&c.commonConfig) }
 
+// payloadOption is a sharedOption that a Reaper has no use for.
+type payloadOption func(*commonConfig) error
+
+func (o payloadOption) applyProducer(c *producerConfig) error { return o(&c.commonConfig) }
+func (o payloadOption) applyConsumer(c *consumerConfig) error { return o(&c.commonConfig) }
+
 // WithCodec sets the codec of the payload field. The default is [JSON]; nil
 // is an error. Handlers of [Fields] use no codec.
-func WithCodec(codec Codec) Option {
-	return sharedOption(func(c *commonConfig) error {
+func WithCodec(codec Codec) PayloadOption {
+	return payloadOption(func(c *commonConfig) error {
 		if codec == nil {
 			return fmt.Errorf("%w: nil codec", ErrInvalidOption)
 		}
@@ -141,8 +156,8 @@ func WithCodec(codec Codec) Option {
 
 // WithPayloadField sets the entry field that holds the encoded payload. The
 // default is [DefaultPayloadField] ("payload"); empty is an error.
-func WithPayloadField(name string) Option {
-	return sharedOption(func(c *commonConfig) error {
+func WithPayloadField(name string) PayloadOption {
+	return payloadOption(func(c *commonConfig) error {
 		if name == "" {
 			return fmt.Errorf("%w: empty payload field name", ErrInvalidOption)
 		}

@@ -233,7 +233,9 @@ type ReapStats struct {
 
 // NewReaper returns a standalone reaper of group on streams. It accepts the
 // [ReclaimOption] options (MinIdle, interval, batch, max deliveries, idle
-// consumer TTL, error handler) and [WithLogger]. The error wraps
+// consumer TTL, error handler, periodic trim) and the [Option] options
+// ([WithLogger], [WithObserver]); it decodes no payload, so it takes no
+// [PayloadOption]. The error wraps
 // [ErrInvalidOption] or [ErrInvalidStreamName].
 func NewReaper(rdb redis.UniversalClient, group string, streams []string, opts ...ReaperOption) (*Reaper, error) {
 	if rdb == nil {

@@ -647,3 +647,23 @@ func TestLeaseRenewalNeverLowersTheDeliveryCount(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{id}, res.vanished, "a deleted stream's entries are vanished")
 }
+
+// TestReaperTakesNoPayloadOptions: a standalone Reaper never decodes, so
+// the payload options are not ReaperOptions (NewReaper refuses them at
+// compile time), while the logger and the observer, which it uses, are.
+func TestReaperTakesNoPayloadOptions(t *testing.T) {
+	for name, opt := range map[string]PayloadOption{
+		"WithCodec":        WithCodec(JSON),
+		"WithPayloadField": WithPayloadField("body"),
+	} {
+		_, isReaperOption := any(opt).(ReaperOption)
+		assert.False(t, isReaperOption, "%s is a ReaperOption", name)
+	}
+	var shared []ReaperOption
+	for _, opt := range []Option{WithLogger(nil), WithObserver(NopObserver{})} {
+		shared = append(shared, opt)
+	}
+	_, rdb := newMiniredis(t)
+	_, err := NewReaper(rdb, "g", []string{"s"}, shared...)
+	assert.NoError(t, err)
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redstream/redstream/internal/faultkit"
 	"github.com/redstream/redstream/internal/redistest"
 )
 
@@ -28,8 +29,8 @@ func TestRedisRestartWithAOF(t *testing.T) {
 	ctx, stream := testCtx(t), uniqueStream(t)
 	const group = "restart"
 
-	logs := &syncBuffer{}
-	dumpOnFailure(t, logs)
+	logs := &faultkit.SyncBuffer{}
+	faultkit.DumpOnFailure(t, logs)
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	// Producers: no go-redis retries, so a publish that fails is reported
@@ -43,7 +44,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 	p, err := NewProducer[Order](pubRDB, stream)
 	require.NoError(t, err)
 
-	l := newLedger()
+	l := faultkit.NewLedger()
 	names := []string{"c1", "c2"}
 	var bgErrors [2]atomic.Int64
 	runs := make([]*running, 2)
@@ -75,7 +76,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 		)
 		require.NoError(t, err)
 		require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
-			l.handle(name, m)
+			l.Handle(name, m.Payload.ID, m.Time())
 			return nil
 		}))
 		runs[i] = startReady(t, c)
@@ -85,7 +86,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 	defer stopPublishing()
 	waitPublishers := publishSteadily(pubCtx, p, l, "p", 4, 5*time.Millisecond)
 
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled >= 200 }, "warm-up")
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled >= 200 }, "warm-up")
 
 	type outage struct {
 		down, up     time.Duration    // how long Redis was down; restart (AOF load) time
@@ -95,28 +96,28 @@ func TestRedisRestartWithAOF(t *testing.T) {
 	var outages []outage
 	downFor := []time.Duration{time.Second, 3 * time.Second}
 	for round := 1; round <= len(downFor); round++ {
-		_, failedBefore, _ := l.counts()
+		_, failedBefore, _ := l.Counts()
 		killed := time.Now()
 		srv.Kill()
 		// Down long enough for the consumers' backoff to grow through
 		// several steps, and, the second time, for go-redis's own retries
 		// (about 2s with its defaults) to give up too.
-		holdFault(ctx, t, downFor[round-1])
-		eventually(t, 10*time.Second, func() bool { _, failed, _ := l.counts(); return failed > failedBefore }, "publishes fail while Redis is down")
+		faultkit.HoldFault(ctx, t, downFor[round-1])
+		eventually(t, 10*time.Second, func() bool { _, failed, _ := l.Counts(); return failed > failedBefore }, "publishes fail while Redis is down")
 		restarting := time.Now()
 		srv.Restart(t)
 		restarted := time.Now()
 		o := outage{down: restarting.Sub(killed), up: restarted.Sub(restarting)}
 
-		okBefore, _, _ := l.counts()
-		eventually(t, 20*time.Second, func() bool { ok, _, _ := l.counts(); return ok > okBefore }, "producers publish again after restart %d", round)
+		okBefore, _, _ := l.Counts()
+		eventually(t, 20*time.Second, func() bool { ok, _, _ := l.Counts(); return ok > okBefore }, "producers publish again after restart %d", round)
 		o.producerBack = time.Since(restarted)
 		// Each consumer, not only one of them, reads from Redis again.
 		for i, name := range names {
 			var back time.Time
 			eventually(t, 30*time.Second, func() bool {
 				var ok bool
-				back, ok = l.firstHandledAppendedAfter(restarted, name)
+				back, ok = l.FirstHandledAppendedAfter(restarted, name)
 				return ok
 			}, "consumer %s handles new messages after restart %d", name, round)
 			o.consumerBack[i] = back.Sub(restarted)
@@ -136,12 +137,12 @@ func TestRedisRestartWithAOF(t *testing.T) {
 
 	stopPublishing()
 	waitPublishers()
-	published, failed, _ := l.counts()
+	published, failed, _ := l.Counts()
 	require.Positive(t, published)
 	require.Positive(t, failed, "the outages were seen")
 
 	// Every acknowledged message is handled, at least once...
-	l.waitAllHandled(t, 30*time.Second, "all acknowledged publishes handled")
+	l.WaitAllHandled(t, 30*time.Second, "all acknowledged publishes handled")
 	// ...and nothing is left pending: deliveries cut off by the kills were
 	// reclaimed and acknowledged.
 	eventually(t, 30*time.Second, func() bool { return pendingCount(t, pubRDB, stream, group) == 0 }, "pending list drains")
@@ -150,8 +151,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 	// always, Redis answers a write only after it is on disk.
 	inStream := streamIDs(t, pubRDB, stream)
 	lost := 0
-	l.mu.Lock()
-	for key, id := range l.published {
+	for key, id := range l.Published() {
 		if inStream[id] != key {
 			lost++
 			if lost <= 5 {
@@ -159,12 +159,11 @@ func TestRedisRestartWithAOF(t *testing.T) {
 			}
 		}
 	}
-	l.mu.Unlock()
 	assert.Zero(t, lost, "acknowledged publishes lost")
 
 	// Duplicates are bounded by what was in flight; acknowledgements are
 	// retried until Redis is back, so in practice there are none.
-	assert.LessOrEqual(t, l.duplicates(), 2*DefaultMaxInFlight, "duplicates")
+	assert.LessOrEqual(t, l.Duplicates(), 2*DefaultMaxInFlight, "duplicates")
 
 	for i, r := range runs {
 		select {
@@ -175,9 +174,9 @@ func TestRedisRestartWithAOF(t *testing.T) {
 		assert.NoError(t, r.stop(t), "consumer %s shuts down cleanly", names[i])
 	}
 
-	_, _, handled := l.counts()
+	_, _, handled := l.Counts()
 	t.Logf("published ok %d, failed publishes %d, stream length %d (%d written but not acknowledged), handled %d distinct, duplicates %d, background errors reported by c1 (go-redis defaults) %d and c2 (fail fast) %d",
-		published, failed, len(inStream), len(inStream)-published, handled, l.duplicates(), bgErrors[0].Load(), bgErrors[1].Load())
+		published, failed, len(inStream), len(inStream)-published, handled, l.Duplicates(), bgErrors[0].Load(), bgErrors[1].Load())
 	for i, o := range outages {
 		t.Logf("restart %d: Redis down %v, restart and AOF load %v; after the restart, producers publishing again in %v, c1 (go-redis defaults) handling new messages in %v, c2 (fail fast) in %v",
 			i+1, o.down.Round(time.Millisecond), o.up.Round(time.Millisecond), o.producerBack.Round(time.Millisecond),

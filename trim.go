@@ -45,8 +45,9 @@ type TrimPolicy struct {
 	// not been delivered yet or still has pending. Without it (the default)
 	// they never do: the trim stops at the oldest entry any group still
 	// needs. Entries removed because of it are counted in
-	// [TrimResult.Dropped] and logged by [Trimmer]. Streams with no groups
-	// are trimmed by MaxLen and MaxAge alone.
+	// [TrimResult.Dropped]; the periodic trim of [WithTrim] also reports
+	// them to the Observer and logs a warning. Streams with no groups are
+	// trimmed by MaxLen and MaxAge alone.
 	AllowUnconsumed bool
 }
 

@@ -1,6 +1,6 @@
-// Command orders is the guide's orders service in one program: a producer
-// that publishes order-created events to the stream orders:order:created,
-// and a billing consumer that handles them in a consumer group.
+// Command orders is an orders service in one program: a producer that
+// publishes order-created events to the stream orders:order:created, and a
+// billing consumer that handles them in a consumer group.
 //
 //	go run ./examples/orders -mode producer -n 100    # publish 100 orders, then exit
 //	go run ./examples/orders -mode producer -n 0      # one order every -every until Ctrl-C
@@ -8,10 +8,22 @@
 //	curl -s localhost:9464/metrics | grep redstream_  # the consumer's metrics
 //
 // It needs a Redis server: -addr, default $REDIS_ADDR, else localhost:6379.
-// Both modes stop cleanly on SIGINT or SIGTERM and print a final line.
+// Both modes stop cleanly on SIGINT or SIGTERM and print a final line; -for
+// stops the consumer by itself.
+//
+// With -leave-behind both modes leave something for the admin CLI to show:
+// the producer publishes one more order, of 0 cents, which the consumer
+// refuses for good (redstream.ErrDeadLetter), so it lands in the
+// dead-letter stream; the consumer keeps the first order it takes in its
+// handler until it stops, and then gives up on it after a second, so that
+// order stays pending under the consumer's name until another consumer of
+// the group takes it over.
 //
 // The consumer serves Prometheus metrics at http://localhost:9464/metrics
-// (-metrics-addr; empty turns it off): the counters and histograms of
+// (-metrics-addr; empty turns it off), on the loopback interface only; when
+// that port is taken (a second consumer on the same machine) and
+// -metrics-addr was not given, it serves them on a free port instead and
+// logs where. The metrics are the counters and histograms of
 // redstreamotel.NewObserver (published, handled, acked, retried,
 // dead-lettered, handler duration, end-to-end latency) and the gauges of
 // redstreamotel.RegisterStreamGauges (stream length, group lag, pending,
@@ -22,9 +34,14 @@
 // traceparent field (redstreamotel.ContextHeaders) to the consumer, whose
 // handler runs in a child span (redstreamotel.TraceMiddleware). No span is
 // exported: the trace IDs in the producer's and the consumer's output show
-// which publish each charge continues.
+// which publish each charge continues. With -n 0 each order is published in
+// a span of its own, and its line shows its trace ID; with -n N the orders
+// go out in batches of up to 100, one PublishBatch and one span each, and
+// the line printed per batch shows the trace ID its orders share.
 //
-// The consumer's handler fails about one attempt in 20 on purpose. A failed
+// The consumer refuses an order of 0 cents or less for good: it returns
+// redstream.ErrDeadLetter, and the order goes to the dead-letter stream at
+// once. Its handler also fails about one attempt in 20 on purpose. A failed
 // order is not acknowledged: it stays in the group's pending entries list
 // and the consumer delivers it again after a backoff, up to
 // redstream.DefaultMaxDeliveries times before it moves it to the
@@ -38,6 +55,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -64,7 +82,7 @@ import (
 )
 
 // Order is the event payload. Headers puts orderId, userId and amount next
-// to the JSON payload, as the guide lays entries out.
+// to the JSON payload, readable with XRANGE without decoding it.
 type Order struct {
 	ID     string `json:"id"`
 	UserID string `json:"userId"`
@@ -84,8 +102,17 @@ const publishTimeout = 5 * time.Second
 const batchSize = 100
 
 // defaultMetricsAddr is where the consumer serves /metrics by default: the
-// port the OpenTelemetry Prometheus exporter is usually given.
-const defaultMetricsAddr = ":9464"
+// port the OpenTelemetry Prometheus exporter is usually given, on loopback
+// only, so that the metrics are not open to the network.
+const defaultMetricsAddr = "localhost:9464"
+
+// fallbackMetricsAddr is where the metrics go when defaultMetricsAddr is
+// taken and -metrics-addr was not given: a free loopback port.
+const fallbackMetricsAddr = "localhost:0"
+
+// leaveBehindTimeout is how long a consumer with -leave-behind waits for its
+// handlers when it stops, before giving up on the order it keeps.
+const leaveBehindTimeout = time.Second
 
 // shutdownTimeout bounds the metrics server's and providers' shutdown.
 const shutdownTimeout = 5 * time.Second
@@ -93,12 +120,20 @@ const shutdownTimeout = 5 * time.Second
 type config struct {
 	mode        string
 	addr        string
+	stream      string
 	n           int
 	every       time.Duration
 	group       string
 	name        string
 	concurrency int
+	runFor      time.Duration // consumer: stop after this long; 0: until a signal
+	leaveBehind bool
 	metricsAddr string // "": no metrics endpoint
+	// metricsFallback allows a free port when metricsAddr is taken: the
+	// default address, not one the user asked for.
+	metricsFallback bool
+	out             io.Writer // the program's result lines (stdout)
+	failOneIn       int       // the simulated card declines: one charge in this many; 0: none
 }
 
 func main() { os.Exit(exitCode(os.Args[1:])) }
@@ -123,6 +158,7 @@ func exitCode(args []string) int {
 	// After the first signal, a second one kills the program at once.
 	context.AfterFunc(ctx, stop)
 
+	cfg.out = os.Stdout
 	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "orders:", err)
 		return 1
@@ -139,15 +175,20 @@ func parseFlags(args []string) (config, error) {
 	if defaultAddr == "" {
 		defaultAddr = "localhost:6379"
 	}
-	var cfg config
+	cfg := config{failOneIn: 20}
 	fs := flag.NewFlagSet("orders", flag.ContinueOnError)
 	fs.StringVar(&cfg.mode, "mode", "", "what to run: `producer|consumer` (required)")
 	fs.StringVar(&cfg.addr, "addr", defaultAddr, "Redis server `host:port`; the default is $REDIS_ADDR if set")
+	fs.StringVar(&cfg.stream, "stream", "orders:order:created", "the stream")
 	fs.IntVar(&cfg.n, "n", 0, "producer: orders to publish, then exit; 0 publishes until stopped, one every -every")
 	fs.DurationVar(&cfg.every, "every", 200*time.Millisecond, "producer with -n 0: time between orders")
 	fs.StringVar(&cfg.group, "group", "billing", "consumer: consumer group")
 	fs.StringVar(&cfg.name, "name", "", "consumer: consumer name in the group (default <hostname>-<pid>)")
 	fs.IntVar(&cfg.concurrency, "concurrency", redstream.DefaultConcurrency, "consumer: handlers running at once")
+	fs.DurationVar(&cfg.runFor, "for", 0, "consumer: stop after this `duration`; 0 runs until Ctrl-C")
+	fs.BoolVar(&cfg.leaveBehind, "leave-behind", false,
+		"leave work for the admin CLI to show: the producer adds an order the consumer dead-letters; "+
+			"the consumer leaves the first order it takes pending when it stops")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", defaultMetricsAddr,
 		"serve Prometheus metrics at `host:port`/metrics; empty disables; the producer serves them only when this is given")
 	fs.Usage = func() {
@@ -181,6 +222,10 @@ func parseFlags(args []string) (config, error) {
 	case cfg.addr == "":
 		return config{}, errors.New("-addr is empty")
 	}
+	if err := redstream.ValidateStream(cfg.stream); err != nil {
+		return config{}, fmt.Errorf("-stream: %w", err)
+	}
+	cfg.metricsFallback = !set["metrics-addr"]
 	if cfg.mode == "producer" {
 		if !set["metrics-addr"] {
 			cfg.metricsAddr = ""
@@ -193,7 +238,7 @@ func parseFlags(args []string) (config, error) {
 		case cfg.n > 0 && set["every"]:
 			return config{}, errors.New("-every applies only with -n 0")
 		}
-		return cfg, only("consumer", "group", "name", "concurrency")
+		return cfg, only("consumer", "group", "name", "concurrency", "for")
 	}
 	switch {
 	case cfg.group == "":
@@ -202,22 +247,21 @@ func parseFlags(args []string) (config, error) {
 		return config{}, errors.New("-name is empty")
 	case cfg.concurrency <= 0:
 		return config{}, fmt.Errorf("-concurrency %d: must be positive", cfg.concurrency)
+	case cfg.runFor < 0:
+		return config{}, fmt.Errorf("-for %v: must not be negative", cfg.runFor)
 	}
 	return cfg, only("producer", "n", "every")
 }
 
 func run(ctx context.Context, cfg config) error {
-	stream, err := redstream.StreamName("orders", "order", "created")
-	if err != nil {
-		return err
-	}
+	stream := cfg.stream
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.addr})
 	defer func() { _ = rdb.Close() }()
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
 		if ctx.Err() != nil {
-			fmt.Println("orders: stopped before reaching redis")
+			fmt.Fprintln(cfg.out, "orders: stopped before reaching redis")
 			return nil
 		}
 		return fmt.Errorf("redis at %s: %w", cfg.addr, err)
@@ -266,6 +310,26 @@ func produce(ctx context.Context, rdb *redis.Client, stream string, cfg config, 
 		return context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	}
 
+	// leaveBehind publishes the order the consumer dead-letters: 0 cents.
+	leaveBehind := func() (string, error) {
+		if !cfg.leaveBehind {
+			return "", nil
+		}
+		o := next()
+		o.Amount = 0
+		pctx, cancel := publishCtx()
+		defer cancel()
+		pctx, span := tracer.Start(pctx, "publish order", trace.WithSpanKind(trace.SpanKindProducer))
+		id, err := p.Publish(pctx, o)
+		span.End()
+		if err != nil {
+			return "", fmt.Errorf("the order to dead-letter: %w", err)
+		}
+		fmt.Fprintf(cfg.out, "published %s (%s, 0 cents: the consumer dead-letters it) as %s, trace %s\n",
+			o.ID, o.UserID, id, span.SpanContext().TraceID())
+		return id, nil
+	}
+
 	if cfg.n > 0 {
 		var lastID string
 		for published < cfg.n && ctx.Err() == nil {
@@ -282,8 +346,17 @@ func produce(ctx context.Context, rdb *redis.Client, stream string, cfg config, 
 				return fmt.Errorf("after %d orders: %w", published-len(batch), err)
 			}
 			lastID = ids[len(ids)-1]
+			fmt.Fprintf(cfg.out, "published %s .. %s as %s .. %s, trace %s\n",
+				batch[0].ID, batch[len(batch)-1].ID, ids[0], lastID, span.SpanContext().TraceID())
 		}
-		fmt.Printf("producer: published %d orders to %s, last entry %s\n", published, stream, lastID)
+		id, err := leaveBehind()
+		if err != nil {
+			return err
+		}
+		if id != "" {
+			lastID = id
+		}
+		fmt.Fprintf(cfg.out, "producer: published %d orders to %s, last entry %s\n", published, stream, lastID)
 		return nil
 	}
 
@@ -299,11 +372,14 @@ func produce(ctx context.Context, rdb *redis.Client, stream string, cfg config, 
 		if err != nil {
 			return fmt.Errorf("after %d orders: %w", published-1, err)
 		}
-		fmt.Printf("published %s (%s, %d cents) as %s, trace %s\n", o.ID, o.UserID, o.Amount, id, span.SpanContext().TraceID())
+		fmt.Fprintf(cfg.out, "published %s (%s, %d cents) as %s, trace %s\n", o.ID, o.UserID, o.Amount, id, span.SpanContext().TraceID())
 		select {
 		case <-ticker.C:
 		case <-ctx.Done():
-			fmt.Printf("producer: stopped; published %d orders to %s\n", published, stream)
+			if _, err := leaveBehind(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cfg.out, "producer: stopped; published %d orders to %s\n", published, stream)
 			return nil
 		}
 	}
@@ -331,13 +407,26 @@ func consume(ctx context.Context, rdb *redis.Client, stream string, cfg config, 
 	if cfg.name != "" {
 		opts = append(opts, redstream.WithConsumerName(cfg.name))
 	}
+	if cfg.leaveBehind {
+		opts = append(opts, redstream.WithShutdownTimeout(leaveBehindTimeout))
+	}
 	c, err := redstream.NewConsumer(rdb, cfg.group, opts...)
 	if err != nil {
 		return err
 	}
 	var charged, failed atomic.Int64
+	var keeping atomic.Bool // -leave-behind: an order is kept until the consumer stops
 	err = redstream.Handle(c, stream, func(ctx context.Context, m *redstream.Message[Order]) error {
-		if err := charge(ctx, m.Payload); err != nil {
+		if cfg.leaveBehind && keeping.CompareAndSwap(false, true) {
+			log.Info("keeping this order until the consumer stops (-leave-behind)", "id", m.ID, "order", m.Payload.ID)
+			<-ctx.Done() // cancelled when the shutdown timeout passes
+			return ctx.Err()
+		}
+		if m.Payload.Amount <= 0 {
+			// Retrying cannot fix it: dead-letter it now.
+			return fmt.Errorf("order %s: amount %d cents: %w", m.Payload.ID, m.Payload.Amount, redstream.ErrDeadLetter)
+		}
+		if err := charge(ctx, m.Payload, cfg.failOneIn); err != nil {
 			failed.Add(1)
 			return err // not acknowledged: retried after a backoff
 		}
@@ -353,7 +442,16 @@ func consume(ctx context.Context, rdb *redis.Client, stream string, cfg config, 
 
 	log.Info("consuming; Ctrl-C to stop", "stream", stream, "group", c.Group(), "consumer", c.Name(),
 		"metrics", tel.metricsURL())
-	runErr := c.Run(ctx)
+	runCtx := ctx
+	if cfg.runFor > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, cfg.runFor)
+		defer cancel()
+	}
+	runErr := c.Run(runCtx)
+	if cfg.leaveBehind && errors.Is(runErr, redstream.ErrShutdownTimeout) {
+		runErr = nil // the kept order: left pending on purpose
+	}
 
 	// Run has sent its last acknowledgements: the counts are current.
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -367,7 +465,7 @@ func consume(ctx context.Context, rdb *redis.Client, stream string, cfg config, 
 			deadLetters = strconv.FormatInt(n, 10)
 		}
 	}
-	fmt.Printf("consumer %s/%s: charged %d orders; failed attempts %d; group pending %s; dead letters %s\n",
+	fmt.Fprintf(cfg.out, "consumer %s/%s: charged %d orders; failed attempts %d; group pending %s; dead letters %s\n",
 		c.Group(), c.Name(), charged.Load(), failed.Load(), pending, deadLetters)
 	return runErr
 }
@@ -376,8 +474,8 @@ func consume(ctx context.Context, rdb *redis.Client, stream string, cfg config, 
 var errDeclined = errors.New("card declined (simulated)")
 
 // charge simulates billing an order: a few milliseconds of work, failing
-// about one attempt in 20.
-func charge(ctx context.Context, o Order) error {
+// about one attempt in failOneIn (never when it is 0).
+func charge(ctx context.Context, o Order, failOneIn int) error {
 	t := time.NewTimer(time.Duration(5+rand.IntN(45)) * time.Millisecond)
 	defer t.Stop()
 	select {
@@ -385,7 +483,7 @@ func charge(ctx context.Context, o Order) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if rand.IntN(20) == 0 {
+	if failOneIn > 0 && rand.IntN(failOneIn) == 0 {
 		return fmt.Errorf("charge %s: %w", o.ID, errDeclined)
 	}
 	return nil
@@ -415,6 +513,11 @@ func startTelemetry(cfg config, log *slog.Logger) (*telemetry, error) {
 		return tel, nil
 	}
 	ln, err := net.Listen("tcp", cfg.metricsAddr)
+	if err != nil && cfg.metricsFallback {
+		// Another process (a second consumer) has the default port.
+		log.Info("metrics: default address taken, using a free port", "taken", cfg.metricsAddr, "error", err)
+		ln, err = net.Listen("tcp", fallbackMetricsAddr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

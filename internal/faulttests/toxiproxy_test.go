@@ -1,4 +1,4 @@
-package redstream
+package faulttests
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redstream/redstream"
+	"github.com/redstream/redstream/internal/faultkit"
 	"github.com/redstream/redstream/internal/redistest"
 )
 
@@ -84,15 +86,15 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 	ctx, stream := testCtx(t), uniqueStream(t)
 	fp := newFaultProxy(t, redistest.Addr(t))
 
-	logs := &syncBuffer{}
-	dumpOnFailure(t, logs)
+	logs := &faultkit.SyncBuffer{}
+	faultkit.DumpOnFailure(t, logs)
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	direct := mustRedis(t)
-	p, err := NewProducer[Order](direct, stream)
+	direct := redistest.Client(t)
+	p, err := redstream.NewProducer[Order](direct, stream)
 	require.NoError(t, err)
 
-	failures := &callFailures{}
+	failures := &faultkit.CallFailures{}
 	viaProxy := redis.NewClient(&redis.Options{
 		Addr: fp.addr, MaxRetries: -1, DialerRetries: 1,
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
@@ -100,16 +102,16 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 	viaProxy.AddHook(failures)
 	t.Cleanup(func() { _ = viaProxy.Close() })
 
-	l := newLedger()
-	c, err := NewConsumer(viaProxy, "g",
-		WithGroupStart("0"),
-		WithMinIdle(2*time.Second),
-		WithReapInterval(500*time.Millisecond),
-		WithLogger(logger),
+	l := faultkit.NewLedger()
+	c, err := redstream.NewConsumer(viaProxy, "g",
+		redstream.WithGroupStart("0"),
+		redstream.WithMinIdle(2*time.Second),
+		redstream.WithReapInterval(500*time.Millisecond),
+		redstream.WithLogger(logger),
 	)
 	require.NoError(t, err)
-	require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
-		l.handle("c", m)
+	require.NoError(t, redstream.Handle(c, stream, func(_ context.Context, m *redstream.Message[Order]) error {
+		l.Handle("c", m.Payload.ID, m.Time())
 		return nil
 	}))
 	run := startReady(t, c)
@@ -117,7 +119,7 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 	pubCtx, stopPublishing := context.WithCancel(ctx)
 	defer stopPublishing()
 	waitPublisher := publishSteadily(pubCtx, p, l, "m", 1, 5*time.Millisecond)
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled >= 50 }, "warm-up")
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled >= 50 }, "warm-up")
 
 	type phase struct {
 		name          string
@@ -130,22 +132,22 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 	// fault runs inject, holds it for d, lifts it with heal, and waits
 	// until the consumer handles a message published after that.
 	fault := func(name string, d time.Duration, inject, heal func()) {
-		_, _, handledBefore := l.counts()
+		_, _, handledBefore := l.Counts()
 		ph := phase{name: name, from: time.Now()}
 		inject()
-		holdFault(ctx, t, d)
+		faultkit.HoldFault(ctx, t, d)
 		heal()
 		ph.to = time.Now()
-		_, _, handledAfter := l.counts()
+		_, _, handledAfter := l.Counts()
 		ph.handledDuring = handledAfter - handledBefore
 		var back time.Time
 		eventually(t, 20*time.Second, func() bool {
 			var ok bool
-			back, ok = l.firstHandledAppendedAfter(ph.to, "")
+			back, ok = l.FirstHandledAppendedAfter(ph.to, "")
 			return ok
 		}, "consumer recovers after %s", name)
 		ph.recovered = back.Sub(ph.to)
-		ph.failed, ph.peak = failures.between(ph.from, back)
+		ph.failed, ph.peak = failures.Between(ph.from, back)
 		phases = append(phases, ph)
 		select {
 		case err := <-run.done:
@@ -175,10 +177,10 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 
 	stopPublishing()
 	waitPublisher()
-	published, failedPublishes, _ := l.counts()
+	published, failedPublishes, _ := l.Counts()
 	require.Zero(t, failedPublishes, "the producer's direct connection saw no fault")
 
-	l.waitAllHandled(t, 30*time.Second, "every published message handled")
+	l.WaitAllHandled(t, 30*time.Second, "every published message handled")
 	eventually(t, 30*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == 0 }, "pending list drains")
 	select {
 	case err := <-run.done:
@@ -189,11 +191,11 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 	// No crash, no lost lease (one consumer): acknowledgements are
 	// retried until they arrive, so duplicates stay within what was in
 	// flight, and in practice there are none.
-	assert.LessOrEqual(t, l.duplicates(), DefaultMaxInFlight, "duplicates")
+	assert.LessOrEqual(t, l.Duplicates(), redstream.DefaultMaxInFlight, "duplicates")
 
-	_, _, handled := l.counts()
+	_, _, handled := l.Counts()
 	t.Logf("published %d, handled %d distinct, duplicates %d; failed calls in all %d (%s)",
-		published, handled, l.duplicates(), failures.total(), failures.commands())
+		published, handled, l.Duplicates(), failures.Total(), failures.Commands())
 	for _, ph := range phases {
 		dur := ph.to.Sub(ph.from)
 		t.Logf("%s for %v: handled during it %d, recovered %v after it ended; failed calls %d (%.1f/s over fault+recovery), peak %d in one second",
@@ -202,7 +204,7 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 		assert.Less(t, ph.peak, ceiling, "%s: failed calls per second", ph.name)
 	}
 	assert.Positive(t, phases[0].handledDuring, "messages are handled while latency is added")
-	_, overall := failures.between(time.Time{}, time.Now())
+	_, overall := failures.Between(time.Time{}, time.Now())
 	assert.Less(t, overall, ceiling, "failed calls per second over the whole test")
 }
 
@@ -215,11 +217,11 @@ func TestAcksSurviveAnOutage(t *testing.T) {
 	t.Parallel()
 	ctx, stream := testCtx(t), uniqueStream(t)
 	fp := newFaultProxy(t, redistest.Addr(t))
-	logs := &syncBuffer{}
-	dumpOnFailure(t, logs)
+	logs := &faultkit.SyncBuffer{}
+	faultkit.DumpOnFailure(t, logs)
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	direct := mustRedis(t)
+	direct := redistest.Client(t)
 	viaProxy := redis.NewClient(&redis.Options{
 		Addr: fp.addr, MaxRetries: -1, DialerRetries: 1,
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
@@ -227,37 +229,37 @@ func TestAcksSurviveAnOutage(t *testing.T) {
 	t.Cleanup(func() { _ = viaProxy.Close() })
 
 	const n = 50
-	l := newLedger()
+	l := faultkit.NewLedger()
 	cutOff := make(chan struct{})
-	c, err := NewConsumer(viaProxy, "g",
-		WithGroupStart("0"),
-		WithMinIdle(500*time.Millisecond), // a redelivery would come quickly
-		WithReapInterval(100*time.Millisecond),
-		WithLogger(logger),
+	c, err := redstream.NewConsumer(viaProxy, "g",
+		redstream.WithGroupStart("0"),
+		redstream.WithMinIdle(500*time.Millisecond), // a redelivery would come quickly
+		redstream.WithReapInterval(100*time.Millisecond),
+		redstream.WithLogger(logger),
 	)
 	require.NoError(t, err)
 	// Handlers finish only once Redis is out of reach.
-	require.NoError(t, Handle(c, stream, handleAfter(cutOff, l)))
+	require.NoError(t, redstream.Handle(c, stream, handleAfter(cutOff, l)))
 	publishOrders(t, direct, stream, n)
 	run := start(t, c)
 	// Every message is delivered and waits in a handler or in the buffer.
 	eventually(t, 10*time.Second, func() bool {
-		info, err := Inspect(ctx, direct, stream)
+		info, err := redstream.Inspect(ctx, direct, stream)
 		return err == nil && len(info.Groups) == 1 && info.Groups[0].Pending == n
 	}, "all delivered")
 
 	fp.proxy.Stop()
 	close(cutOff)
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled == n }, "handled while cut off")
-	holdFault(ctx, t, 2*time.Second) // longer than 5 quick retries (about 0.4 to 0.75s)
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled == n }, "handled while cut off")
+	faultkit.HoldFault(ctx, t, 2*time.Second) // longer than 5 quick retries (about 0.4 to 0.75s)
 	require.NoError(t, fp.proxy.Start())
 
 	eventually(t, 20*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == 0 }, "acknowledged after the outage")
 	// Long enough for a reaper to have taken back any acknowledgement that
 	// was dropped: MinIdle and a few reap intervals.
-	holdFault(ctx, t, time.Second)
+	faultkit.HoldFault(ctx, t, time.Second)
 	require.NoError(t, run.stop(t))
-	assert.Zero(t, l.duplicates(), "messages handled twice after an outage")
+	assert.Zero(t, l.Duplicates(), "messages handled twice after an outage")
 }
 
 // TestShutdownDuringOutageReturns stops a consumer whose acknowledgements
@@ -267,7 +269,7 @@ func TestShutdownDuringOutageReturns(t *testing.T) {
 	t.Parallel()
 	ctx, stream := testCtx(t), uniqueStream(t)
 	fp := newFaultProxy(t, redistest.Addr(t))
-	direct := mustRedis(t)
+	direct := redistest.Client(t)
 	viaProxy := redis.NewClient(&redis.Options{
 		Addr: fp.addr, MaxRetries: -1, DialerRetries: 1,
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
@@ -275,19 +277,19 @@ func TestShutdownDuringOutageReturns(t *testing.T) {
 	t.Cleanup(func() { _ = viaProxy.Close() })
 
 	const n = 20
-	l := newLedger()
+	l := faultkit.NewLedger()
 	cutOff := make(chan struct{})
 	release := sync.OnceFunc(func() { close(cutOff) })
 	t.Cleanup(release)
-	c := newTestConsumer(t, viaProxy, "g", WithGroupStart("0"))
-	require.NoError(t, Handle(c, stream, handleAfter(cutOff, l)))
+	c := newTestConsumer(t, viaProxy, "g", redstream.WithGroupStart("0"))
+	require.NoError(t, redstream.Handle(c, stream, handleAfter(cutOff, l)))
 	publishOrders(t, direct, stream, n)
 	run := startReady(t, c)
 	eventually(t, 10*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == n }, "all delivered")
 	fp.proxy.Stop()
 	release()
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.counts(); return handled == n }, "handled while cut off")
-	holdFault(ctx, t, time.Second) // the acknowledgements are being retried
+	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled == n }, "handled while cut off")
+	faultkit.HoldFault(ctx, t, time.Second) // the acknowledgements are being retried
 
 	began := time.Now()
 	err := run.stop(t)
@@ -305,14 +307,14 @@ func TestShutdownDuringOutageReturns(t *testing.T) {
 
 // handleAfter returns a handler that waits for release (or its context's
 // end, returning its error), then records the message in l as consumer "c".
-func handleAfter(release <-chan struct{}, l *ledger) HandlerFunc[Order] {
-	return func(ctx context.Context, m *Message[Order]) error {
+func handleAfter(release <-chan struct{}, l *faultkit.Ledger) redstream.HandlerFunc[Order] {
+	return func(ctx context.Context, m *redstream.Message[Order]) error {
 		select {
 		case <-release:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		l.handle("c", m)
+		l.Handle("c", m.Payload.ID, m.Time())
 		return nil
 	}
 }
@@ -330,7 +332,7 @@ func TestOwnPendingOverASlowLinkIsNotDeadLettered(t *testing.T) {
 	ctx, stream := testCtx(t), uniqueStream(t)
 	const n = 40
 	big := Order{ID: "big", UserID: strings.Repeat("x", 100_000)}
-	p, err := NewProducer[Order](rdb, stream)
+	p, err := redstream.NewProducer[Order](rdb, stream)
 	require.NoError(t, err)
 	for range n {
 		_, err := p.Publish(ctx, big)
@@ -345,8 +347,8 @@ func TestOwnPendingOverASlowLinkIsNotDeadLettered(t *testing.T) {
 
 	handled := newSeen()
 	var firstAttempts atomic.Int64
-	c := newTestConsumer(t, slow, "g", WithConsumerName("w1"), WithMaxDeliveries(5))
-	require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
+	c := newTestConsumer(t, slow, "g", redstream.WithConsumerName("w1"), redstream.WithMaxDeliveries(5))
+	require.NoError(t, redstream.Handle(c, stream, func(_ context.Context, m *redstream.Message[Order]) error {
 		if m.Deliveries == 1 {
 			firstAttempts.Add(1)
 		}
@@ -354,11 +356,11 @@ func TestOwnPendingOverASlowLinkIsNotDeadLettered(t *testing.T) {
 		return nil
 	}))
 	startReady(t, c)
-	holdFault(ctx, t, 3*time.Second) // slow long enough for many timed-out reads
+	faultkit.HoldFault(ctx, t, 3*time.Second) // slow long enough for many timed-out reads
 	proxy.removeToxic("slow")
 	eventually(t, 30*time.Second, func() bool { return handled.len() == n }, "every entry handled")
 	eventually(t, 10*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 })
-	letters, err := rdb.XLen(ctx, DeadLetterKey(stream)).Result()
+	letters, err := rdb.XLen(ctx, redstream.DeadLetterKey(stream)).Result()
 	require.NoError(t, err)
 	assert.Zero(t, letters, "entries no handler saw were dead-lettered")
 	assert.Equal(t, int64(n), firstAttempts.Load())
