@@ -295,8 +295,8 @@ func TestShutdownDuringOutageReturns(t *testing.T) {
 	err := run.stop(t)
 	took := time.Since(began)
 	// Run tells the truth: the handled messages are still pending.
-	require.ErrorIs(t, err, ErrAcksGivenUp)
-	var stopErr *ShutdownError
+	require.ErrorIs(t, err, redstream.ErrAcksGivenUp)
+	var stopErr *redstream.ShutdownError
 	require.ErrorAs(t, err, &stopErr)
 	assert.Equal(t, n, stopErr.AcksGivenUp)
 	assert.Equal(t, n, stopErr.Pending)
