@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -364,4 +366,91 @@ func TestOwnPendingOverASlowLinkIsNotDeadLettered(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, letters, "entries no handler saw were dead-lettered")
 	assert.Equal(t, int64(n), firstAttempts.Load())
+}
+
+// TestPublishResetAfterTheCommandRan cuts every connection of a default
+// go-redis client (MaxRetries 3) right after Redis ran a command: the
+// limit_data toxic closes a connection once Redis's first reply byte comes
+// back, so each XADD reaches Redis and its reply is lost. The client would
+// send each XADD again on a new connection, appending duplicates nobody
+// was told about; redstream sends it once and reports ErrUncertain. It
+// counts the entries each publish left: at most one.
+func TestPublishResetAfterTheCommandRan(t *testing.T) {
+	t.Parallel()
+	ctx, stream := testCtx(t), uniqueStream(t)
+	fp := newFaultProxy(t, redistest.Addr(t))
+	direct := redistest.Client(t)
+	// A default client, but for the connection handshake: with RESP2 and
+	// no CLIENT SETINFO, the first reply on a connection is the XADD's.
+	viaProxy := redis.NewClient(&redis.Options{Addr: fp.addr, Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { _ = viaProxy.Close() })
+	p, err := redstream.NewProducer[Order](viaProxy, stream)
+	require.NoError(t, err)
+	_, err = p.Publish(ctx, Order{ID: "warm"})
+	require.NoError(t, err)
+
+	// cut runs fn with the toxic in place: the first reply on a connection
+	// kills it. A connection opened while the toxic is in place forwards
+	// nothing, so the toxic is put in place for one round trip at a time,
+	// on a connection opened before (the ping's, which the pool reuses).
+	cut := func(fn func()) {
+		require.NoError(t, viaProxy.Ping(ctx).Err())
+		fp.addToxic(`{"name":"cut","type":"limit_data","stream":"downstream","attributes":{"bytes":1}}`)
+		fn()
+		fp.removeToxic("cut")
+	}
+	const n = 10
+	outcomes := map[string]error{}
+	for i := range n {
+		id := "sync-" + strconv.Itoa(i)
+		cut(func() { _, outcomes[id] = p.Publish(ctx, Order{ID: id}) })
+	}
+	cut(func() {
+		ids, batchErr := p.PublishBatch(ctx, []Order{{ID: "batch-0"}, {ID: "batch-1"}, {ID: "batch-2"}})
+		var be *redstream.BatchError
+		require.ErrorAs(t, batchErr, &be)
+		for i := range ids {
+			outcomes["batch-"+strconv.Itoa(i)] = be.Errs[i]
+		}
+	})
+	futures := map[string]*redstream.PublishFuture{}
+	cut(func() {
+		for i := range n {
+			id := "async-" + strconv.Itoa(i)
+			f, err := p.PublishAsync(ctx, Order{ID: id})
+			require.NoError(t, err)
+			futures[id] = f
+		}
+		require.NoError(t, p.Flush(ctx))
+	})
+	for id, f := range futures {
+		_, outcomes[id] = f.Result()
+	}
+
+	entries, err := direct.XRange(ctx, stream, "-", "+").Result()
+	require.NoError(t, err)
+	perPublish := map[string]int{}
+	for _, e := range entries {
+		var o Order
+		require.NoError(t, json.Unmarshal([]byte(e.Values[redstream.DefaultPayloadField].(string)), &o))
+		perPublish[o.ID]++
+	}
+	duplicates, uncertain, written, ok := 0, 0, 0, 0
+	for id, err := range outcomes {
+		switch {
+		case err == nil:
+			// An asynchronous publish in a later round trip than the cut.
+			ok++
+			assert.Equal(t, 1, perPublish[id], "%s reported written", id)
+		default:
+			require.ErrorIs(t, err, redstream.ErrUncertain, "%s: its reply was lost", id)
+			uncertain++
+			written += min(perPublish[id], 1)
+		}
+		duplicates += max(perPublish[id]-1, 0)
+	}
+	t.Logf("%d publishes: %d reported written, %d whose reply was lost (%d of them written once), %d duplicate entries",
+		len(outcomes), ok, uncertain, written, duplicates)
+	assert.Zero(t, duplicates, "an XADD sent twice behind the caller's back")
+	assert.Positive(t, written, "the XADDs reached Redis before their connections were cut")
 }
