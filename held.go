@@ -38,6 +38,9 @@ type entry struct {
 	// deadLetterLater is set while a failed dead-letter move waits to be
 	// tried again, instead of a handler call.
 	deadLetterLater *deadLetterLater
+	// stackLogged is set once a panic's stack was logged for this entry:
+	// its later panics are logged without it.
+	stackLogged bool
 
 	// The fields below are the heldSet's, guarded by its mutex: read and
 	// set them only through its methods.

@@ -135,8 +135,10 @@ func WithErrorBackoff(minDelay, maxDelay time.Duration) ReclaimOption {
 }
 
 // WithErrorHandler sets a callback for errors in the background work of a
-// consumer or reaper: failed Redis calls, handler errors and panics, decode
-// failures, dead-lettered messages. Each is an [*OpError]. The callback runs
+// consumer or reaper: failed Redis calls (a failed dead-letter move
+// included), handler errors and panics, decode failures, held messages that
+// vanished. Each is an [*OpError]. A successful dead-letter move is not an
+// error: it is logged and reported to [Observer.DeadLettered]. The callback runs
 // on background goroutines and must not block; nil, the default, means
 // errors are only logged.
 func WithErrorHandler(fn func(error)) ReclaimOption {

@@ -395,9 +395,6 @@ func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStat
 				stats.DeadLettered++
 				rp.log.Warn("redstream: message dead-lettered", slog.String("stream", stream), slog.String("id", p.ID),
 					slog.String("reason", reason), slog.Int64("deliveries", p.RetryCount), slog.Int64("failed_attempts", attempts[p.ID]), slog.String("dead_letter_id", dlID))
-				if rp.cfg.onError != nil {
-					rp.cfg.onError(&OpError{Op: "dead-letter", Stream: stream, Group: rp.group, ID: p.ID, Err: errors.New(reason)})
-				}
 				if obs := rp.cfg.observer; obs != nil {
 					obs.DeadLettered(Event{Stream: stream, Group: rp.group, Consumer: p.Consumer, ID: p.ID, Deliveries: p.RetryCount}, reason)
 				}

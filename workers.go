@@ -243,9 +243,19 @@ func (r *runner) handlerFailed(e *entry, err error, next string) {
 	switch {
 	case errors.As(err, &decodeErr):
 		op = "decode"
+		// The stream and ID are attributes already: log the cause alone.
+		cause := "missing"
+		if decodeErr.Err != nil {
+			cause = decodeErr.Err.Error()
+		}
+		attrs = []any{slog.String("stream", e.route.stream), slog.String("id", e.id), slog.Int64("deliveries", e.deliveries), slog.String("next", next),
+			slog.String("field", decodeErr.Field), slog.String("error", cause)}
 		r.log.Error("redstream: cannot decode entry", attrs...)
-	case errors.As(err, &panicErr):
+	case errors.As(err, &panicErr) && !e.stackLogged:
+		e.stackLogged = true
 		r.log.Error("redstream: handler panicked", append(attrs, slog.String("stack", string(panicErr.Stack)))...)
+	case errors.As(err, &panicErr):
+		r.log.Error("redstream: handler panicked again (stack logged at its first panic)", attrs...)
 	default:
 		r.log.Warn("redstream: handler failed", attrs...)
 	}
@@ -297,18 +307,12 @@ func (r *runner) deadLettered(stream, id string, deliveries int64, reason string
 	attrs := []any{slog.String("stream", stream), slog.String("id", id), slog.String("reason", reason), slog.Int64("deliveries", deliveries)}
 	switch res {
 	case moved:
+		// An event, not a failure: logged and observed, not passed to the
+		// error callback (the handler's failure was, if there was one).
 		r.log.Warn("redstream: message dead-lettered", append(attrs, slog.String("dead_letter_id", dlID), slog.Any("error", cause))...)
-		r.notify(&OpError{Op: "dead-letter", Stream: stream, Group: r.c.group, ID: id, Err: fmt.Errorf("%s: %w", reason, errOrReason(cause, reason))})
 	case movedGone:
 		r.log.Warn("redstream: message to dead-letter was trimmed from the stream; cleared it from the pending list", attrs...)
 	default:
 		r.log.Info("redstream: message not dead-lettered: "+string(res), attrs...)
 	}
-}
-
-func errOrReason(err error, reason string) error {
-	if err != nil {
-		return err
-	}
-	return errors.New(reason)
 }
