@@ -149,6 +149,15 @@ func (o publishOption) applyPublish(c *publishConfig) error { return o(c) }
 // already exists, Publish returns the ID and [ErrDuplicate]. id must be a
 // complete ID ("1694012345678-0") greater than 0-0, else Publish returns an
 // error wrapping [ErrInvalidID]. Not allowed with [Producer.PublishBatch].
+//
+// Redis appends only IDs above the stream's last one: an ID that is not, and
+// holds no entry, returns [ErrIDTooSmall]. So explicit IDs suit one writer
+// per stream (or per partition) that derives them from its own increasing
+// sequence (a source record's commit time in milliseconds and a counter, for
+// example); several producers picking IDs for one stream refuse each other.
+// Without explicit IDs, a publish whose outcome is unknown reports
+// [ErrUncertain], and publishing again may write a duplicate that
+// consumers must tolerate.
 func WithID(id string) PublishOption {
 	return publishOption(func(c *publishConfig) error {
 		parsed, err := streamid.Parse(id)
