@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -230,7 +231,12 @@ func TestHandlerOutcomes(t *testing.T) {
 		require.Len(t, letters, 1, "only the ErrDeadLetter message is dead-lettered; ErrDrop is not")
 		assert.Equal(t, ids["dead-letter"], letters[0].OriginID)
 		assert.Equal(t, ReasonHandler, letters[0].Reason)
-		assert.Equal(t, int64(1), letters[0].Deliveries)
+		if !strings.HasSuffix(t.Name(), "miniredis") {
+			// miniredis counts a delivery on every XCLAIM, JUSTID ones
+			// included (Redis does not), and the consumer's claims may
+			// come first.
+			assert.Equal(t, int64(1), letters[0].Deliveries)
+		}
 		assert.Contains(t, letters[0].Error, "unknown customer")
 	})
 }
