@@ -127,9 +127,13 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T], opts ...Handle
 			return err
 		}
 	}
+	timeout := c.cfg.handlerTimeout
+	if hc.hasHandlerTimeout {
+		timeout = hc.handlerTimeout
+	}
 	routes := make([]*route, len(streams))
 	for i, s := range streams {
-		routes[i] = &route{stream: s, handle: typedHandler(c, s, fn), ordered: hc.ordered}
+		routes[i] = &route{stream: s, handle: typedHandler(c, s, fn), ordered: hc.ordered, timeout: timeout}
 		if hc.exclusive {
 			routes[i].exclusive = true
 			routes[i].lease = leaseKey(s, c.group)
@@ -299,8 +303,8 @@ func newRunner(c *Consumer, routes []*route) *runner {
 func (r *runner) run(ctx context.Context) error {
 	// Handlers and Redis calls outlive ctx: a shutdown lets them finish.
 	// Reads are never cut short, so no delivered entry is dropped unread.
-	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHandlers()
+	handlerCtx, cancelHandlers := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelHandlers(nil)
 
 	// Feeders put messages in r.work and stop with ctx; workers drain it.
 	var feeders, workers sync.WaitGroup
@@ -366,7 +370,7 @@ func (r *runner) run(ctx context.Context) error {
 		stopErr.TimedOut = true
 		stopErr.Cancelled = int(r.running.Load())
 		r.log.Warn("redstream: shutdown timeout passed; cancelling in-flight handlers", slog.Int("handlers", stopErr.Cancelled))
-		cancelHandlers()
+		cancelHandlers(ErrShutdownTimeout)
 		<-drained
 	}
 	close(stopLeases)

@@ -58,7 +58,9 @@
 // dead-letter stream and acknowledges it, atomically. [ErrDeadLetter]
 // dead-letters at once, [ErrDrop] acknowledges without handling, and
 // entries that cannot be decoded are dead-lettered at once. [DeadLetters]
-// lists, replays and deletes dead letters.
+// lists, replays and deletes dead letters. [WithHandlerTimeout] bounds a
+// handler call; a handler's context tells why it ended ([context.Cause]):
+// [ErrHandlerTimeout], [ErrShutdownTimeout] or [ErrLeaseLost].
 //
 // Every consumer runs a reaper that reclaims, with XAUTOCLAIM, entries
 // idle for MinIdle ([WithMinIdle], default 30s) — those of consumers that

@@ -147,9 +147,25 @@ var ErrVanished = errors.New("redstream: held message no longer pending in Redis
 
 // ErrShutdownTimeout is wrapped by the [*ShutdownError] that
 // [Consumer.Run] returns when handlers were still running when the shutdown
-// timeout ([WithShutdownTimeout]) passed: their contexts were cancelled,
-// and the messages they held stay pending for redelivery.
+// timeout ([WithShutdownTimeout]) passed: their contexts were cancelled
+// (with this error as their [context.Cause]), and the messages they held
+// stay pending for redelivery.
 var ErrShutdownTimeout = errors.New("redstream: shutdown timeout: in-flight handlers were cancelled")
+
+// ErrHandlerTimeout is the cause ([context.Cause]) of a handler's context
+// that ended because the handler ran longer than its timeout
+// ([WithHandlerTimeout]), and is wrapped by the error recorded for that
+// attempt. The message is retried like after any failure, and
+// dead-lettered after MaxDeliveries timeouts.
+var ErrHandlerTimeout = errors.New("redstream: handler timeout")
+
+// ErrLeaseLost is the cause ([context.Cause]) of a handler's context that
+// ended because another consumer took its message (the message's lease
+// was lost, for example after this consumer was cut off from Redis for
+// longer than MinIdle). The message is the other consumer's now; the
+// handler's outcome is not acted on, except that a success is still
+// acknowledged.
+var ErrLeaseLost = errors.New("redstream: message lease lost to another consumer")
 
 // ErrAcksGivenUp is wrapped by the [*ShutdownError] that [Consumer.Run]
 // returns when acknowledgements of messages whose handlers succeeded could

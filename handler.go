@@ -31,6 +31,8 @@ type route struct {
 	lease     string
 	members   string
 	owned     atomic.Bool
+	// timeout bounds each handler call (WithHandlerTimeout); 0: none.
+	timeout time.Duration
 	// leaseUntil is when this consumer's lease of an exclusive route
 	// may expire, on the monotonic clock (fence.go): set by the ownership
 	// goroutine, read by the workers before starting a handler.

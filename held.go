@@ -50,7 +50,8 @@ type entry struct {
 	// pending for no one any more (stream, group or consumer deleted).
 	// After trimmed or vanished, only this consumer's memory has it.
 	lost, trimmed, vanished bool
-	// cancel cancels the handler's context while it runs.
+	// cancel cancels the handler's context while it runs, with
+	// ErrLeaseLost as its cause.
 	cancel context.CancelFunc
 	// keyed is set while the entry holds its key's turn on an ordered
 	// route; key is then its key.

@@ -193,6 +193,7 @@ type consumerConfig struct {
 	retryBackoffMax time.Duration
 	reaper          bool
 	middleware      Middleware
+	handlerTimeout  time.Duration
 }
 
 type consumerOption func(*consumerConfig) error
@@ -268,6 +269,53 @@ func WithBlock(d time.Duration) ConsumerOption {
 		c.block = d
 		return nil
 	})
+}
+
+// RouteOption configures handlers either for a whole consumer (passed to
+// [NewConsumer]) or for one registration (passed to [Handle]), where the
+// registration's setting wins.
+type RouteOption interface {
+	ConsumerOption
+	HandleOption
+}
+
+// handlerTimeoutOption is WithHandlerTimeout's RouteOption.
+type handlerTimeoutOption time.Duration
+
+func (o handlerTimeoutOption) check() error {
+	if o < 0 {
+		return fmt.Errorf("%w: WithHandlerTimeout(%v): negative", ErrInvalidOption, time.Duration(o))
+	}
+	return nil
+}
+
+func (o handlerTimeoutOption) applyConsumer(c *consumerConfig) error {
+	c.handlerTimeout = time.Duration(o)
+	return o.check()
+}
+
+func (o handlerTimeoutOption) applyHandle(c *handleConfig) error {
+	c.handlerTimeout, c.hasHandlerTimeout = time.Duration(o), true
+	return o.check()
+}
+
+// WithHandlerTimeout bounds each handler call: its context ends d after the
+// call starts, with [ErrHandlerTimeout] as its cause ([context.Cause]), and
+// an error the handler then returns is recorded wrapping ErrHandlerTimeout
+// and retried like any other failure (dead-lettered after MaxDeliveries).
+// A handler that returns nil after its timeout still succeeds. The handler
+// must watch its context: redstream cannot stop a goroutine, and a handler
+// that ignores it keeps its worker (and its message's lease) until it
+// returns. Passed to [NewConsumer] it applies to every handler; passed to
+// [Handle] it applies to that registration and wins over the consumer's.
+// Zero, the default, means no timeout (for that registration: none, even
+// if the consumer has one); negative is an error.
+//
+// A handler's context also ends, with another cause, when the consumer's
+// shutdown timeout passes ([ErrShutdownTimeout]) or when another consumer
+// took its message ([ErrLeaseLost]).
+func WithHandlerTimeout(d time.Duration) RouteOption {
+	return handlerTimeoutOption(d)
 }
 
 // WithShutdownTimeout sets how long [Consumer.Run] lets in-flight handlers

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -128,6 +129,10 @@ type handleConfig struct {
 	partitions int // 0: not partitioned
 	ordered    bool
 	exclusive  bool
+	// handlerTimeout, when hasHandlerTimeout, overrides the consumer's
+	// WithHandlerTimeout.
+	handlerTimeout    time.Duration
+	hasHandlerTimeout bool
 }
 
 type handleOption func(*handleConfig) error

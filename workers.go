@@ -116,15 +116,17 @@ func (r *runner) leave(e *entry) {
 func (r *runner) work1(handlerCtx context.Context) {
 	// One cancellable context per worker, made anew only after a lost
 	// lease cancelled it: a worker runs one handler at a time.
-	ctx, cancel := context.WithCancel(handlerCtx)
-	defer func() { cancel() }()
+	ctx, cancelCause := context.WithCancelCause(handlerCtx)
+	defer func() { cancelCause(nil) }()
+	cancel := func() { cancelCause(ErrLeaseLost) }
 	for e := range r.work {
 		if handlerCtx.Err() != nil {
 			r.leave(e)
 			continue
 		}
 		if ctx.Err() != nil {
-			ctx, cancel = context.WithCancel(handlerCtx)
+			ctx, cancelCause = context.WithCancelCause(handlerCtx)
+			cancel = func() { cancelCause(ErrLeaseLost) }
 		}
 		r.process(handlerCtx, ctx, cancel, e)
 	}
@@ -152,10 +154,27 @@ func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelF
 		return
 	}
 	r.running.Add(1)
-	err := e.route.handle(ctx, e)
+	err := r.runHandler(ctx, e)
 	r.running.Add(-1)
 	lost, vanished := r.held.finish(e)
 	r.settle(handlerCtx, e, err, lost, vanished)
+}
+
+// runHandler runs e's handler with ctx, bounded by the route's handler
+// timeout if it has one: the handler's context then ends with
+// ErrHandlerTimeout as its cause, and the error recorded wraps it.
+func (r *runner) runHandler(ctx context.Context, e *entry) error {
+	timeout := e.route.timeout
+	if timeout <= 0 {
+		return e.route.handle(ctx, e)
+	}
+	tctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrHandlerTimeout)
+	defer cancel()
+	err := e.route.handle(tctx, e)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(tctx), ErrHandlerTimeout) && !errors.Is(err, ErrHandlerTimeout) {
+		err = fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, timeout, err)
+	}
+	return err
 }
 
 // settle acts on a handler's outcome. A successful handler's message is
