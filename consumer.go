@@ -308,6 +308,9 @@ func (r *runner) run(ctx context.Context) error {
 
 	// Feeders put messages in r.work and stop with ctx; workers drain it.
 	var feeders, workers sync.WaitGroup
+	// A paused stream is not read even once.
+	r.pollPauses(context.WithoutCancel(ctx))
+	feeders.Go(func() { r.watchPauses(ctx) })
 	perRead := max(1, min(r.c.cfg.batchSize, r.c.cfg.maxInFlight/len(r.routes)))
 	exclusive := false
 	for _, rt := range r.routes {

@@ -60,7 +60,9 @@
 // entries that cannot be decoded are dead-lettered at once. [DeadLetters]
 // lists, replays and deletes dead letters. [WithHandlerTimeout] bounds a
 // handler call; a handler's context tells why it ended ([context.Cause]):
-// [ErrHandlerTimeout], [ErrShutdownTimeout] or [ErrLeaseLost].
+// [ErrHandlerTimeout], [ErrShutdownTimeout] or [ErrLeaseLost]. [Pause]
+// stops a group's consumers from starting handlers of a stream until
+// [Resume], without stopping the consumers.
 //
 // Every consumer runs a reaper that reclaims, with XAUTOCLAIM, entries
 // idle for MinIdle ([WithMinIdle], default 30s) — those of consumers that

@@ -332,8 +332,9 @@ type OpError struct {
 	// "record-attempt" (recording a failed attempt), "reap", "lease"
 	// (keeping held messages or a partition), "name-lease" (the consumer
 	// name's lease), "hand-off" (handing unfinished messages over at
-	// shutdown), "cleanup" (deleting an idle consumer) or "trim"
-	// ([WithTrim]).
+	// shutdown), "cleanup" (deleting an idle consumer), "trim"
+	// ([WithTrim]) or "pause" (reading whether a stream is paused,
+	// [Pause]).
 	Op     string
 	Stream string
 	Group  string

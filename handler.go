@@ -31,6 +31,9 @@ type route struct {
 	lease     string
 	members   string
 	owned     atomic.Bool
+	// paused is set while the group's consumption of the stream is paused
+	// (pause.go): nothing of it is read or started.
+	paused atomic.Bool
 	// timeout bounds each handler call (WithHandlerTimeout); 0: none.
 	timeout time.Duration
 	// leaseUntil is when this consumer's lease of an exclusive route

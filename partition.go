@@ -217,7 +217,7 @@ func addInfo(total, p *StreamInfo) {
 			i++
 		}
 		if i == len(total.Groups) {
-			total.Groups = append(total.Groups, GroupInfo{Name: g.Name, LagKnown: true})
+			total.Groups = append(total.Groups, GroupInfo{Name: g.Name, LagKnown: true, PausedKnown: true})
 		}
 		tg := &total.Groups[i]
 		tg.Lag += g.Lag
@@ -225,6 +225,14 @@ func addInfo(total, p *StreamInfo) {
 		tg.Pending += g.Pending
 		tg.OldestPendingAge = max(tg.OldestPendingAge, g.OldestPendingAge)
 		tg.OldestPendingIdle = max(tg.OldestPendingIdle, g.OldestPendingIdle)
+		tg.PausedKnown = tg.PausedKnown && g.PausedKnown
+		if g.Paused {
+			// Paused when any partition is; since the earliest pause.
+			if !tg.Paused || g.PausedSince.Before(tg.PausedSince) {
+				tg.PausedSince = g.PausedSince
+			}
+			tg.Paused = true
+		}
 		for _, c := range g.Consumers {
 			j := 0
 			for j < len(tg.Consumers) && tg.Consumers[j].Name != c.Name {

@@ -38,7 +38,21 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 			close(r.drainedAll)
 		}
 	}
+	wasPaused := false
 	for {
+		if paused(rt) {
+			wasPaused = true
+			if !sleepCtx(ctx, pauseCheck) {
+				return
+			}
+			continue
+		}
+		if wasPaused {
+			// What was let go while paused is pending for this consumer:
+			// read it first.
+			wasPaused = false
+			cursor = "0"
+		}
 		n := r.held.takeRoom(ctx, count)
 		if n == 0 {
 			return
@@ -105,6 +119,10 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 		}
 	}
 }
+
+// pauseCheck is how often a paused reader looks whether its stream was
+// resumed (the pause watcher polls Redis; this only reads its flag).
+const pauseCheck = 20 * time.Millisecond
 
 // isTimeout reports whether err is a network timeout.
 func isTimeout(err error) bool {

@@ -54,6 +54,9 @@ func (r *runner) reap(ctx context.Context) {
 			return
 		}
 		for _, rt := range r.routes {
+			if paused(rt) {
+				continue // nothing of a paused stream is claimed
+			}
 			if rt.exclusive {
 				// Only the partition's owner reclaims on it, and it gives
 				// the partition up only once nothing it claimed is held.

@@ -2,6 +2,7 @@ package redstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -151,7 +152,15 @@ type GroupInfo struct {
 	// delivered or its lease renewed.
 	OldestPendingAge  time.Duration
 	OldestPendingIdle time.Duration
-	Consumers         []ConsumerInfo
+	// Paused is true while the group's consumption of the stream is
+	// paused ([Pause]), since PausedSince. In a sum over partitions
+	// ([InspectPartitions]) it is true when any partition is paused.
+	// PausedKnown is false when the pause key could not be read (a Redis
+	// user without access to the stream's redstream-* keys).
+	Paused      bool
+	PausedSince time.Time
+	PausedKnown bool
+	Consumers   []ConsumerInfo
 }
 
 // ConsumerInfo describes one consumer of a group.
@@ -224,6 +233,12 @@ func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*St
 					gi.OldestPendingAge = max(0, now.Sub(id.Time()))
 				}
 			}
+		}
+		switch gi.Paused, gi.PausedSince, err = PausedSince(ctx, rdb, stream, g.Name); {
+		case err == nil:
+			gi.PausedKnown = true
+		case !redis.HasErrorPrefix(errors.Unwrap(err), "NOPERM"):
+			return nil, fmt.Errorf("redstream: inspect %s: %w", stream, err)
 		}
 		consumers, err := rdb.XInfoConsumers(ctx, stream, g.Name).Result()
 		if err != nil {

@@ -52,11 +52,12 @@ func (r *runner) dispatch(ctx context.Context, entries []*entry, since *uint64) 
 			r.deadLetter(ctx, e, ReasonMaxDeliveries, fmt.Errorf("handler failed %d times", e.attempts))
 		case e.redisDeliveries > int64(r.c.cfg.maxDeliveries+CrashLoopDeliveries):
 			r.deadLetter(ctx, e, ReasonCrashLoop, fmt.Errorf("delivered %d times, %d handler failures recorded", e.redisDeliveries, e.attempts))
-		case givenUp(e.route) || leaseExpired(e.route):
+		case givenUp(e.route) || leaseExpired(e.route) || paused(e.route):
 			// Read after the partition was given up (the read was on the
 			// wire), or after its lease may have expired: starting it could
 			// overtake what was let go before it. It stays pending for the
-			// next owner.
+			// next owner. Read after the stream was paused: it stays
+			// pending for this consumer, which reads it again on resume.
 			r.release(e)
 		default:
 			r.toWork(e)
@@ -135,6 +136,12 @@ func (r *runner) work1(handlerCtx context.Context) {
 // process runs e's handler with ctx, which markLost cancels through cancel
 // while the handler runs, and settles the outcome.
 func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelFunc, e *entry) {
+	if paused(e.route) {
+		// Paused (pause.go): it stays pending for this consumer, which
+		// reads it again when the stream is resumed.
+		r.release(e)
+		return
+	}
 	if dl := e.deadLetterLater; dl != nil {
 		e.deadLetterLater = nil
 		r.deadLetter(handlerCtx, e, dl.reason, dl.cause)

@@ -44,6 +44,8 @@ var commands = []*command{
 	groupSetIDCommand,
 	groupDestroyCommand,
 	consumersDeleteCommand,
+	pauseCommand,
+	resumeCommand,
 	dlqListCommand,
 	dlqReplayCommand,
 	dlqDeleteCommand,

@@ -247,15 +247,22 @@ func printGroups(w io.Writer, groups []redstream.GroupInfo, owners map[string]st
 		_, err := fmt.Fprintln(w, "no consumer groups")
 		return err
 	}
-	t := newTable(w, "GROUP", "LAG", "PENDING", "OLDEST PENDING", "AGE", "IDLE", "LAST DELIVERED", "CONSUMERS", "OWNER")
+	t := newTable(w, "GROUP", "LAG", "PENDING", "OLDEST PENDING", "AGE", "IDLE", "LAST DELIVERED", "CONSUMERS", "OWNER", "PAUSED")
 	for _, g := range groups {
 		age, idle := "-", "-"
 		// A sum over partitions has no oldest pending ID, but its age.
 		if g.OldestPendingID != "" || g.Pending > 0 {
 			age, idle = fmtDuration(g.OldestPendingAge), fmtDuration(g.OldestPendingIdle)
 		}
+		paused := "no"
+		switch {
+		case g.Paused:
+			paused = "since-" + g.PausedSince.Format(time.RFC3339)
+		case !g.PausedKnown:
+			paused = "?"
+		}
 		t.row(g.Name, fmtLag(&g), strconv.FormatInt(g.Pending, 10), dash(g.OldestPendingID), age, idle,
-			dash(g.LastDeliveredID), strconv.Itoa(len(g.Consumers)), dash(owners[g.Name]))
+			dash(g.LastDeliveredID), strconv.Itoa(len(g.Consumers)), dash(owners[g.Name]), paused)
 	}
 	return t.flush()
 }
@@ -390,8 +397,11 @@ type groupJSON struct {
 	OldestPendingIdleMs int64 `json:"oldest_pending_idle_ms"`
 	// Owner is the consumer holding the group's lease on the stream, "" when
 	// none does (and in a sum over partitions).
-	Owner     string         `json:"owner"`
-	Consumers []consumerJSON `json:"consumers"`
+	Owner string `json:"owner"`
+	// Paused is true while the group's consumption is paused ("pause").
+	Paused      bool           `json:"paused"`
+	PausedSince string         `json:"paused_since,omitempty"`
+	Consumers   []consumerJSON `json:"consumers"`
 }
 
 type consumerJSON struct {
@@ -428,7 +438,11 @@ func toStreamJSON(info *redstream.StreamInfo, owners map[string]string) streamJS
 			OldestPendingAgeMs:  g.OldestPendingAge.Milliseconds(),
 			OldestPendingIdleMs: g.OldestPendingIdle.Milliseconds(),
 			Owner:               owners[g.Name],
+			Paused:              g.Paused,
 			Consumers:           make([]consumerJSON, 0, len(g.Consumers)),
+		}
+		if g.Paused {
+			gj.PausedSince = g.PausedSince.Format(time.RFC3339)
 		}
 		for _, c := range g.Consumers {
 			inactive := c.Inactive.Milliseconds()

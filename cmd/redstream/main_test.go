@@ -151,7 +151,8 @@ func TestInfoText(t *testing.T) {
 	assert.Contains(t, out, "dead letters  1 ("+redstream.DeadLetterKey(s.stream)+")")
 
 	billing := rowOf(out, "billing") // the groups table comes before the consumers table
-	require.Len(t, billing, 9, "row %q", billing)
+	require.Len(t, billing, 10, "row %q", billing)
+	assert.Equal(t, "no", billing[9], "not paused")
 	assert.Equal(t, "2", billing[1], "lag")
 	assert.Equal(t, "2", billing[2], "pending")
 	assert.Equal(t, s.ids[1], billing[3], "oldest pending")
@@ -159,9 +160,9 @@ func TestInfoText(t *testing.T) {
 	assert.Equal(t, "1", billing[7], "consumers")
 	assert.Equal(t, "-", billing[8], "owner: no lease")
 	audit := rowOf(out, "audit")
-	require.Len(t, audit, 9, "row %q", audit)
-	assert.Equal(t, []string{"audit", "0", "0", "-", "-", "-", s.ids[4], "0", "-"}, audit)
-	assert.Regexp(t, regexp.MustCompile(`(?m)^GROUP +LAG +PENDING +OLDEST PENDING +AGE +IDLE +LAST DELIVERED +CONSUMERS +OWNER$`), out)
+	require.Len(t, audit, 10, "row %q", audit)
+	assert.Equal(t, []string{"audit", "0", "0", "-", "-", "-", s.ids[4], "0", "-", "no"}, audit)
+	assert.Regexp(t, regexp.MustCompile(`(?m)^GROUP +LAG +PENDING +OLDEST PENDING +AGE +IDLE +LAST DELIVERED +CONSUMERS +OWNER +PAUSED$`), out)
 
 	assert.Regexp(t, regexp.MustCompile(`(?m)^GROUP +CONSUMER +PENDING +IDLE +INACTIVE$`), out)
 	assert.Regexp(t, regexp.MustCompile(`(?m)^billing +c1 +2 +\S+ +\S+$`), out)
@@ -211,7 +212,7 @@ func TestInfoJSON(t *testing.T) {
 		"last_generated_id", "dead_letter_key", "dead_letter_length", "groups"}, keysOf(raw))
 	group := raw["groups"].([]any)[0].(map[string]any)
 	assert.ElementsMatch(t, []string{"name", "last_delivered_id", "lag", "lag_known", "pending", "oldest_pending_id",
-		"oldest_pending_age_ms", "oldest_pending_idle_ms", "owner", "consumers"}, keysOf(group))
+		"oldest_pending_age_ms", "oldest_pending_idle_ms", "owner", "paused", "consumers"}, keysOf(group))
 }
 
 func keysOf(m map[string]any) []string {

@@ -49,7 +49,7 @@ func TestOwner(t *testing.T) {
 			require.NoError(t, rdb.Set(ctx, tt.lease(s.stream), "consumer-a", time.Minute).Err())
 
 			out := cliOK(t, "info", s.stream)
-			assert.Regexp(t, regexp.MustCompile(`(?m)^GROUP +LAG .* +CONSUMERS +OWNER$`), out)
+			assert.Regexp(t, regexp.MustCompile(`(?m)^GROUP +LAG .* +CONSUMERS +OWNER +PAUSED$`), out)
 			assert.Equal(t, "consumer-a", rowOf(out, "billing")[8], "owner")
 			assert.Equal(t, "-", rowOf(out, "audit")[8], "no lease in audit")
 

@@ -89,11 +89,11 @@ func TestPartitionedInfoText(t *testing.T) {
 
 	// The summed groups: no IDs, but the oldest pending entry's age.
 	billing := rowOf(out, "billing")
-	require.Len(t, billing, 9, "row %q", billing)
+	require.Len(t, billing, 10, "row %q", billing)
 	assert.Equal(t, []string{"billing", "2", "3", "-"}, billing[:4])
 	assert.NotEqual(t, "-", billing[4], "age")
-	assert.Equal(t, []string{"-", "1", "-"}, billing[6:], "last delivered, consumers, owner")
-	assert.Equal(t, []string{"audit", "0", "0", "-", "-", "-", "-", "0", "-"}, rowOf(out, "audit"))
+	assert.Equal(t, []string{"-", "1", "-", "no"}, billing[6:], "last delivered, consumers, owner, paused")
+	assert.Equal(t, []string{"audit", "0", "0", "-", "-", "-", "-", "0", "-", "no"}, rowOf(out, "audit"))
 	assert.Regexp(t, regexp.MustCompile(`(?m)^billing +c1 +3 +\S+ +\S+$`), out)
 
 	// The partitions, with a lag, a pending and an owner column per group.
