@@ -133,7 +133,7 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T], opts ...Handle
 	}
 	routes := make([]*route, len(streams))
 	for i, s := range streams {
-		routes[i] = &route{stream: s, handle: typedHandler(c, s, fn), ordered: hc.ordered, timeout: timeout}
+		routes[i] = &route{stream: s, handle: typedHandler(c, s, fn), ordered: hc.ordered, timeout: timeout, limit: hc.limit.forRoute()}
 		if hc.exclusive {
 			routes[i].exclusive = true
 			routes[i].lease = leaseKey(s, c.group)

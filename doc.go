@@ -60,7 +60,10 @@
 // entries that cannot be decoded are dead-lettered at once. [DeadLetters]
 // lists, replays and deletes dead letters. [WithHandlerTimeout] bounds a
 // handler call; a handler's context tells why it ended ([context.Cause]):
-// [ErrHandlerTimeout], [ErrShutdownTimeout] or [ErrLeaseLost]. [Pause]
+// [ErrHandlerTimeout], [ErrShutdownTimeout] or [ErrLeaseLost].
+// [WithRateLimit] limits a registration's handler starts across the whole
+// group, and a handler returns [RateLimited] when its downstream pushes
+// back. [Pause]
 // stops a group's consumers from starting handlers of a stream until
 // [Resume], without stopping the consumers.
 //

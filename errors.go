@@ -333,8 +333,8 @@ type OpError struct {
 	// (keeping held messages or a partition), "name-lease" (the consumer
 	// name's lease), "hand-off" (handing unfinished messages over at
 	// shutdown), "cleanup" (deleting an idle consumer), "trim"
-	// ([WithTrim]) or "pause" (reading whether a stream is paused,
-	// [Pause]).
+	// ([WithTrim]), "pause" (reading whether a stream is paused,
+	// [Pause]) or "rate-limit" (asking for a grant, [WithRateLimit]).
 	Op     string
 	Stream string
 	Group  string
@@ -373,6 +373,9 @@ type RetryError struct {
 	Delay time.Duration
 	// Err is the handler's reason; it may be nil.
 	Err error
+	// rateLimited is set by RateLimited: not counted as an attempt, and
+	// it holds the group back.
+	rateLimited bool
 }
 
 // RetryAfter returns an error that, returned by a handler, has the message
@@ -384,6 +387,12 @@ func RetryAfter(d time.Duration, err error) error {
 }
 
 func (e *RetryError) Error() string {
+	if e.rateLimited {
+		if e.Err == nil {
+			return fmt.Sprintf("redstream: rate limited: retry after %v", e.Delay)
+		}
+		return fmt.Sprintf("redstream: rate limited: retry after %v: %v", e.Delay, e.Err)
+	}
 	if e.Err == nil {
 		return fmt.Sprintf("redstream: retry after %v", e.Delay)
 	}

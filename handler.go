@@ -34,6 +34,9 @@ type route struct {
 	// paused is set while the group's consumption of the stream is paused
 	// (pause.go): nothing of it is read or started.
 	paused atomic.Bool
+	// limit is the group-wide rate limit of handler starts
+	// (WithRateLimit, ratelimit.go); nil: none.
+	limit *rateLimit
 	// timeout bounds each handler call (WithHandlerTimeout); 0: none.
 	timeout time.Duration
 	// leaseUntil is when this consumer's lease of an exclusive route

@@ -133,6 +133,7 @@ type handleConfig struct {
 	// WithHandlerTimeout.
 	handlerTimeout    time.Duration
 	hasHandlerTimeout bool
+	limit             *rateLimit // WithRateLimit; nil: none
 }
 
 type handleOption func(*handleConfig) error

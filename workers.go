@@ -150,6 +150,9 @@ func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelF
 	if e.retry && !r.reclaimForRetry(handlerCtx, e) {
 		return
 	}
+	if !r.admit(handlerCtx, e) {
+		return // waits for a grant of the group's rate limit
+	}
 	if leaseExpired(e.route) {
 		// The partition's lease may have expired (fence.go): its next
 		// owner may run this message. It stays pending for that owner.
@@ -220,6 +223,17 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost, v
 	case r.held.isTrimmed(e):
 		r.handlerFailed(e, err, "dead-lettering: trimmed from the stream")
 		r.deadLetter(handlerCtx, e, ReasonTrimmed, err)
+	case isRateLimited(err) && !givenUp(e.route):
+		// The downstream pushes back: not the message's fault, so not
+		// counted; the group's registration waits too.
+		d := rateLimitDelay(err)
+		r.holdBack(handlerCtx, e, d)
+		r.handlerFailed(e, err, "rate limited: retrying in "+d.Round(time.Millisecond).String())
+		if obs := r.c.cfg.observer; obs != nil {
+			obs.Retried(r.c.event(e, time.Now()), d)
+		}
+		e.retry = true
+		r.retries <- retryAt{at: time.Now().Add(d), e: e}
 	case r.countFailure(handlerCtx, e) >= int64(r.c.cfg.maxDeliveries):
 		r.handlerFailed(e, err, "dead-lettering after the last delivery")
 		r.deadLetter(handlerCtx, e, ReasonMaxDeliveries, err)

@@ -28,6 +28,8 @@ var (
 	attemptSrc string
 	//go:embed fencedread.lua
 	fencedReadSrc string
+	//go:embed ratelimit.lua
+	rateLimitSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -47,6 +49,7 @@ var (
 	Members     = redis.NewScript(membersSrc)
 	Attempt     = redis.NewScript(attemptSrc)
 	FencedRead  = redis.NewScript(fencedReadSrc)
+	RateLimit   = redis.NewScript(rateLimitSrc)
 )
 
 // OnceTTL is how long, in milliseconds, a once-wrapped script keeps its
