@@ -77,7 +77,7 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 	p.batches = make([]*batcher, len(p.streams))
 	p.asyncBatches = make([]*batcher, len(p.streams))
 	for i, s := range p.streams {
-		p.batches[i] = &batcher{rdb: rdb, stream: s, maxLeaders: syncLeaders, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout}
+		p.batches[i] = &batcher{rdb: rdb, stream: s, maxLeaders: syncLeaders, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout, sendq: make(chan *xaddReq)}
 		p.asyncBatches[i] = &batcher{rdb: rdb, stream: s, maxLeaders: 1, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout}
 	}
 	if cfg.maxAge > 0 {
