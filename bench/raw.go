@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -97,16 +98,24 @@ func prefill(ctx context.Context, rdb *redis.Client, key string, n int) error {
 // and acknowledges the batch with one multi-ID XACK, until n entries are
 // acknowledged. The group must exist.
 func rawConsume(ctx context.Context, rdb *redis.Client, key string, n int, onMsg func(*payload)) error {
-	ids := make([]string, 0, rawBatch)
-	for acked := 0; acked < n; {
+	var acked atomic.Int64
+	return consumeLoop(ctx, rdb, key, rawConsumer, rawBatch, int64(n), &acked, onMsg)
+}
+
+// consumeLoop reads batches of up to count new entries as consumer,
+// decodes and acknowledges each batch with one multi-ID XACK and adds
+// them to acked, until acked reaches n: several loops may share acked.
+func consumeLoop(ctx context.Context, rdb *redis.Client, key, consumer string, count, n int64, acked *atomic.Int64, onMsg func(*payload)) error {
+	ids := make([]string, 0, count)
+	for acked.Load() < n {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		streams, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 			Group:    group,
-			Consumer: rawConsumer,
+			Consumer: consumer,
 			Streams:  []string{key, ">"},
-			Count:    rawBatch,
+			Count:    count,
 			Block:    rawBlock,
 		}).Result()
 		if errors.Is(err, redis.Nil) {
@@ -135,7 +144,7 @@ func rawConsume(ctx context.Context, rdb *redis.Client, key string, n int, onMsg
 		if err := rdb.XAck(ctx, key, group, ids...).Err(); err != nil {
 			return fmt.Errorf("XACK: %w", err)
 		}
-		acked += len(ids)
+		acked.Add(int64(len(ids)))
 	}
 	return nil
 }
