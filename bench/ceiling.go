@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -110,26 +109,10 @@ func pipelinedPublish(ctx context.Context, rdb *redis.Client, key string, n, c i
 	errs := make([]error, c)
 	for g := range c {
 		wg.Go(func() {
-			id := int64(g)
-			for id < int64(n) {
-				cmds, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-					for k := 0; k < ceilingPipeline && id < int64(n); k, id = k+1, id+int64(c) {
-						data, err := json.Marshal(newPayload(id, 0))
-						if err != nil {
-							return err
-						}
-						pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{payloadField, data}})
-					}
-					return nil
-				})
-				if err == nil {
-					for _, cmd := range cmds {
-						if err = cmd.Err(); err != nil {
-							break
-						}
-					}
-				}
-				if err != nil {
+			// Each pipeline carries the goroutine's next ceilingPipeline IDs.
+			for first := g; first < n; first += c * ceilingPipeline {
+				ids := stepIDs(first, min(n, first+c*ceilingPipeline), c)
+				if err := xaddPipelined(ctx, rdb, key, ids, payloadEntry); err != nil {
 					errs[g] = fmt.Errorf("XADD pipeline: %w", err)
 					return
 				}
@@ -210,14 +193,9 @@ func readAhead(ctx context.Context, cancel context.CancelCauseFunc, rdb *redis.C
 func decodeAck(ctx context.Context, rdb *redis.Client, key string, n int64, acked *atomic.Int64, batches <-chan []redis.XMessage) error {
 	ids := make([]string, 0, ceilingCount)
 	for msgs := range batches {
-		ids = ids[:0]
-		for _, m := range msgs {
-			raw, _ := m.Values[payloadField].(string)
-			var p payload
-			if err := json.Unmarshal([]byte(raw), &p); err != nil {
-				return fmt.Errorf("decode %s: %w", m.ID, err)
-			}
-			ids = append(ids, m.ID)
+		var err error
+		if ids, err = decodeBatch(msgs, ids[:0], nil); err != nil {
+			return err
 		}
 		if err := rdb.XAck(ctx, key, group, ids...).Err(); err != nil {
 			return fmt.Errorf("XACK: %w", err)

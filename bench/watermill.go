@@ -125,29 +125,15 @@ func (e *env) watermillConsume(ctx context.Context, key string, n int, publish f
 // marshaller writes them (uuid, metadata, payload), in pipelines.
 func watermillPrefill(ctx context.Context, rdb *redis.Client, key string, n int) error {
 	var mu redisstream.DefaultMarshallerUnmarshaller
-	for first := 0; first < n; first += prefillChunk {
-		cmds, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for id := first; id < min(n, first+prefillChunk); id++ {
-				data, err := json.Marshal(newPayload(int64(id), 0))
-				if err != nil {
-					return err
-				}
-				values, err := mu.Marshal(key, message.NewMessage(watermill.NewUUID(), data))
-				if err != nil {
-					return err
-				}
-				pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: values})
-			}
-			return nil
-		})
-		if err == nil {
-			for _, c := range cmds {
-				if err = c.Err(); err != nil {
-					break
-				}
-			}
-		}
+	entry := func(id int64) (any, error) {
+		data, err := json.Marshal(newPayload(id, 0))
 		if err != nil {
+			return nil, err
+		}
+		return mu.Marshal(key, message.NewMessage(watermill.NewUUID(), data))
+	}
+	for first := 0; first < n; first += prefillChunk {
+		if err := xaddPipelined(ctx, rdb, key, stepIDs(first, min(n, first+prefillChunk), 1), entry); err != nil {
 			return fmt.Errorf("prefill: %w", err)
 		}
 	}
