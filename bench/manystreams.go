@@ -205,7 +205,7 @@ func (p *phase) latenciesBefore(keep func(stream int) bool, cutoff time.Duration
 // published at rate msg/s, message id to stream route(id), and waits
 // until all are handled. backlog entries, if any, are put on stream 0
 // before the consumer starts.
-func (e *env) manyPhase(ctx context.Context, name string, k, total, rate int, route func(int64) int, backlog int) (*phase, error) {
+func (e *env) manyPhase(ctx context.Context, name string, k, total, rate int, route func(int64) int, backlog int) (_ *phase, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.manyDuration+manySlack)
 	defer cancel()
 	keys := make([]string, k)
@@ -255,7 +255,9 @@ func (e *env) manyPhase(ctx context.Context, name string, k, total, rate int, ro
 	go func() { runDone <- c.Run(runCtx) }()
 	defer func() {
 		stop()
-		<-runDone
+		if rerr := <-runDone; rerr != nil && err == nil {
+			err = fmt.Errorf("consumer: %w", rerr)
+		}
 	}()
 	select {
 	case <-c.Ready():
