@@ -69,11 +69,12 @@ func (h *heapSampler) stop() uint64 {
 func runDrainHeap(ctx context.Context, e *env, n int) (result, error) {
 	h := &heapSampler{}
 	rounds := e.roundsFor(true)
-	rawS, rsS, err := e.rounds(ctx, "drain-heap", rounds, heapRoundTimeout, e.rawDrain(n, h), e.redstreamDrain(n, h))
+	ss, err := e.rounds(ctx, "drain-heap", rounds, heapRoundTimeout, side{sideRaw, e.rawDrain(n, h)}, side{sideRedstream, e.redstreamDrain(n, h)})
 	if err != nil {
 		return result{}, err
 	}
-	res := throughput(n, rawS, rsS)
+	rawS, rsS := ss[sideRaw], ss[sideRedstream]
+	res := throughput(n, ss)
 	peak := func(samples []sample) (peak, base *float64) {
 		var p, b uint64
 		for _, s := range samples {

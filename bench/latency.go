@@ -47,8 +47,8 @@ func runLatency(ctx context.Context, e *env, _ int) (result, error) {
 		defer cancel()
 		consumed := make(chan error, 1)
 		go func() { consumed <- rawConsume(ctx, e.rdb, key, total, record(lat)) }()
-		start := time.Now()
-		err := paced(ctx, total, func(ctx context.Context, id int64) error {
+		m := startMeter()
+		err := paced(ctx, total, latencyRate, func(ctx context.Context, id int64) error {
 			return xadd(ctx, e.rdb, key, newPayload(id, time.Now().UnixNano()))
 		})
 		if err != nil {
@@ -59,7 +59,9 @@ func runLatency(ctx context.Context, e *env, _ int) (result, error) {
 			return sample{}, err
 		}
 		err = <-consumed
-		return sample{n: total, elapsed: time.Since(start), lat: lat}, err
+		s := m.sample(total)
+		s.lat = lat
+		return s, err
 	}
 	rs := func(ctx context.Context, key string) (sample, error) {
 		lat := make([]time.Duration, total)
@@ -71,27 +73,29 @@ func runLatency(ctx context.Context, e *env, _ int) (result, error) {
 		if err != nil {
 			return sample{}, err
 		}
-		start := time.Now()
+		m := startMeter()
 		err = c.waitReady(ctx)
 		if err == nil {
-			start = time.Now()
-			err = paced(ctx, total, p)
+			m = startMeter()
+			err = paced(ctx, total, latencyRate, p)
 		}
 		if err == nil {
 			err = c.wait(ctx)
 		}
-		s := sample{n: total, elapsed: time.Since(start), lat: lat}
+		s := m.sample(total)
+		s.lat = lat
 		if serr := c.stop(); err == nil {
 			err = serr
 		}
 		return s, err
 	}
 	timeout := e.cfg.latencyDuration + latencySlack
-	rawS, rsS, err := e.rounds(ctx, "latency", e.cfg.rounds, timeout, raw, rs)
+	ss, err := e.rounds(ctx, "latency", e.cfg.rounds, timeout, side{sideRaw, raw}, side{sideRedstream, rs})
 	if err != nil {
 		return result{}, err
 	}
-	res := throughput(total, rawS, rsS)
+	rawS, rsS := ss[sideRaw], ss[sideRedstream]
+	res := throughput(total, ss)
 	res.P50, res.P99 = latencyStats(rsS)
 	res.RawP50, res.RawP99 = latencyStats(rawS)
 	return res, nil
@@ -108,13 +112,13 @@ func newLatencyProducer(e *env, key string) (publishFunc, error) {
 	}, nil
 }
 
-// paced publishes messages 0 to total-1 at latencyRate: a ticker releases
-// the messages that have come due to latencyPublishers goroutines. It
-// returns the first error.
-func paced(ctx context.Context, total int, publish publishFunc) error {
+// paced publishes messages 0 to total-1 at rate messages per second: a
+// ticker releases the messages that have come due to latencyPublishers
+// goroutines. It returns the first error.
+func paced(ctx context.Context, total, rate int, publish publishFunc) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	due := make(chan int64, latencyRate)
+	due := make(chan int64, rate)
 	var wg sync.WaitGroup
 	for range latencyPublishers {
 		wg.Go(func() {
@@ -136,7 +140,7 @@ pace:
 		case <-ctx.Done():
 			break pace
 		case now := <-ticker.C:
-			upTo := min(total, int(now.Sub(start).Seconds()*latencyRate))
+			upTo := min(total, int(now.Sub(start).Seconds()*float64(rate)))
 			for ; sent < upTo; sent++ {
 				select {
 				case due <- int64(sent):

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
 
@@ -69,23 +70,50 @@ func xadd(ctx context.Context, rdb *redis.Client, key string, p payload) error {
 // prefill appends n entries to key in pipelines of prefillChunk XADDs.
 func prefill(ctx context.Context, rdb *redis.Client, key string, n int) error {
 	for first := 0; first < n; first += prefillChunk {
-		cmds, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for id := first; id < min(n, first+prefillChunk); id++ {
-				data, err := json.Marshal(newPayload(int64(id), 0))
-				if err != nil {
-					return err
-				}
-				pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{payloadField, data}})
-			}
-			return nil
-		})
-		if err != nil {
+		if err := xaddPipelined(ctx, rdb, key, stepIDs(first, min(n, first+prefillChunk), 1), payloadEntry); err != nil {
 			return fmt.Errorf("prefill: %w", err)
 		}
-		for _, c := range cmds {
-			if err := c.Err(); err != nil {
-				return fmt.Errorf("prefill: %w", err)
+	}
+	return nil
+}
+
+// payloadEntry returns the values of the entry with the given ID as the
+// raw sides write it: encoding/json into the field "payload".
+func payloadEntry(id int64) (any, error) {
+	data, err := json.Marshal(newPayload(id, 0))
+	return []any{payloadField, data}, err
+}
+
+// stepIDs yields first, first+step, ... below end.
+func stepIDs(first, end, step int) iter.Seq[int64] {
+	return func(yield func(int64) bool) {
+		for id := first; id < end; id += step {
+			if !yield(int64(id)) {
+				return
 			}
+		}
+	}
+}
+
+// xaddPipelined sends one pipeline of XADDs to key, one per ID, each with
+// the values entry returns, and returns the first error.
+func xaddPipelined(ctx context.Context, rdb *redis.Client, key string, ids iter.Seq[int64], entry func(id int64) (any, error)) error {
+	cmds, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for id := range ids {
+			values, err := entry(id)
+			if err != nil {
+				return err
+			}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: values})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -117,16 +145,8 @@ func rawConsume(ctx context.Context, rdb *redis.Client, key string, n int, onMsg
 		}
 		ids = ids[:0]
 		for _, s := range streams {
-			for _, m := range s.Messages {
-				raw, _ := m.Values[payloadField].(string)
-				var p payload
-				if err := json.Unmarshal([]byte(raw), &p); err != nil {
-					return fmt.Errorf("decode %s: %w", m.ID, err)
-				}
-				if onMsg != nil {
-					onMsg(&p)
-				}
-				ids = append(ids, m.ID)
+			if ids, err = decodeBatch(s.Messages, ids, onMsg); err != nil {
+				return err
 			}
 		}
 		if len(ids) == 0 {
@@ -138,4 +158,21 @@ func rawConsume(ctx context.Context, rdb *redis.Client, key string, n int, onMsg
 		acked += len(ids)
 	}
 	return nil
+}
+
+// decodeBatch decodes each entry's payload, passes it to onMsg if not nil,
+// and appends the entry's ID to ids.
+func decodeBatch(msgs []redis.XMessage, ids []string, onMsg func(*payload)) ([]string, error) {
+	for _, m := range msgs {
+		raw, _ := m.Values[payloadField].(string)
+		var p payload
+		if err := json.Unmarshal([]byte(raw), &p); err != nil {
+			return ids, fmt.Errorf("decode %s: %w", m.ID, err)
+		}
+		if onMsg != nil {
+			onMsg(&p)
+		}
+		ids = append(ids, m.ID)
+	}
+	return ids, nil
 }

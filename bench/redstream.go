@@ -140,10 +140,16 @@ func (c *consumer) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%d of %d messages handled: %w", c.handled.Load(), c.n, ctx.Err())
 	}
+	return waitNoPending(ctx, c.rdb, c.key)
+}
+
+// waitNoPending returns once the group has nothing pending on key, that
+// is, once every message read is acknowledged.
+func waitNoPending(ctx context.Context, rdb *redis.Client, key string) error {
 	ticker := time.NewTicker(pendingPoll)
 	defer ticker.Stop()
 	for {
-		p, err := c.rdb.XPending(ctx, c.key, group).Result()
+		p, err := rdb.XPending(ctx, key, group).Result()
 		if err != nil {
 			return fmt.Errorf("XPENDING: %w", err)
 		}

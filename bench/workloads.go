@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,21 +41,26 @@ type workload struct {
 	name     string
 	defaultN int
 	run      func(ctx context.Context, e *env, n int) (result, error)
+	// shape names the ceiling the workload is compared with; "" for none.
+	shape string
 	// optIn workloads run only when named, not as part of "all".
 	optIn bool
 }
 
-// workloads, in the order "all" runs them. The default sizes keep
-// `go run ./bench` under 3 minutes on a 2-core machine: about 1m50s there,
-// of which the latency workload takes a fixed 65s (3 rounds of 10s per side).
+// workloads, in the order "all" runs them: the ceiling first, so that the
+// others can be given as a fraction of it. The default sizes keep
+// `go run ./bench` near 4 minutes on a 2-core machine, of which the
+// latency workload takes a fixed 65s (3 rounds of 10s per side).
 var workloads = []*workload{
-	{name: "publish", defaultN: 150_000, run: runPublish},
-	{name: "drain", defaultN: 300_000, run: runDrain},
-	{name: "e2e", defaultN: 150_000, run: runE2E},
+	{name: "ceiling", defaultN: 300_000, run: runCeiling},
+	{name: "publish", defaultN: 150_000, run: runPublish, shape: shapePublish},
+	{name: "drain", defaultN: 300_000, run: runDrain, shape: shapeDrain},
+	{name: "e2e", defaultN: 150_000, run: runE2E, shape: shapeE2E},
 	{name: "latency", run: runLatency},
-	{name: "publish-async", defaultN: 300_000, run: runPublishAsync},
-	{name: "e2e-async", defaultN: 300_000, run: runE2EAsync},
-	{name: "drain-heap", defaultN: 1_000_000, run: runDrainHeap, optIn: true},
+	{name: "publish-async", defaultN: 300_000, run: runPublishAsync, shape: shapePublish},
+	{name: "e2e-async", defaultN: 300_000, run: runE2EAsync, shape: shapeE2E},
+	{name: "drain-heap", defaultN: 1_000_000, run: runDrainHeap, shape: shapeDrain, optIn: true},
+	{name: "many-streams", run: runManyStreams, optIn: true},
 }
 
 func defaultWorkloadNames() []string {
@@ -76,34 +83,46 @@ func defaultSizes() string {
 	return strings.Join(parts, ", ") + "; latency ignores -n: 5,000/s for -latency-duration"
 }
 
-func selectWorkloads(name string) ([]*workload, error) {
-	if name == "all" {
-		var ws []*workload
-		for _, w := range workloads {
-			if !w.optIn {
-				ws = append(ws, w)
+// selectWorkloads returns the workloads named in a comma-separated list,
+// in the order given; "all" is every workload that is not opt-in.
+func selectWorkloads(list string) ([]*workload, error) {
+	var ws []*workload
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "all" {
+			for _, w := range workloads {
+				if !w.optIn {
+					ws = append(ws, w)
+				}
 			}
+			continue
 		}
-		return ws, nil
-	}
-	for _, w := range workloads {
-		if w.name == name {
-			return []*workload{w}, nil
+		i := slices.IndexFunc(workloads, func(w *workload) bool { return w.name == name })
+		if i < 0 {
+			var names []string
+			for _, w := range workloads {
+				names = append(names, w.name)
+			}
+			return nil, fmt.Errorf("-workload %q: want all, %s, or a comma-separated list", name, strings.Join(names, ", "))
 		}
+		ws = append(ws, workloads[i])
 	}
-	var names []string
-	for _, w := range workloads {
-		names = append(names, w.name)
-	}
-	return nil, fmt.Errorf("-workload %q: want all, %s", name, strings.Join(names, ", "))
+	return ws, nil
 }
 
-// env is what every workload shares: one client for both sides.
+// env is what every workload shares: one client for the raw and the
+// redstream sides, and the ceiling measured so far.
 type env struct {
 	rdb  *redis.Client
 	cfg  config
 	meta meta
+	// ceiling is each shape's best ceiling figure, once measured.
+	ceiling map[string]ceilingFigure
 }
+
+// peerN is how many messages a peer library handles in a round of a
+// workload of n: peers are much slower, so they get fewer, up to -peer-n.
+func (e *env) peerN(n int) int { return min(n, e.cfg.peerN) }
 
 // setup reads the server's version, deletes keys left by an interrupted
 // run and opens the pool's connections, so that neither side's first round
@@ -157,6 +176,8 @@ func (e *env) roundsFor(optIn bool) int {
 type sample struct {
 	n       int
 	elapsed time.Duration
+	// cpu is the process's user+system CPU time over elapsed.
+	cpu time.Duration
 	// published is when the last publish returned, in e2e.
 	published time.Duration
 	// lat holds one latency per message, in the latency workload.
@@ -168,35 +189,59 @@ type sample struct {
 
 func (s sample) rate() float64 { return float64(s.n) / s.elapsed.Seconds() }
 
+// cpuPerMsg is the CPU time per message, in microseconds.
+func (s sample) cpuPerMsg() float64 { return float64(s.cpu) / float64(time.Microsecond) / float64(s.n) }
+
 // roundFunc runs one round of one side on a fresh stream key and returns
 // what it measured; set-up such as prefilling is not in elapsed.
 type roundFunc func(ctx context.Context, key string) (sample, error)
 
-// rounds runs raw and redstream rounds alternately, raw first, and returns
-// each side's samples.
-func (e *env) rounds(ctx context.Context, name string, rounds int, timeout time.Duration, raw, rs roundFunc) (rawS, rsS []sample, err error) {
+// side is one implementation of a workload: the raw loop, redstream, or a
+// peer library.
+type side struct {
+	name string
+	fn   roundFunc
+}
+
+// Side names; a side with another name is a peer library.
+const (
+	sideRaw       = "raw"
+	sideRedstream = "redstream"
+)
+
+// samples holds each side's samples, by side name.
+type samples map[string][]sample
+
+// rounds runs the sides' rounds alternately, in the order given, and
+// returns each side's samples. Each round runs under the pprof labels
+// workload, side and run (workload/side), so that a -cpuprofile can be
+// split: go tool pprof -tagfocus run=drain/redstream.
+func (e *env) rounds(ctx context.Context, name string, rounds int, timeout time.Duration, sides ...side) (samples, error) {
+	out := samples{}
 	for i := range rounds {
-		for _, side := range []struct {
-			name string
-			fn   roundFunc
-			out  *[]sample
-		}{{"raw", raw, &rawS}, {"redstream", rs, &rsS}} {
-			key := fmt.Sprintf("%s%s:%s:%d", keyPrefix, name, side.name, i+1)
-			s, err := e.round(ctx, key, timeout, side.fn)
+		for _, sd := range sides {
+			key := fmt.Sprintf("%s%s:%s:%d", keyPrefix, name, sd.name, i+1)
+			var (
+				s   sample
+				err error
+			)
+			pprof.Do(ctx, pprof.Labels("workload", name, "side", sd.name, "run", name+"/"+sd.name), func(ctx context.Context) {
+				s, err = e.round(ctx, key, timeout, sd.fn)
+			})
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s round %d: %w", side.name, i+1, err)
+				return nil, fmt.Errorf("%s round %d: %w", sd.name, i+1, err)
 			}
 			if e.cfg.verbose {
-				fmt.Fprintf(os.Stderr, "%-10s %-9s round %d: %9.0f msg/s (%d in %v", name, side.name, i+1, s.rate(), s.n, s.elapsed.Round(time.Millisecond))
+				fmt.Fprintf(os.Stderr, "%-13s %-10s round %d: %9.0f msg/s, %5.2f µs CPU/msg (%d in %v", name, sd.name, i+1, s.rate(), s.cpuPerMsg(), s.n, s.elapsed.Round(time.Millisecond))
 				if s.published > 0 {
 					fmt.Fprintf(os.Stderr, ", publishing done after %v", s.published.Round(time.Millisecond))
 				}
 				fmt.Fprintln(os.Stderr, ")")
 			}
-			*side.out = append(*side.out, s)
+			out[sd.name] = append(out[sd.name], s)
 		}
 	}
-	return rawS, rsS, nil
+	return out, nil
 }
 
 // round runs fn on key after a garbage collection, so that neither side
@@ -219,19 +264,36 @@ func (e *env) round(ctx context.Context, key string, timeout time.Duration, fn r
 	return s, err
 }
 
-// throughput fills in a result's rates from both sides' samples.
-func throughput(n int, rawS, rsS []sample) result {
-	res := result{N: n, Rounds: len(rsS)}
-	for _, s := range rawS {
-		res.RawRounds = append(res.RawRounds, round1(s.rate()))
+// sideFigures is the median rate and CPU per message over a side's rounds,
+// and every round's rate.
+func sideFigures(ss []sample) (rate, cpu float64, rates []float64) {
+	var cpus []float64
+	for _, s := range ss {
+		rates = append(rates, round1(s.rate()))
+		cpus = append(cpus, s.cpuPerMsg())
 	}
-	for _, s := range rsS {
-		res.RedstreamRounds = append(res.RedstreamRounds, round1(s.rate()))
-	}
-	res.RawRate = round1(median(res.RawRounds))
-	res.RedstreamRate = round1(median(res.RedstreamRounds))
+	return round1(median(rates)), round3(median(cpus)), rates
+}
+
+// throughput fills in a result's rates and CPU per message from every
+// side's samples; sides other than raw and redstream are peers.
+func throughput(n int, ss samples) result {
+	res := result{N: n, Rounds: len(ss[sideRedstream])}
+	res.RawRate, res.RawCPU, res.RawRounds = sideFigures(ss[sideRaw])
+	res.RedstreamRate, res.RedstreamCPU, res.RedstreamRounds = sideFigures(ss[sideRedstream])
 	if res.RawRate > 0 {
 		res.Ratio = round3(res.RedstreamRate / res.RawRate)
+	}
+	for _, name := range slices.Sorted(maps.Keys(ss)) {
+		if name == sideRaw || name == sideRedstream {
+			continue
+		}
+		p := peerResult{Name: name, N: ss[name][0].n}
+		p.Rate, p.CPU, p.Rounds = sideFigures(ss[name])
+		if p.Rate > 0 {
+			p.RedstreamOver = round3(res.RedstreamRate / p.Rate)
+		}
+		res.Peers = append(res.Peers, p)
 	}
 	return res
 }
@@ -255,25 +317,29 @@ func (e *env) publishWorkload(ctx context.Context, name string, n int, async boo
 		if err != nil {
 			return sample{}, err
 		}
-		start := time.Now()
+		m := startMeter()
 		if err = publishAll(ctx, publishers, n, publish); err == nil {
 			err = wait()
 		}
-		return sample{n: n, elapsed: time.Since(start)}, err
+		return m.sample(n), err
 	}
-	rawS, rsS, err := e.rounds(ctx, name, e.cfg.rounds, roundTimeout, e.rawPublish(n), rs)
+	ss, err := e.rounds(ctx, name, e.cfg.rounds, roundTimeout, side{sideRaw, e.rawPublish(n)}, side{sideRedstream, rs})
 	if err != nil {
 		return result{}, err
 	}
-	return throughput(n, rawS, rsS), nil
+	return throughput(n, ss), nil
 }
 
 func runDrain(ctx context.Context, e *env, n int) (result, error) {
-	rawS, rsS, err := e.rounds(ctx, "drain", e.cfg.rounds, roundTimeout, e.rawDrain(n, nil), e.redstreamDrain(n, nil))
+	sides := []side{{sideRaw, e.rawDrain(n, nil)}, {sideRedstream, e.redstreamDrain(n, nil)}}
+	if !e.cfg.noPeers {
+		sides = append(sides, side{sideWatermill, e.watermillDrain(e.peerN(n))})
+	}
+	ss, err := e.rounds(ctx, "drain", e.cfg.rounds, roundTimeout, sides...)
 	if err != nil {
 		return result{}, err
 	}
-	return throughput(n, rawS, rsS), nil
+	return throughput(n, ss), nil
 }
 
 // rawDrain prefills a stream with n entries, then times the raw reader
@@ -285,12 +351,13 @@ func (e *env) rawDrain(n int, heap *heapSampler) roundFunc {
 			return sample{}, err
 		}
 		base := heap.start()
-		start := time.Now()
+		m := startMeter()
 		err = e.rdb.XGroupCreateMkStream(ctx, key, group, "0").Err()
 		if err == nil {
 			err = rawConsume(ctx, e.rdb, key, n, nil)
 		}
-		s := sample{n: n, elapsed: time.Since(start), heapBase: base, heapPeak: heap.stop(), redisMem: mem}
+		s := m.sample(n)
+		s.heapBase, s.heapPeak, s.redisMem = base, heap.stop(), mem
 		return s, err
 	}
 }
@@ -304,13 +371,14 @@ func (e *env) redstreamDrain(n int, heap *heapSampler) roundFunc {
 			return sample{}, err
 		}
 		base := heap.start()
-		start := time.Now()
+		m := startMeter()
 		c, err := startConsumer(ctx, e.rdb, key, n, nil)
 		if err != nil {
 			return sample{}, err
 		}
 		err = c.wait(ctx)
-		s := sample{n: n, elapsed: time.Since(start), heapBase: base, redisMem: mem}
+		s := m.sample(n)
+		s.heapBase, s.redisMem = base, mem
 		if serr := c.stop(); err == nil {
 			err = serr
 		}
@@ -336,20 +404,24 @@ func (e *env) prefill(ctx context.Context, key string, n int, measure bool) (uin
 }
 
 func runE2E(ctx context.Context, e *env, n int) (result, error) {
-	rawS, rsS, err := e.rounds(ctx, "e2e", e.cfg.rounds, roundTimeout, e.rawE2E(n), e.redstreamE2E(n, false))
+	sides := []side{{sideRaw, e.rawE2E(n)}, {sideRedstream, e.redstreamE2E(n, false)}}
+	if !e.cfg.noPeers {
+		sides = append(sides, side{sideWatermill, e.watermillE2E(e.peerN(n))})
+	}
+	ss, err := e.rounds(ctx, "e2e", e.cfg.rounds, roundTimeout, sides...)
 	if err != nil {
 		return result{}, err
 	}
-	return throughput(n, rawS, rsS), nil
+	return throughput(n, ss), nil
 }
 
 // runE2EAsync is e2e with PublishAsync on the redstream side.
 func runE2EAsync(ctx context.Context, e *env, n int) (result, error) {
-	rawS, rsS, err := e.rounds(ctx, "e2e-async", e.cfg.rounds, roundTimeout, e.rawE2E(n), e.redstreamE2E(n, true))
+	ss, err := e.rounds(ctx, "e2e-async", e.cfg.rounds, roundTimeout, side{sideRaw, e.rawE2E(n)}, side{sideRedstream, e.redstreamE2E(n, true)})
 	if err != nil {
 		return result{}, err
 	}
-	return throughput(n, rawS, rsS), nil
+	return throughput(n, ss), nil
 }
 
 // redstreamE2E times publishers goroutines publishing n messages with
@@ -361,7 +433,7 @@ func (e *env) redstreamE2E(n int, async bool) roundFunc {
 		if err != nil {
 			return sample{}, err
 		}
-		start := time.Now()
+		m := startMeter()
 		c, err := startConsumer(ctx, e.rdb, key, n, nil)
 		if err != nil {
 			return sample{}, err
@@ -369,11 +441,12 @@ func (e *env) redstreamE2E(n int, async bool) roundFunc {
 		if err = publishAll(ctx, publishers, n, publish); err == nil {
 			err = wait()
 		}
-		published := time.Since(start)
+		published := m.since()
 		if err == nil {
 			err = c.wait(ctx)
 		}
-		s := sample{n: n, elapsed: time.Since(start), published: published}
+		s := m.sample(n)
+		s.published = published
 		if serr := c.stop(); err == nil {
 			err = serr
 		}
@@ -385,9 +458,9 @@ func (e *env) redstreamE2E(n int, async bool) roundFunc {
 // XADD round trip per call.
 func (e *env) rawPublish(n int) roundFunc {
 	return func(ctx context.Context, key string) (sample, error) {
-		start := time.Now()
+		m := startMeter()
 		err := publishAll(ctx, publishers, n, rawXAdd(e.rdb, key))
-		return sample{n: n, elapsed: time.Since(start)}, err
+		return m.sample(n), err
 	}
 }
 
@@ -395,7 +468,7 @@ func (e *env) rawPublish(n int) roundFunc {
 // per call while the raw reader consumes them, until all are acknowledged.
 func (e *env) rawE2E(n int) roundFunc {
 	return func(ctx context.Context, key string) (sample, error) {
-		start := time.Now()
+		m := startMeter()
 		if err := e.rdb.XGroupCreateMkStream(ctx, key, group, "0").Err(); err != nil {
 			return sample{}, err
 		}
@@ -404,7 +477,7 @@ func (e *env) rawE2E(n int) roundFunc {
 		consumed := make(chan error, 1)
 		go func() { consumed <- rawConsume(ctx, e.rdb, key, n, nil) }()
 		err := publishAll(ctx, publishers, n, rawXAdd(e.rdb, key))
-		published := time.Since(start)
+		published := m.since()
 		if err != nil {
 			cancel()
 			if cerr := <-consumed; !errors.Is(cerr, context.Canceled) {
@@ -413,7 +486,9 @@ func (e *env) rawE2E(n int) roundFunc {
 			return sample{}, err
 		}
 		err = <-consumed
-		return sample{n: n, elapsed: time.Since(start), published: published}, err
+		s := m.sample(n)
+		s.published = published
+		return s, err
 	}
 }
 
