@@ -171,9 +171,9 @@ var ErrNotHandedOver = errors.New("redstream: unfinished messages not handed ove
 // and [ErrNotHandedOver], or errors.As for the counts.
 type ShutdownError struct {
 	// TimedOut is true when the shutdown timeout ([WithShutdownTimeout])
-	// passed with handlers still running; Cancelled is how many were
-	// running then (their contexts were cancelled). Wraps
-	// [ErrShutdownTimeout].
+	// passed with handlers still running; Cancelled is how many messages
+	// were in them then (their contexts were cancelled; a batch handler
+	// counts its messages). Wraps [ErrShutdownTimeout].
 	TimedOut  bool
 	Cancelled int
 	// AcksGivenUp counts messages handled successfully whose

@@ -99,7 +99,11 @@ type MessageInfo struct {
 	Consumer   string
 	ID         string
 	Deliveries int64
-	values     map[string]any
+	// BatchSize is the number of messages of the batch handler call
+	// ([HandleBatch]) the middleware wraps, whose first message the other
+	// fields describe; 0 for a plain handler's call.
+	BatchSize int
+	values    map[string]any
 }
 
 // Header returns the value of the entry field name, or "" when it is absent.

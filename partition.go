@@ -128,6 +128,7 @@ type handleConfig struct {
 	partitions int // 0: not partitioned
 	ordered    bool
 	exclusive  bool
+	batch      batchOptions // HandleBatch's (batch.go)
 }
 
 type handleOption func(*handleConfig) error
