@@ -546,3 +546,47 @@ func TestBatchKilledMidBatchIsRedeliveredElsewhere(t *testing.T) {
 		assert.Equal(t, 1, calls[id], "%s handled once by the survivor", id)
 	}
 }
+
+// TestBatchLostLeaseCancelsTheBatch: when another consumer takes one
+// message of a running batch, the batch's context is cancelled; the taken
+// message is left to its new owner, and the others are retried here.
+func TestBatchLostLeaseCancelsTheBatch(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	ids := publishOrders(t, rdb, stream, 3)
+	started := make(chan struct{})
+	cancelled := make(chan struct{})
+	log := newBatchLog()
+	a := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithConsumerName("a"), WithMinIdle(90*time.Millisecond),
+		WithoutReaper(), WithRetryBackoff(20*time.Millisecond, 20*time.Millisecond))
+	var calls atomic.Int64
+	require.NoError(t, HandleBatch(a, stream, func(ctx context.Context, msgs []*Message[Order]) error {
+		if calls.Add(1) > 1 {
+			log.add(msgs)
+			return nil
+		}
+		close(started)
+		<-ctx.Done() // the lease renewal finds a message taken and cancels
+		close(cancelled)
+		return ctx.Err()
+	}, WithBatch(3, time.Second)))
+	start(t, a)
+	<-started
+	claimed, err := rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: "g", Consumer: "b", Messages: []string{ids[1]}}).Result()
+	require.NoError(t, err)
+	require.Equal(t, []string{ids[1]}, claimed)
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("batch context not cancelled after one of its leases was lost")
+	}
+	// The other two are retried and handled here; b's stays b's.
+	eventually(t, 10*time.Second, func() bool { _, c := log.snapshot(); return c[ids[0]] == 1 && c[ids[2]] == 1 })
+	eventually(t, 5*time.Second, func() bool {
+		p, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: "g", Start: "-", End: "+", Count: 10}).Result()
+		return err == nil && len(p) == 1 && p[0].ID == ids[1] && p[0].Consumer == "b"
+	}, "only b's message is pending, for b")
+	_, c := log.snapshot()
+	assert.Zero(t, c[ids[1]], "the taken message is not handled again here")
+}
