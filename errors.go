@@ -9,7 +9,8 @@ import (
 
 // ErrInvalidOption is wrapped by every error that reports a bad option or
 // argument, before anything is sent to Redis: by the constructors
-// ([NewProducer], [NewConsumer], [NewReaper], [NewDeadLetters]), [Handle],
+// ([NewProducer], [NewConsumer], [NewReaper], [NewDeadLetters]), [Handle]
+// and [HandleBatch] (a bad [WithBatch] too),
 // [Producer.Publish], [Producer.PublishAsync] and [Producer.PublishBatch]
 // (a bad publish option, a header that clashes with the payload field or
 // another header, [WithID] given to PublishBatch, [WithMinReplicas] on a

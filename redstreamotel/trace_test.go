@@ -44,13 +44,20 @@ func (h *handlerSpans) get(id string) (trace.SpanContext, bool) {
 	return sc, ok
 }
 
+// recordingTracer returns a tracer provider whose ended spans recorder
+// keeps, shut down at the end of the test.
+func recordingTracer(t testing.TB) (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return recorder, tp
+}
+
 func TestTraceContinuesFromProducerToHandler(t *testing.T) {
 	t.Parallel()
 	ctx, stream := testCtx(t), uniqueStream(t)
 	rdb := redistest.Client(t)
-	recorder := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	recorder, tp := recordingTracer(t)
 	prop := propagation.TraceContext{}
 
 	p, err := redstream.NewProducer[order](rdb, stream, ContextHeaders(prop))
@@ -183,9 +190,7 @@ func TestTraceBatchIsOneSpan(t *testing.T) {
 	t.Parallel()
 	ctx, stream := testCtx(t), uniqueStream(t)
 	rdb := redistest.Client(t)
-	recorder := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	recorder, tp := recordingTracer(t)
 	prop := propagation.TraceContext{}
 
 	p, err := redstream.NewProducer[order](rdb, stream, ContextHeaders(prop))
