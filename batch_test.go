@@ -144,21 +144,28 @@ func TestBatchTrickleIsHandedOverAfterMaxWait(t *testing.T) {
 	startReady(t, c)
 	p, err := NewProducer[Order](rdb, stream)
 	require.NoError(t, err)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
 	for i := range n {
 		_, err := p.Publish(ctx, Order{ID: strconv.Itoa(i)})
 		require.NoError(t, err)
-		<-tick.C
+		// Not a ticker: one that fell behind would publish two at once.
+		require.True(t, sleepCtx(ctx, 100*time.Millisecond))
 	}
 	eventually(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(latencies) == n })
 	eventually(t, 5*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 })
 
 	mu.Lock()
 	defer mu.Unlock()
+	// A trickle slower than maxWait goes one message per batch. A reader
+	// held up for over 50 ms by a loaded machine reads two at once, which
+	// then rightly share a batch: tolerated, rarely.
+	single := 0
 	for _, s := range sizes {
-		assert.Equal(t, 1, s, "a trickle slower than maxWait goes one message per batch: %v", sizes)
+		if s == 1 {
+			single++
+		}
+		assert.LessOrEqual(t, s, 2, "batch sizes: %v", sizes)
 	}
+	assert.GreaterOrEqual(t, single, len(sizes)*8/10, "one message per batch: %v", sizes)
 	sorted := slices.Sorted(slices.Values(latencies))
 	pct := func(p int) time.Duration { return sorted[(len(sorted)-1)*p/100].Round(100 * time.Microsecond) }
 	t.Logf("publish to batch handler, maxWait %v, %d messages: p50 %v, p90 %v, p99 %v, max %v", maxWait, n, pct(50), pct(90), pct(99), sorted[len(sorted)-1])
