@@ -120,6 +120,9 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T], opts ...Handle
 			return err
 		}
 	}
+	if err := hc.batch.check(stream, c.cfg.maxInFlight); err != nil {
+		return err
+	}
 	streams := []string{stream}
 	if hc.partitions > 0 {
 		var err error
@@ -134,6 +137,7 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T], opts ...Handle
 	routes := make([]*route, len(streams))
 	for i, s := range streams {
 		routes[i] = &route{stream: s, handle: typedHandler(c, s, fn), ordered: hc.ordered, timeout: timeout, limit: hc.limit.forRoute()}
+		hc.batch.attach(routes[i])
 		if hc.exclusive {
 			routes[i].exclusive = true
 			routes[i].lease = leaseKey(s, c.group)
@@ -361,7 +365,10 @@ func (r *runner) run(ctx context.Context) error {
 		r.readersClosed = true
 		r.readersMu.Unlock()
 		r.ownReaders.Wait()
-		r.held.drain(func() { close(r.work) })
+		r.held.drain(func() {
+			r.closeBatches() // a partial batch is handled now, not left
+			close(r.work)
+		})
 		workers.Wait()
 	}()
 	timer := time.NewTimer(r.c.cfg.shutdownTimeout)

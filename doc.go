@@ -75,6 +75,23 @@
 // being redelivered elsewhere. A standalone [Reaper] does the dead-lettering
 // and cleanup for groups whose consumers run without one.
 //
+// # Batch handlers
+//
+// [HandleBatch] registers a [BatchHandlerFunc], which takes a slice of
+// messages: a batch is handed over when it holds maxSize messages or
+// maxWait after its first arrived ([WithBatch]). Returning nil
+// acknowledges all, a [*BatchFailures] fails some (each failed message is
+// retried alone and dead-lettered after MaxDeliveries, while the others
+// are acknowledged), and any other error applies to all. With
+// [WithOrderedKeys] a batch holds at most one message per key, so a key's
+// messages still run one at a time, in order. Every message of a batch
+// keeps its lease and takes in-flight room; at shutdown a partial batch is
+// handled at once.
+//
+//	err = redstream.HandleBatch(c, "orders:order:created", func(ctx context.Context, msgs []*redstream.Message[Order]) error {
+//		return db.InsertOrders(ctx, msgs) // one round trip; an error retries the batch's messages
+//	}, redstream.WithBatch(100, 50*time.Millisecond))
+//
 // # Trimming and inspection
 //
 // [Trim] removes entries by length or age but never one a consumer group

@@ -9,7 +9,8 @@ import (
 
 // ErrInvalidOption is wrapped by every error that reports a bad option or
 // argument, before anything is sent to Redis: by the constructors
-// ([NewProducer], [NewConsumer], [NewReaper], [NewDeadLetters]), [Handle],
+// ([NewProducer], [NewConsumer], [NewReaper], [NewDeadLetters]), [Handle]
+// and [HandleBatch] (a bad [WithBatch] too),
 // [Producer.Publish], [Producer.PublishAsync] and [Producer.PublishBatch]
 // (a bad publish option, a header that clashes with the payload field or
 // another header, [WithID] given to PublishBatch, [WithMinReplicas] on a
@@ -187,9 +188,9 @@ var ErrNotHandedOver = errors.New("redstream: unfinished messages not handed ove
 // and [ErrNotHandedOver], or errors.As for the counts.
 type ShutdownError struct {
 	// TimedOut is true when the shutdown timeout ([WithShutdownTimeout])
-	// passed with handlers still running; Cancelled is how many were
-	// running then (their contexts were cancelled). Wraps
-	// [ErrShutdownTimeout].
+	// passed with handlers still running; Cancelled is how many messages
+	// were in them then (their contexts were cancelled; a batch handler
+	// counts its messages). Wraps [ErrShutdownTimeout].
 	TimedOut  bool
 	Cancelled int
 	// AcksGivenUp counts messages handled successfully whose

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -121,6 +122,71 @@ func ExampleHandle() {
 	// charge o-3: 4200 cents for u-7
 	// Run: <nil>
 	// pending: 0
+}
+
+func ExampleHandleBatch() {
+	mr, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer func() { _ = rdb.Close() }()
+
+	orders, err := redstream.NewProducer[Order](rdb, "orders:order:created")
+	if err != nil {
+		panic(err)
+	}
+	_, err = orders.PublishBatch(context.Background(), []Order{
+		{ID: "o-1", Amount: 1250}, {ID: "o-2", Amount: -5}, {ID: "o-3", Amount: 4200}, {ID: "o-4", Amount: 990},
+	})
+	if err != nil {
+		panic(err)
+	}
+
+	c, err := redstream.NewConsumer(rdb, "ledger", redstream.WithGroupStart("0"))
+	if err != nil {
+		panic(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	// Up to 100 orders per call, or what arrived 50ms after the first.
+	err = redstream.HandleBatch(c, "orders:order:created", func(_ context.Context, msgs []*redstream.Message[Order]) error {
+		failures := redstream.NewBatchFailures(len(msgs))
+		var rows []string
+		for i, m := range msgs {
+			if m.Payload.Amount < 0 {
+				failures.Fail(i, fmt.Errorf("negative amount: %w", redstream.ErrDeadLetter))
+				continue
+			}
+			rows = append(rows, m.Payload.ID)
+		}
+		fmt.Printf("insert %d rows in one call: %v\n", len(rows), rows)
+		stop() // Run drains: this batch is still settled
+		return failures.Err()
+	}, redstream.WithBatch(100, 50*time.Millisecond))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("Run:", c.Run(ctx))
+
+	pending, err := rdb.XPending(context.Background(), "orders:order:created", "ledger").Result()
+	if err != nil {
+		panic(err)
+	}
+	dlq, err := redstream.NewDeadLetters(rdb, "orders:order:created")
+	if err != nil {
+		panic(err)
+	}
+	dead, err := dlq.Len(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("pending:", pending.Count, "dead letters:", dead)
+	// Output:
+	// insert 3 rows in one call: [o-1 o-3 o-4]
+	// Run: <nil>
+	// pending: 0 dead letters: 1
 }
 
 func ExampleStreamName() {

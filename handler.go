@@ -24,6 +24,9 @@ type route struct {
 	handle func(ctx context.Context, e *entry) error
 	// ordered runs the entries of one key one at a time (WithOrderedKeys).
 	ordered bool
+	// batch gathers the entries of a HandleBatch route (batch.go); nil for
+	// a plain handler.
+	batch *gatherer
 	// exclusive routes are read only while this consumer holds their lease
 	// (WithExclusivePartitions); owned tells whether it does, for the
 	// reaper. members is the key of the registration's member set.

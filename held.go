@@ -41,6 +41,9 @@ type entry struct {
 	// stackLogged is set once a panic's stack was logged for this entry:
 	// its later panics are logged without it.
 	stackLogged bool
+	// batch, set only on a unit of work of a batch route (batch.go), holds
+	// the batch's entries; such a unit is never held itself.
+	batch []*entry
 
 	// The fields below are the heldSet's, guarded by its mutex: read and
 	// set them only through its methods.

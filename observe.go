@@ -9,7 +9,8 @@ import (
 // Its methods are called synchronously on their goroutines, so they must be
 // fast, must not block, and must be safe for concurrent use. Embed
 // [NopObserver] to implement only some of them. Without [WithObserver],
-// nothing is computed for it.
+// nothing is computed for it. An Observer that also implements
+// [BatchObserver] is told of every batch handler call ([HandleBatch]).
 type Observer interface {
 	// Published reports one Publish or PublishAsync (n = 1; for
 	// PublishAsync, on an internal goroutine when the result is in) or
@@ -99,7 +100,11 @@ type MessageInfo struct {
 	Consumer   string
 	ID         string
 	Deliveries int64
-	values     map[string]any
+	// BatchSize is the number of messages of the batch handler call
+	// ([HandleBatch]) the middleware wraps, whose first message the other
+	// fields describe; 0 for a plain handler's call.
+	BatchSize int
+	values    map[string]any
 }
 
 // Header returns the value of the entry field name, or "" when it is absent.

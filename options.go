@@ -68,6 +68,15 @@ const (
 	DefaultIdleConsumerTTL = 24 * time.Hour
 )
 
+// Defaults of [HandleBatch] without [WithBatch].
+const (
+	// DefaultBatchMaxSize is the most messages of one batch.
+	DefaultBatchMaxSize = 100
+	// DefaultBatchMaxWait is how long a batch waits for more messages
+	// after its first.
+	DefaultBatchMaxWait = 50 * time.Millisecond
+)
+
 // ProducerOption configures a [Producer]. Options that configure both
 // producers and consumers have type [Option].
 type ProducerOption interface {

@@ -133,7 +133,8 @@ type handleConfig struct {
 	// WithHandlerTimeout.
 	handlerTimeout    time.Duration
 	hasHandlerTimeout bool
-	limit             *rateLimit // WithRateLimit; nil: none
+	limit             *rateLimit   // WithRateLimit; nil: none
+	batch             batchOptions // HandleBatch's (batch.go)
 }
 
 type handleOption func(*handleConfig) error

@@ -103,40 +103,49 @@ var grants atomic.Uint64
 // reports whether the handler may start now. If not, e waits in the retry
 // scheduler until a grant may be had.
 func (r *runner) admit(handlerCtx context.Context, e *entry) bool {
-	lim := e.route.limit
-	if lim == nil {
+	if e.route.limit == nil {
 		return true
 	}
+	wait, ok := r.tryGrant(handlerCtx, e.route, e.id)
+	if !ok {
+		r.retries <- retryAt{at: time.Now().Add(wait), e: e}
+	}
+	return ok
+}
+
+// tryGrant asks Redis for one grant of rt's rate limit, one request at a
+// time per route in this consumer, and returns whether it was granted, or
+// how long to wait before asking again.
+func (r *runner) tryGrant(handlerCtx context.Context, rt *route, id string) (time.Duration, bool) {
+	lim := rt.limit
 	lim.mu.Lock()
 	defer lim.mu.Unlock()
 	if wait := time.Until(lim.notBefore); wait > 0 {
-		r.retries <- retryAt{at: lim.notBefore, e: e}
-		return false
+		return wait, false
 	}
 	ctx, cancel := context.WithTimeout(handlerCtx, ackFlushTimeout)
 	defer cancel()
-	member := r.c.cfg.name + ":" + e.id + ":" + strconv.FormatUint(grants.Add(1), 10)
-	res, err := scripts.RateLimit.Run(ctx, r.c.rdb, []string{rateKey(e.route.stream, r.c.group), rateHoldKey(e.route.stream, r.c.group)},
+	member := r.c.cfg.name + ":" + id + ":" + strconv.FormatUint(grants.Add(1), 10)
+	res, err := scripts.RateLimit.Run(ctx, r.c.rdb, []string{rateKey(rt.stream, r.c.group), rateHoldKey(rt.stream, r.c.group)},
 		lim.window.Microseconds(), lim.burst, member).Int64Slice()
-	wait := time.Duration(0)
+	var wait time.Duration
 	switch {
 	case err != nil:
-		r.report(&OpError{Op: "rate-limit", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
+		r.report(&OpError{Op: "rate-limit", Stream: rt.stream, Group: r.c.group, ID: id, Err: err})
 		wait = r.backoff.Delay(1)
 	case len(res) >= 2 && res[0] == 1:
 		if hook := rateGranted.Load(); hook != nil && len(res) == 3 {
-			(*hook)(e.route.stream, time.UnixMicro(res[2]))
+			(*hook)(rt.stream, time.UnixMicro(res[2]))
 		}
-		return true
+		return 0, true
 	case len(res) == 2:
 		wait = time.Duration(res[1]) * time.Millisecond
 	default:
-		r.report(&OpError{Op: "rate-limit", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: fmt.Errorf("unexpected reply %v", res)})
+		r.report(&OpError{Op: "rate-limit", Stream: rt.stream, Group: r.c.group, ID: id, Err: fmt.Errorf("unexpected reply %v", res)})
 		wait = r.backoff.Delay(1)
 	}
 	lim.notBefore = time.Now().Add(wait)
-	r.retries <- retryAt{at: lim.notBefore, e: e}
-	return false
+	return wait, false
 }
 
 // holdBack holds every consumer of the group back from starting handlers
@@ -163,4 +172,22 @@ func rateLimitDelay(err error) time.Duration {
 	var retryErr *RetryError
 	errors.As(err, &retryErr)
 	return retryErr.Delay
+}
+
+// admitBatch waits, in the worker, for a grant to start a batch handler
+// call on a rate-limited route (a batch call takes one grant), and reports
+// false if handlerCtx ended first.
+func (r *runner) admitBatch(handlerCtx context.Context, unit *entry) bool {
+	if unit.route.limit == nil {
+		return true
+	}
+	for {
+		wait, ok := r.tryGrant(handlerCtx, unit.route, unit.id)
+		if ok {
+			return true
+		}
+		if !sleepCtx(handlerCtx, wait) {
+			return false
+		}
+	}
 }

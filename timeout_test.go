@@ -130,3 +130,25 @@ func TestHandlerTimeoutRefusesNegative(t *testing.T) {
 	err = Handle(c, "s", func(context.Context, *Message[Order]) error { return nil }, WithHandlerTimeout(-1))
 	assert.True(t, errors.Is(err, ErrInvalidOption), "%v", err)
 }
+
+func TestHandlerTimeoutAppliesToABatchCall(t *testing.T) {
+	t.Parallel()
+	rdb := mustRedis(t)
+	stream := uniqueStream(t)
+	seen := make(chan error, 4)
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithMaxDeliveries(1))
+	require.NoError(t, HandleBatch(c, stream, func(ctx context.Context, msgs []*Message[Order]) error {
+		<-ctx.Done()
+		seen <- context.Cause(ctx)
+		return ctx.Err()
+	}, WithBatch(10, 20*time.Millisecond), WithHandlerTimeout(50*time.Millisecond)))
+	run := start(t, c)
+	publishOrders(t, rdb, stream, 3)
+	assert.ErrorIs(t, <-seen, ErrHandlerTimeout)
+	d := mustDeadLetters(t, rdb, stream)
+	eventually(t, 10*time.Second, func() bool { n, _ := d.Len(testCtx(t)); return n == 3 }, "dead-lettered after their one attempt")
+	letters, _, err := d.List(testCtx(t), ListOptions{})
+	require.NoError(t, err)
+	assert.Contains(t, letters[0].Error, "handler timeout after 50ms")
+	require.NoError(t, run.stop(t))
+}

@@ -73,7 +73,7 @@ func (r *runner) toWork(e *entry) {
 			return
 		}
 	}
-	r.work <- e
+	r.enqueue(e)
 }
 
 // nextOfKey gives e's key's turn to the next entry of that key, if one
@@ -85,7 +85,7 @@ func (r *runner) nextOfKey(e *entry) {
 	if !e.route.ordered {
 		return // only entries of ordered routes take a key's turn
 	}
-	r.held.giveRoom(r.held.passTurn(e, givenUp(e.route), func(next *entry) { r.work <- next }))
+	r.held.giveRoom(r.held.passTurn(e, givenUp(e.route), r.enqueue))
 }
 
 // release forgets e and frees its room: the consumer is done with it
@@ -121,6 +121,10 @@ func (r *runner) work1(handlerCtx context.Context) {
 	defer func() { cancelCause(nil) }()
 	cancel := func() { cancelCause(ErrLeaseLost) }
 	for e := range r.work {
+		if e.batch != nil {
+			r.processBatch(handlerCtx, e) // batch.go
+			continue
+		}
 		if handlerCtx.Err() != nil {
 			r.leave(e)
 			continue

@@ -66,6 +66,10 @@ func ContextHeaders(prop propagation.TextMapPropagator) redstream.ProducerOption
 //     [*redstream.PanicError]), and sets the Error status;
 //   - ends when the handler returns.
 //
+// A batch handler's call ([redstream.HandleBatch]) is one span, described
+// by the batch's first message (its trace context, entry ID and
+// deliveries), with messaging.batch.message_count set to the batch's size.
+//
 // The handler's context carries the span, so trace.SpanFromContext(ctx)
 // in the handler returns it, and spans the handler starts are its children.
 //
@@ -92,6 +96,9 @@ func TraceMiddleware(tp trace.TracerProvider, prop propagation.TextMapPropagator
 				DeliveriesKey.Int64(info.Deliveries),
 			))
 		defer span.End()
+		if info.BatchSize > 0 {
+			span.SetAttributes(semconv.MessagingBatchMessageCount(info.BatchSize))
+		}
 		err := next(ctx)
 		if err != nil {
 			span.RecordError(err)

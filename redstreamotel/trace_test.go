@@ -44,13 +44,20 @@ func (h *handlerSpans) get(id string) (trace.SpanContext, bool) {
 	return sc, ok
 }
 
+// recordingTracer returns a tracer provider whose ended spans recorder
+// keeps, shut down at the end of the test.
+func recordingTracer(t testing.TB) (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return recorder, tp
+}
+
 func TestTraceContinuesFromProducerToHandler(t *testing.T) {
 	t.Parallel()
 	ctx, stream := testCtx(t), uniqueStream(t)
 	rdb := redistest.Client(t)
-	recorder := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	recorder, tp := recordingTracer(t)
 	prop := propagation.TraceContext{}
 
 	p, err := redstream.NewProducer[order](rdb, stream, ContextHeaders(prop))
@@ -175,6 +182,47 @@ func TestTraceDefaults(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, sendSpan.SpanContext().TraceID(), sc.TraceID())
 	assert.Equal(t, sendSpan.SpanContext().SpanID(), sc.SpanID(), "no-op tracer: the remote parent itself")
+}
+
+// TestTraceBatchIsOneSpan: a batch handler's call is one span, parented by
+// its first message's trace context, with the batch's size.
+func TestTraceBatchIsOneSpan(t *testing.T) {
+	t.Parallel()
+	ctx, stream := testCtx(t), uniqueStream(t)
+	rdb := redistest.Client(t)
+	recorder, tp := recordingTracer(t)
+	prop := propagation.TraceContext{}
+
+	p, err := redstream.NewProducer[order](rdb, stream, ContextHeaders(prop))
+	require.NoError(t, err)
+	sendCtx, sendSpan := tp.Tracer("checkout").Start(ctx, "send orders")
+	for i := range 3 {
+		_, err = p.Publish(sendCtx, order{ID: fmt.Sprint(i)})
+		require.NoError(t, err)
+	}
+	sendSpan.End()
+
+	c := newConsumer(t, "billing", TraceMiddleware(tp, prop))
+	var calls sync.WaitGroup
+	calls.Add(1)
+	require.NoError(t, redstream.HandleBatch(c, stream, func(context.Context, []*redstream.Message[order]) error {
+		calls.Done()
+		return nil
+	}, redstream.WithBatch(3, time.Minute)))
+	run(t, c)
+	calls.Wait()
+	var span sdktrace.ReadOnlySpan
+	require.Eventually(t, func() bool {
+		for _, s := range recorder.Ended() {
+			if s.Name() == stream+" process" {
+				span = s
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, sendSpan.SpanContext().TraceID(), span.Parent().TraceID())
+	assert.Contains(t, span.Attributes(), semconv.MessagingBatchMessageCount(3))
 }
 
 // TestContextHeadersComposes: ContextHeaders and another
