@@ -33,6 +33,8 @@ type result struct {
 	// throughput over it.
 	Ceiling   []ceilingFigure `json:"ceiling,omitempty"`
 	OfCeiling *float64        `json:"of_ceiling,omitempty"`
+	// Note says what the columns mean when not raw go-redis and redstream.
+	Note string `json:"note,omitempty"`
 	// Peers are other libraries doing the same work, fewer messages a round.
 	Peers []peerResult `json:"peers,omitempty"`
 	// The many-streams workload's figures.
@@ -181,6 +183,9 @@ const noisy = 1.3
 // of rounds whose spread makes the median shaky.
 func notes(r result) string {
 	var parts []string
+	if r.Note != "" {
+		parts = append(parts, r.Note)
+	}
 	for _, side := range []struct {
 		name   string
 		rounds []float64

@@ -61,6 +61,7 @@ var workloads = []*workload{
 	{name: "e2e-async", defaultN: 300_000, run: runE2EAsync, shape: shapeE2E},
 	{name: "drain-heap", defaultN: 1_000_000, run: runDrainHeap, shape: shapeDrain, optIn: true},
 	{name: "many-streams", run: runManyStreams, optIn: true},
+	{name: "batch-sink", defaultN: 5_000, run: runBatchSink},
 }
 
 func defaultWorkloadNames() []string {
