@@ -36,6 +36,9 @@ type Producer[T any] struct {
 	// queued before it are answered.
 	pending chan struct{}
 	flushes flushTracker
+
+	// dedupeKeyFunc is WithDedupeKeyFunc's (dedupe.go), or nil.
+	dedupeKeyFunc func(T) string
 }
 
 // NewProducer returns a Producer of T for stream. rdb may be any
@@ -62,6 +65,9 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 			return nil, fmt.Errorf("%w: WithKeyFunc takes %T, but the producer's payload type is %T", ErrInvalidOption, cfg.keyFunc, zero)
 		}
 		p.keyFunc = fn
+	}
+	if p.dedupeKeyFunc, err = dedupeFunc[T](&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.partitions > 0 {
 		if p.streams, err = Partitions(stream, cfg.partitions); err != nil {
@@ -135,6 +141,10 @@ func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (
 	if err != nil {
 		return "", err
 	}
+	if call := p.scriptCallFor(part, args, &pc); call != nil {
+		ids, errs := p.runScripts(ctx, []*scriptCall{call})
+		return ids[0], errs[0]
+	}
 	b := p.batches[part]
 	id, err := b.add(ctx, args)
 	p.learnClock(part, pc.id, id)
@@ -200,6 +210,16 @@ func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOpti
 	f := &PublishFuture{done: make(chan struct{})}
 	explicitID := pc.id
 	ctx = context.WithoutCancel(ctx)
+	if call := p.scriptCallFor(part, args, &pc); call != nil {
+		go func() {
+			ids, errs := p.runScripts(ctx, []*scriptCall{call})
+			f.id, f.err = ids[0], errs[0]
+			<-p.pending
+			close(f.done)
+			p.flushes.answered(epoch)
+		}()
+		return f, nil
+	}
 	b.addAsync(ctx, args, func(id string, err error) {
 		p.learnClock(part, explicitID, id)
 		complete := func() {
@@ -235,11 +255,17 @@ func (p *Producer[T]) prepare(ctx context.Context, v T, opts []PublishOption) (i
 	if err != nil {
 		return 0, nil, pc, err
 	}
+	if err := checkSpecial(&pc, false); err != nil {
+		return 0, nil, pc, err
+	}
 	p.applyKey(v, &pc)
 	if pc.id != "" && len(p.streams) > 1 && !pc.hasKey {
 		return 0, nil, pc, fmt.Errorf("%w: WithID on a partitioned producer needs a key (WithKey or WithKeyFunc), so that a retry goes to the same partition", ErrInvalidOption)
 	}
-	part := p.route(pc.key, pc.hasKey)
+	part, err := p.routeOf(v, &pc)
+	if err != nil {
+		return 0, nil, pc, err
+	}
 	p.seedClocks(ctx)
 	args, err := p.xaddArgs(ctx, v, part, &pc)
 	if err != nil {
@@ -367,19 +393,30 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 	if pc.id != "" {
 		return nil, fmt.Errorf("%w: WithID is not allowed with PublishBatch", ErrInvalidOption)
 	}
+	if err := checkSpecial(&pc, true); err != nil {
+		return nil, err
+	}
 	if len(vs) == 0 {
 		return nil, nil
 	}
 	args := make([]*redis.XAddArgs, len(vs))
 	parts := make([]int, len(vs))
+	calls := make([]*scriptCall, len(vs))
 	p.seedClocks(ctx)
 	for i, v := range vs {
 		epc := pc
 		p.applyKey(v, &epc)
-		parts[i] = p.route(epc.key, epc.hasKey)
+		if parts[i], err = p.routeOf(v, &epc); err != nil {
+			return nil, fmt.Errorf("redstream: batch entry %d: %w", i, err)
+		}
 		if args[i], err = p.xaddArgs(ctx, v, parts[i], &epc); err != nil {
 			return nil, fmt.Errorf("redstream: batch entry %d: %w", i, err)
 		}
+		calls[i] = p.scriptCallFor(parts[i], args[i], &epc)
+	}
+	if calls[0] != nil {
+		// Scheduled, or deduplicated by WithDedupeKeyFunc: every entry is.
+		return p.publishBatchScripted(ctx, calls)
 	}
 	// The round trip runs on its own slices: a caller whose ctx ends
 	// leaves without waiting for it (awaitCtx).
