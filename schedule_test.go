@@ -450,3 +450,33 @@ func TestStandaloneReaperMovesScheduled(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, id, entries[0].Values[ScheduleIDField])
 }
+
+// TestScheduledRecordIsBinarySafe: fields holding any bytes come out of
+// the schedule as they went in, on Redis and on miniredis (which the
+// examples run on).
+func TestScheduledRecordIsBinarySafe(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, rdb *redis.Client) {
+		ctx, stream := testCtx(t), uniqueStream(t)
+		p, err := NewProducer[Fields](rdb, stream)
+		require.NoError(t, err)
+		in := Fields{"bin": "\x00\xff:12:\x01", "": "x", "empty": "", "3:f": "1:f"}
+		delete(in, "")
+		id, err := p.Publish(ctx, in, WithDelay(0))
+		require.NoError(t, err)
+		list, err := ListScheduled(ctx, rdb, stream, 0, 5)
+		require.NoError(t, err)
+		require.Len(t, list, 1)
+		assert.Equal(t, map[string]string(in), list[0].Fields)
+		moved, err := MoveDue(ctx, rdb, stream)
+		require.NoError(t, err)
+		require.Equal(t, 1, moved)
+		entries, err := rdb.XRange(ctx, stream, "-", "+").Result()
+		require.NoError(t, err)
+		require.Len(t, entries, 1)
+		for k, v := range in {
+			assert.Equal(t, v, entries[0].Values[k], "field %q", k)
+		}
+		assert.Equal(t, id, entries[0].Values[ScheduleIDField])
+	})
+}

@@ -8,7 +8,7 @@ for i = 1, #ids, 2 do
   local rec = redis.call('HGET', KEYS[2], ids[i])
   local f = {}
   if rec then
-    f = cmsgpack.unpack(rec).f
+    f = recordFields(rec)
   end
   out[#out + 1] = ids[i]
   out[#out + 1] = string.format('%d', tonumber(ids[i + 1]))

@@ -18,7 +18,7 @@ for i = 1, #due, 2 do
   local id, score = due[i], due[i + 1]
   local rec = redis.call('HGET', KEYS[2], id)
   if rec then
-    local args = cmsgpack.unpack(rec).f
+    local args = recordFields(rec)
     args[#args + 1] = 'redstream-schedule-id'
     args[#args + 1] = id
     args[#args + 1] = 'redstream-due'

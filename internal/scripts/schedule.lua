@@ -4,9 +4,11 @@
 -- KEYS[2] the hash of each schedule ID's record
 -- ARGV[1] the schedule ID; ARGV[2] the due time in ms, or "" to take the
 -- server's time plus ARGV[3] ms; ARGV[4..] the entry's fields, name, value.
--- The record is a msgpack map (binary safe): f, the fields. Later keys may
--- be added (a delivery-attempt count, the original entry ID); the mover
--- copies f only and ignores what it does not know.
+-- The record is a list of netstrings ("<length>:<bytes>", binary safe):
+-- tag, value pairs of metadata, then the tag "f" and the fields. This
+-- version writes no metadata; later ones may (a delivery-attempt count,
+-- the original entry ID), before "f": the mover skips tags it does not
+-- know.
 local due = tonumber(ARGV[2])
 if not due then
   local t = redis.call('TIME')
@@ -15,10 +17,10 @@ end
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return {0, tostring(due)}
 end
-local f = {}
+local rec = {'1:f'}
 for i = 4, #ARGV do
-  f[#f + 1] = ARGV[i]
+  rec[#rec + 1] = #ARGV[i] .. ':' .. ARGV[i]
 end
-redis.call('HSET', KEYS[2], ARGV[1], cmsgpack.pack({f = f}))
+redis.call('HSET', KEYS[2], ARGV[1], table.concat(rec))
 redis.call('ZADD', KEYS[1], due, ARGV[1])
 return {1, string.format('%d', due)}

@@ -38,6 +38,8 @@ var (
 	listScheduledSrc string
 	//go:embed dedupe.lua
 	dedupeSrc string
+	//go:embed record.lua
+	recordSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -62,8 +64,8 @@ var (
 	CancelScheduled = redis.NewScript(once(cancelScheduledSrc))
 	// MoveDue needs no marker: it removes what it moves in the same run,
 	// so a resend moves nothing twice.
-	MoveDue       = redis.NewScript(moveDueSrc)
-	ListScheduled = redis.NewScript(listScheduledSrc)
+	MoveDue       = redis.NewScript(recordSrc + moveDueSrc)
+	ListScheduled = redis.NewScript(recordSrc + listScheduledSrc)
 	// Dedupe needs no marker either: its marker key is the business key's,
 	// and it stores the nonce of the call that wrote it, so a resend of
 	// that call gets the same reply.
