@@ -206,7 +206,12 @@ func InspectPartitions(ctx context.Context, rdb redis.UniversalClient, base stri
 func addInfo(total, p *StreamInfo) {
 	total.Length += p.Length
 	total.DeadLetterLength += p.DeadLetterLength
-	total.Scheduled += p.Scheduled
+	switch {
+	case p.Scheduled < 0:
+		total.Scheduled = -1 // unknown
+	case total.Scheduled >= 0:
+		total.Scheduled += p.Scheduled
+	}
 	if !p.NextDue.IsZero() && (total.NextDue.IsZero() || p.NextDue.Before(total.NextDue)) {
 		total.NextDue = p.NextDue
 	}

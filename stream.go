@@ -130,7 +130,8 @@ type StreamInfo struct {
 	// Scheduled is how many messages wait in the stream's schedule
 	// ([WithDelay]); NextDue is when the first of them is due, by the Redis
 	// server's clock (the zero Time when none waits). A due message still
-	// waits until a consumer or reaper of the stream polls.
+	// waits until a consumer or reaper of the stream polls. Scheduled is
+	// -1 when the Redis user may not read the schedule's keys.
 	Scheduled int64
 	NextDue   time.Time
 	// Groups are the stream's consumer groups, in Redis's order.
@@ -212,7 +213,10 @@ func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*St
 		return nil, fmt.Errorf("redstream: inspect %s: dead-letter length: %w", stream, err)
 	}
 	if info.Scheduled, info.NextDue, err = scheduledSummary(ctx, rdb, stream); err != nil {
-		return nil, fmt.Errorf("redstream: inspect %s: scheduled: %w", stream, err)
+		if !redis.HasErrorPrefix(err, "NOPERM") {
+			return nil, fmt.Errorf("redstream: inspect %s: scheduled: %w", stream, err)
+		}
+		info.Scheduled = -1 // a user limited to the stream's own keys
 	}
 	groups, err := rdb.XInfoGroups(ctx, stream).Result()
 	if err != nil {
