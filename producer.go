@@ -135,7 +135,11 @@ func (p *Producer[T]) route(key string, hasKey bool) int {
 // [ErrDuplicate], so retrying a publish is safe; an ID not above the stream's
 // last entry that holds no entry returns [ErrIDTooSmall]. A WithID publish
 // whose reply was lost looks the ID up and returns it when the entry is
-// there. Safe for concurrent use.
+// there. With [WithDelay] or [WithDeliverAt] it returns a schedule ID
+// instead of an entry ID (and the schedule ID with an error wrapping
+// ErrUncertain when the outcome is unknown: [Producer.Cancel] makes
+// sure); with [WithDedupeKey], a key published within the window returns
+// the first entry's ID and [ErrDuplicate]. Safe for concurrent use.
 func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (string, error) {
 	part, args, pc, err := p.prepare(ctx, v, opts)
 	if err != nil {
@@ -191,7 +195,9 @@ func (f *PublishFuture) Result() (string, error) {
 // before the pipeline goes out. Queued publishes live in memory only: call
 // [Producer.Flush] before the process exits. Futures complete in call order,
 // except those of [WithID] publishes that find their ID taken (telling a
-// duplicate apart takes another round trip).
+// duplicate apart takes another round trip), and scheduled ([WithDelay])
+// and deduplicated ([WithDedupeKey]) publishes, which are scripts sent on
+// their own round trips, in no order with the others.
 func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOption) (*PublishFuture, error) {
 	part, args, pc, err := p.prepare(ctx, v, opts)
 	if err != nil {
@@ -384,7 +390,10 @@ func (e *BatchError) Unwrap() []error {
 // Entries whose outcome is unknown (the connection failed after the
 // pipeline may have run, or ctx ended during the round trip, which then
 // goes on without the caller) have errors wrapping [ErrUncertain]: the XADDs
-// are never sent twice.
+// are never sent twice. With [WithDelay] or [WithDeliverAt] every entry is
+// scheduled and the IDs are schedule IDs; with [WithDedupeKeyFunc] every
+// entry is deduplicated, a duplicate getting the first entry's ID and an
+// error wrapping [ErrDuplicate] in the BatchError.
 func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishOption) ([]string, error) {
 	pc, err := applyPublishOptions(opts)
 	if err != nil {

@@ -30,8 +30,9 @@ const maxMovesPerPoll = 10
 // each of its streams: a message is appended within about d after it is
 // due, by whichever of the stream's consumers and reapers polls first. Each
 // poll is one script call per stream (partition) per consumer, cheap when
-// nothing is due. The default is [DefaultSchedulePoll]; d must be at least
-// 1ms (else an error wrapping [ErrInvalidOption]).
+// nothing is due. A Consumer moves due messages even with
+// [WithoutReaper]. The default is [DefaultSchedulePoll]; d must be at
+// least 1ms (else an error wrapping [ErrInvalidOption]).
 func WithSchedulePoll(d time.Duration) ReclaimOption {
 	return reclaimOption(func(c *reclaimConfig) error {
 		if d < time.Millisecond {
