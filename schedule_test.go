@@ -480,3 +480,84 @@ func TestScheduledRecordIsBinarySafe(t *testing.T) {
 		assert.Equal(t, id, entries[0].Values[ScheduleIDField])
 	})
 }
+
+// checkScheduledAndDedupe runs scheduled and deduplicated publishes on a
+// partitioned stream with WithMinReplicas (each partition's scripts in a
+// pipeline to its primary with a WAIT): on a Redis Cluster, every key
+// involved is in its partition's slot.
+func checkScheduledAndDedupe(t *testing.T, rdb redis.UniversalClient) {
+	ctx, base := testCtx(t), uniqueStream(t)
+	const parts = 4
+	p, err := NewProducer[Order](rdb, base, WithPartitions(parts), WithMinReplicas(1, time.Second),
+		WithKeyFunc(func(o Order) string { return o.ID }))
+	require.NoError(t, err)
+	var ids []string
+	for i := range 20 {
+		id, err := p.Publish(ctx, Order{ID: strconv.Itoa(i)}, WithDelay(time.Duration(i)*20*time.Millisecond))
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	batch, err := p.PublishBatch(ctx, []Order{{ID: "b1"}, {ID: "b2"}, {ID: "b3"}}, WithDelay(100*time.Millisecond))
+	require.NoError(t, err)
+	ids = append(ids, batch...)
+
+	first, err := p.Publish(ctx, Order{ID: "d"}, WithDedupeKey("order-d"))
+	require.NoError(t, err)
+	again, err := p.Publish(ctx, Order{ID: "d"}, WithDedupeKey("order-d"))
+	require.ErrorIs(t, err, ErrDuplicate)
+	assert.Equal(t, first, again)
+
+	l := newScheduledLedger()
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithSchedulePoll(20*time.Millisecond))
+	require.NoError(t, Handle(c, base, func(_ context.Context, m *Message[Order]) error {
+		if m.ScheduleID() != "" {
+			l.handle(m)
+		}
+		return nil
+	}, WithPartitions(parts)))
+	startReady(t, c)
+	eventually(t, 20*time.Second, func() bool { return l.distinct() == len(ids) }, "every scheduled message handled")
+	l.mu.Lock()
+	assert.Empty(t, l.early)
+	for _, id := range ids {
+		assert.Equal(t, 1, l.handled[id], "schedule ID %s", id)
+	}
+	l.mu.Unlock()
+	info, err := InspectPartitions(ctx, rdb, base, parts)
+	require.NoError(t, err)
+	assert.EqualValues(t, len(ids)+1, info.Total.Length, "each scheduled message once, the deduplicated one once")
+	assert.Zero(t, info.Total.Scheduled)
+}
+
+// TestScriptedPublishesReportReplication: with WithMinReplicas on a
+// server without replicas, a deduplicated publish is written and returns
+// its ID with a ReplicationError; a scheduled one returns its schedule ID
+// with one.
+func TestScriptedPublishesReportReplication(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	p, err := NewProducer[Order](rdb, stream, WithMinReplicas(1, 5*time.Millisecond))
+	require.NoError(t, err)
+	id, err := p.Publish(ctx, Order{ID: "1"}, WithDedupeKey("k"))
+	var replErr *ReplicationError
+	require.ErrorAs(t, err, &replErr)
+	assert.ErrorIs(t, err, ErrNotReplicated)
+	assert.Equal(t, id, replErr.ID)
+	assert.NotEmpty(t, id)
+	sched, err := p.Publish(ctx, Order{ID: "2"}, WithDelay(time.Hour))
+	require.ErrorAs(t, err, &replErr)
+	assert.Equal(t, sched, replErr.ID)
+	list, err := ListScheduled(ctx, rdb, stream, 0, 5)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, sched, list[0].ID)
+	ids, err := p.PublishBatch(ctx, []Order{{ID: "3"}, {ID: "4"}}, WithDelay(time.Hour))
+	var batchErr *BatchError
+	require.ErrorAs(t, err, &batchErr)
+	assert.Len(t, ids, 2)
+	for i := range ids {
+		assert.NotEmpty(t, ids[i], "written, not replicated")
+		assert.ErrorIs(t, batchErr.Errs[i], ErrNotReplicated)
+	}
+}
