@@ -130,7 +130,7 @@ func reminders(ctx context.Context, rdb *redis.Client, stream string) error {
 	}
 	// Too late to cancel one that was appended.
 	if err := p.Cancel(ctx, ids[0]); !errors.Is(err, redstream.ErrNotScheduled) {
-		return fmt.Errorf("cancel after delivery: want ErrNotScheduled, got %v", err)
+		return fmt.Errorf("cancel after delivery: want ErrNotScheduled, got %w", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -149,7 +149,7 @@ func dedupe(ctx context.Context, rdb *redis.Client, stream string) error {
 	}
 	again, err := p.Publish(ctx, Reminder{User: "ada", Text: "order-42"}, redstream.WithDedupeKey("order-42"))
 	if !errors.Is(err, redstream.ErrDuplicate) || again != first {
-		return fmt.Errorf("second publish: want %s and ErrDuplicate, got %s, %v", first, again, err)
+		return fmt.Errorf("second publish: want %s and ErrDuplicate, got %s, %w", first, again, err)
 	}
 	n, err := rdb.XLen(ctx, stream).Result()
 	if err != nil {
