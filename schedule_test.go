@@ -197,7 +197,8 @@ func TestScheduledCancel(t *testing.T) {
 	assert.ErrorIs(t, p.Cancel(ctx, now), ErrNotScheduled)
 	assert.ErrorIs(t, p.Cancel(ctx, "not-a-schedule-id"), ErrNotScheduled)
 
-	time.Sleep(400 * time.Millisecond) // past the cancelled message's due time
+	due := list[1].Due
+	eventually(t, 5*time.Second, func() bool { return rdb.Time(ctx).Val().After(due) }, "past the cancelled message's due time, by the server's clock")
 	moved, err = MoveDue(ctx, rdb, stream)
 	require.NoError(t, err)
 	assert.Zero(t, moved, "a cancelled message is never appended")
