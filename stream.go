@@ -181,12 +181,12 @@ const lagCountLimit = 1_000_000
 
 // Inspect returns a snapshot of stream: its length, first and last IDs,
 // dead-letter length, scheduled messages, and for each consumer group its
-// lag, pending count, oldest pending entry and consumers. It reads with XINFO, XPENDING and
-// XLEN; the figures are taken one after another, not atomically. For a
-// stream that does not exist the error wraps [ErrNoStream], unless
-// messages wait in its schedule: the snapshot then has only Scheduled and
-// NextDue. Ages are
-// measured with this machine's clock.
+// lag, pending count, oldest pending entry and consumers. It reads with
+// XINFO, XPENDING, XLEN, ZCARD and ZRANGE; the figures are taken one after
+// another, not atomically. For a stream that does not exist the error
+// wraps [ErrNoStream], unless messages wait in its schedule: the snapshot
+// then has only Scheduled and NextDue. Ages are measured with this
+// machine's clock.
 func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*StreamInfo, error) {
 	if err := ValidateStream(stream); err != nil {
 		return nil, err
