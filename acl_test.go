@@ -52,6 +52,9 @@ var aclCommands = []string{
 	"+xinfo|stream", "+xrevrange",
 	// DeadLetters.Purge.
 	"+multi", "+exec", "+del",
+	// Scheduled delivery (schedule, move when due by the server's TIME,
+	// cancel, list, Inspect's count), keys {stream}:redstream-scheduled*.
+	"+time", "+zadd", "+zscore", "+zrangebyscore", "+zrange", "+zrem", "+zcard",
 }
 
 // aclSetInfo is what go-redis needs on Redis 7.2 and later and on Valkey:

@@ -189,6 +189,11 @@ func TestCluster(t *testing.T) {
 		assert.EqualValues(t, 203, info.Total.Length)
 	})
 
+	t.Run("ScheduledAndDedupe", func(t *testing.T) {
+		t.Parallel()
+		checkScheduledAndDedupe(t, rdb)
+	})
+
 	t.Run("PlainStream", func(t *testing.T) {
 		t.Parallel()
 		ctx, stream := testCtx(t), uniqueStream(t)

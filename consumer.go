@@ -235,7 +235,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 //   - leases.go: the lease keeper, started by run, stopped after the last
 //     handler returned; and the hand-off at the end of run;
 //   - reaper.go, ownership.go, namelease.go, trim.go: the reaper, partition
-//     ownership, the consumer-name lease and the periodic trim.
+//     ownership, the consumer-name lease and the periodic trim;
+//   - scheduler.go: the mover of due scheduled messages, started by run,
+//     stopped by Run's context.
 type runner struct {
 	c       *Consumer
 	routes  []*route
@@ -331,6 +333,7 @@ func (r *runner) run(ctx context.Context) error {
 		ownership.Go(func() { r.own(ctx, stopOwn, perRead) })
 	}
 	feeders.Go(func() { r.scheduleRetries(ctx) })
+	feeders.Go(func() { r.moveScheduled(ctx) })
 	if r.c.cfg.reaper {
 		feeders.Go(func() { r.reap(ctx) })
 	}

@@ -92,6 +92,20 @@
 //		return db.InsertOrders(ctx, msgs) // one round trip; an error retries the batch's messages
 //	}, redstream.WithBatch(100, 50*time.Millisecond))
 //
+// # Delayed delivery and publishing once
+//
+// [WithDelay] and [WithDeliverAt] publish a message later: it waits in
+// Redis (a sorted set and a hash in the stream's hash slot) and is
+// appended when due, by the Redis server's clock, never before, exactly
+// once, by whichever Consumer or standalone [Reaper] of the stream polls
+// first ([WithSchedulePoll], default 250ms). The publish returns a
+// schedule ID that [Producer.Cancel] takes; [Message.ScheduleID] and
+// [Message.ScheduledFor] tell a handler what it was. [WithDedupeKey]
+// publishes once per business key within a window ([WithDedupeWindow],
+// default 24h): a second publish of the key returns the first entry's ID
+// with [ErrDuplicate], and the check and the XADD are one script, which
+// go-redis may safely resend after a lost reply.
+//
 // # Trimming and inspection
 //
 // [Trim] removes entries by length or age but never one a consumer group

@@ -39,9 +39,19 @@ var ErrInvalidID = errors.New("redstream: invalid stream ID")
 
 // ErrDuplicate is returned, with the ID, by [Producer.Publish] when an
 // explicit ID given with [WithID] already holds an entry in the stream: an
-// earlier attempt of the same publish succeeded, so a retry is a no-op. The
-// stored entry is not compared with the new payload.
+// earlier attempt of the same publish succeeded, so a retry is a no-op. It
+// is also wrapped, with the first entry's ID, by the error of a publish
+// whose dedupe key ([WithDedupeKey], [WithDedupeKeyFunc]) was published
+// within the dedupe window (by Publish, PublishAsync's future, and per
+// entry in PublishBatch's [*BatchError]). The stored entry is not compared
+// with the new payload.
 var ErrDuplicate = errors.New("redstream: an entry with this ID already exists")
+
+// ErrNotScheduled is wrapped by the error [Producer.Cancel] and
+// [CancelScheduled] return when the schedule ID is not waiting in the
+// schedule: it was appended to the stream already (too late to cancel),
+// cancelled before, or never scheduled on that stream.
+var ErrNotScheduled = errors.New("redstream: not scheduled: already delivered, cancelled, or unknown")
 
 // ErrUncertain is wrapped by the error a publish returns when the connection
 // failed after the XADD may have reached Redis: the entry may or may not be

@@ -66,6 +66,16 @@ const (
 	// reaper deletes it from its group, which it does only when the
 	// consumer holds no pending entries.
 	DefaultIdleConsumerTTL = 24 * time.Hour
+	// DefaultSchedulePoll is how often a Consumer or a standalone Reaper
+	// moves due scheduled messages ([WithDelay]) to each of its streams:
+	// a message is appended within about this long after it is due.
+	DefaultSchedulePoll = 250 * time.Millisecond
+	// ScheduleBatch is the most due messages one move appends to a stream;
+	// a mover that fills it moves again at once, up to 10 times a poll.
+	ScheduleBatch = 100
+	// DefaultDedupeWindow is how long a publish's dedupe key
+	// ([WithDedupeKey]) keeps later publishes of the key out.
+	DefaultDedupeWindow = 24 * time.Hour
 )
 
 // Defaults of [HandleBatch] without [WithBatch].

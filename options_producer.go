@@ -22,6 +22,8 @@ type producerConfig struct {
 	minReplicas    int
 	replicaTimeout time.Duration
 	maxPending     int
+	dedupeWindow   time.Duration // [WithDedupeWindow]
+	dedupeKeyFunc  any           // func(T) string, checked by NewProducer
 	// now is the producer's clock; tests set it to one that is ahead or
 	// behind. Only its monotonic reading is used ([WithMaxAge]).
 	now func() time.Time
@@ -116,7 +118,7 @@ func WithMaxPending(n int) ProducerOption {
 }
 
 func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
-	c := producerConfig{commonConfig: defaultCommon(), maxPending: DefaultMaxPending, now: time.Now}
+	c := producerConfig{commonConfig: defaultCommon(), maxPending: DefaultMaxPending, dedupeWindow: DefaultDedupeWindow, now: time.Now}
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -138,6 +140,10 @@ type publishConfig struct {
 	id      string
 	minID   string
 	headers []string // name, value pairs
+	// schedule is set by WithDelay and WithDeliverAt (schedule.go).
+	schedule *scheduleAt
+	// dedupeKey is set by WithDedupeKey (dedupe.go); "" for none.
+	dedupeKey string
 }
 
 type publishOption func(*publishConfig) error

@@ -21,6 +21,7 @@ type reclaimConfig struct {
 	onError         func(error)
 	trim            *TrimPolicy // nil: no periodic trim
 	trimEvery       time.Duration
+	schedulePoll    time.Duration // [WithSchedulePoll]
 }
 
 func defaultReclaim() reclaimConfig {
@@ -32,6 +33,7 @@ func defaultReclaim() reclaimConfig {
 		idleConsumerTTL: DefaultIdleConsumerTTL,
 		errorBackoffMin: DefaultErrorBackoffMin,
 		errorBackoffMax: DefaultErrorBackoffMax,
+		schedulePoll:    DefaultSchedulePoll,
 	}
 }
 

@@ -213,6 +213,15 @@ func InspectPartitions(ctx context.Context, rdb redis.UniversalClient, base stri
 func addInfo(total, p *StreamInfo) {
 	total.Length += p.Length
 	total.DeadLetterLength += p.DeadLetterLength
+	switch {
+	case p.Scheduled < 0:
+		total.Scheduled = -1 // unknown
+	case total.Scheduled >= 0:
+		total.Scheduled += p.Scheduled
+	}
+	if !p.NextDue.IsZero() && (total.NextDue.IsZero() || p.NextDue.Before(total.NextDue)) {
+		total.NextDue = p.NextDue
+	}
 	for _, g := range p.Groups {
 		i := 0
 		for i < len(total.Groups) && total.Groups[i].Name != g.Name {

@@ -36,6 +36,9 @@ type Producer[T any] struct {
 	// queued before it are answered.
 	pending chan struct{}
 	flushes flushTracker
+
+	// dedupeKeyFunc is WithDedupeKeyFunc's (dedupe.go), or nil.
+	dedupeKeyFunc func(T) string
 }
 
 // NewProducer returns a Producer of T for stream. rdb may be any
@@ -62,6 +65,9 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 			return nil, fmt.Errorf("%w: WithKeyFunc takes %T, but the producer's payload type is %T", ErrInvalidOption, cfg.keyFunc, zero)
 		}
 		p.keyFunc = fn
+	}
+	if p.dedupeKeyFunc, err = dedupeFunc[T](&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.partitions > 0 {
 		if p.streams, err = Partitions(stream, cfg.partitions); err != nil {
@@ -129,11 +135,19 @@ func (p *Producer[T]) route(key string, hasKey bool) int {
 // [ErrDuplicate], so retrying a publish is safe; an ID not above the stream's
 // last entry that holds no entry returns [ErrIDTooSmall]. A WithID publish
 // whose reply was lost looks the ID up and returns it when the entry is
-// there. Safe for concurrent use.
+// there. With [WithDelay] or [WithDeliverAt] it returns a schedule ID
+// instead of an entry ID (and the schedule ID with an error wrapping
+// ErrUncertain when the outcome is unknown: [Producer.Cancel] makes
+// sure); with [WithDedupeKey], a key published within the window returns
+// the first entry's ID and [ErrDuplicate]. Safe for concurrent use.
 func (p *Producer[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (string, error) {
 	part, args, pc, err := p.prepare(ctx, v, opts)
 	if err != nil {
 		return "", err
+	}
+	if call := p.scriptCallFor(part, args, &pc); call != nil {
+		ids, errs := p.runScripts(ctx, []*scriptCall{call})
+		return ids[0], errs[0]
 	}
 	b := p.batches[part]
 	id, err := b.add(ctx, args)
@@ -181,7 +195,9 @@ func (f *PublishFuture) Result() (string, error) {
 // before the pipeline goes out. Queued publishes live in memory only: call
 // [Producer.Flush] before the process exits. Futures complete in call order,
 // except those of [WithID] publishes that find their ID taken (telling a
-// duplicate apart takes another round trip).
+// duplicate apart takes another round trip), and scheduled ([WithDelay])
+// and deduplicated ([WithDedupeKey]) publishes, which are scripts sent on
+// their own round trips, in no order with the others.
 func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOption) (*PublishFuture, error) {
 	part, args, pc, err := p.prepare(ctx, v, opts)
 	if err != nil {
@@ -200,6 +216,16 @@ func (p *Producer[T]) PublishAsync(ctx context.Context, v T, opts ...PublishOpti
 	f := &PublishFuture{done: make(chan struct{})}
 	explicitID := pc.id
 	ctx = context.WithoutCancel(ctx)
+	if call := p.scriptCallFor(part, args, &pc); call != nil {
+		go func() {
+			ids, errs := p.runScripts(ctx, []*scriptCall{call})
+			f.id, f.err = ids[0], errs[0]
+			<-p.pending
+			close(f.done)
+			p.flushes.answered(epoch)
+		}()
+		return f, nil
+	}
 	b.addAsync(ctx, args, func(id string, err error) {
 		p.learnClock(part, explicitID, id)
 		complete := func() {
@@ -235,11 +261,17 @@ func (p *Producer[T]) prepare(ctx context.Context, v T, opts []PublishOption) (i
 	if err != nil {
 		return 0, nil, pc, err
 	}
+	if err := checkSpecial(&pc, false); err != nil {
+		return 0, nil, pc, err
+	}
 	p.applyKey(v, &pc)
 	if pc.id != "" && len(p.streams) > 1 && !pc.hasKey {
 		return 0, nil, pc, fmt.Errorf("%w: WithID on a partitioned producer needs a key (WithKey or WithKeyFunc), so that a retry goes to the same partition", ErrInvalidOption)
 	}
-	part := p.route(pc.key, pc.hasKey)
+	part, err := p.routeOf(v, &pc)
+	if err != nil {
+		return 0, nil, pc, err
+	}
 	p.seedClocks(ctx)
 	args, err := p.xaddArgs(ctx, v, part, &pc)
 	if err != nil {
@@ -358,7 +390,10 @@ func (e *BatchError) Unwrap() []error {
 // Entries whose outcome is unknown (the connection failed after the
 // pipeline may have run, or ctx ended during the round trip, which then
 // goes on without the caller) have errors wrapping [ErrUncertain]: the XADDs
-// are never sent twice.
+// are never sent twice. With [WithDelay] or [WithDeliverAt] every entry is
+// scheduled and the IDs are schedule IDs; with [WithDedupeKeyFunc] every
+// entry is deduplicated, a duplicate getting the first entry's ID and an
+// error wrapping [ErrDuplicate] in the BatchError.
 func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishOption) ([]string, error) {
 	pc, err := applyPublishOptions(opts)
 	if err != nil {
@@ -367,19 +402,30 @@ func (p *Producer[T]) PublishBatch(ctx context.Context, vs []T, opts ...PublishO
 	if pc.id != "" {
 		return nil, fmt.Errorf("%w: WithID is not allowed with PublishBatch", ErrInvalidOption)
 	}
+	if err := checkSpecial(&pc, true); err != nil {
+		return nil, err
+	}
 	if len(vs) == 0 {
 		return nil, nil
 	}
 	args := make([]*redis.XAddArgs, len(vs))
 	parts := make([]int, len(vs))
+	calls := make([]*scriptCall, len(vs))
 	p.seedClocks(ctx)
 	for i, v := range vs {
 		epc := pc
 		p.applyKey(v, &epc)
-		parts[i] = p.route(epc.key, epc.hasKey)
+		if parts[i], err = p.routeOf(v, &epc); err != nil {
+			return nil, fmt.Errorf("redstream: batch entry %d: %w", i, err)
+		}
 		if args[i], err = p.xaddArgs(ctx, v, parts[i], &epc); err != nil {
 			return nil, fmt.Errorf("redstream: batch entry %d: %w", i, err)
 		}
+		calls[i] = p.scriptCallFor(parts[i], args[i], &epc)
+	}
+	if calls[0] != nil {
+		// Scheduled, or deduplicated by WithDedupeKeyFunc: every entry is.
+		return p.publishBatchScripted(ctx, calls)
 	}
 	// The round trip runs on its own slices: a caller whose ctx ends
 	// leaves without waiting for it (awaitCtx).

@@ -265,9 +265,12 @@ func NewReaper(rdb redis.UniversalClient, group string, streams []string, opts .
 	}, nil
 }
 
-// Run reaps every reap interval until ctx ends, then returns nil. Redis
-// failures are logged, passed to the error callback and retried next round.
+// Run reaps every reap interval, and appends due scheduled messages
+// ([WithDelay]) every schedule poll ([WithSchedulePoll]), until ctx ends,
+// then returns nil. Redis failures are logged, passed to the error
+// callback and retried next round.
 func (rp *Reaper) Run(ctx context.Context) error {
+	defer rp.startMover(ctx)()
 	if rp.cfg.trim != nil {
 		var trimmer sync.WaitGroup
 		defer trimmer.Wait()

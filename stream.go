@@ -128,6 +128,13 @@ type StreamInfo struct {
 	LastGeneratedID string
 	// DeadLetterLength is the length of the stream's dead-letter stream.
 	DeadLetterLength int64
+	// Scheduled is how many messages wait in the stream's schedule
+	// ([WithDelay]); NextDue is when the first of them is due, by the Redis
+	// server's clock (the zero Time when none waits). A due message still
+	// waits until a consumer or reaper of the stream polls. Scheduled is
+	// -1 when the Redis user may not read the schedule's keys.
+	Scheduled int64
+	NextDue   time.Time
 	// Groups are the stream's consumer groups, in Redis's order.
 	Groups []GroupInfo
 }
@@ -182,17 +189,23 @@ type ConsumerInfo struct {
 const lagCountLimit = 1_000_000
 
 // Inspect returns a snapshot of stream: its length, first and last IDs,
-// dead-letter length, and for each consumer group its lag, pending count,
-// oldest pending entry and consumers. It reads with XINFO, XPENDING and
-// XLEN; the figures are taken one after another, not atomically. For a
-// stream that does not exist the error wraps [ErrNoStream]. Ages are
-// measured with this machine's clock.
+// dead-letter length, scheduled messages, and for each consumer group its
+// lag, pending count, oldest pending entry and consumers. It reads with
+// XINFO, XPENDING, XLEN, ZCARD and ZRANGE; the figures are taken one after
+// another, not atomically. For a stream that does not exist the error
+// wraps [ErrNoStream], unless messages wait in its schedule: the snapshot
+// then has only Scheduled and NextDue. Ages are measured with this
+// machine's clock.
 func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*StreamInfo, error) {
 	if err := ValidateStream(stream); err != nil {
 		return nil, err
 	}
 	xinfo, err := rdb.XInfoStream(ctx, stream).Result()
 	if redis.HasErrorPrefix(err, "no such key") {
+		// Messages may wait in the schedule of a stream not yet created.
+		if n, next, err := scheduledSummary(ctx, rdb, stream); err == nil && n > 0 {
+			return &StreamInfo{Stream: stream, Scheduled: n, NextDue: next}, nil
+		}
 		return nil, fmt.Errorf("%w: %s", ErrNoStream, stream)
 	}
 	if err != nil {
@@ -207,6 +220,12 @@ func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*St
 	}
 	if info.DeadLetterLength, err = rdb.XLen(ctx, DeadLetterKey(stream)).Result(); err != nil {
 		return nil, fmt.Errorf("redstream: inspect %s: dead-letter length: %w", stream, err)
+	}
+	if info.Scheduled, info.NextDue, err = scheduledSummary(ctx, rdb, stream); err != nil {
+		if !redis.HasErrorPrefix(err, "NOPERM") {
+			return nil, fmt.Errorf("redstream: inspect %s: scheduled: %w", stream, err)
+		}
+		info.Scheduled = -1 // a user limited to the stream's own keys
 	}
 	groups, err := rdb.XInfoGroups(ctx, stream).Result()
 	if err != nil {

@@ -41,7 +41,8 @@ type config struct {
 // Miniredis makes [New] always use an in-memory miniredis, whatever is
 // installed or set in the environment (REDIS_ADDR, REDSTREAM_REQUIRE_REDIS).
 // Its clock then stands still except for [Redis.Advance], so idle times and
-// ages grow only when the test says. Tests that call Advance need it.
+// ages grow, and delayed messages ([redstream.WithDelay]) come due, only
+// when the test says. Tests that call Advance need it.
 // Given with [RealRedis], the last one wins.
 func Miniredis() Option {
 	return func(c *config) { c.mini, c.real = true, false }

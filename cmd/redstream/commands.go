@@ -52,11 +52,13 @@ var commands = []*command{
 	dlqPurgeCommand,
 	trimCommand,
 	tailCommand,
+	scheduledListCommand,
+	scheduledCancelCommand,
 }
 
 // groupNames are the commands that take a subcommand. "pending" is also a
 // command of its own: "pending STREAM GROUP" lists, "pending ack ..." acts.
-var groupNames = map[string]bool{"dlq": true, "pending": true, "group": true, "consumers": true}
+var groupNames = map[string]bool{"dlq": true, "pending": true, "group": true, "consumers": true, "scheduled": true}
 
 // lookup finds the command named at the start of args and returns the
 // arguments that follow its name.

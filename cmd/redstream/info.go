@@ -25,8 +25,9 @@ var infoCommand = &command{
 	args:     []string{"STREAM"},
 	summary:  "the stream, its consumer groups and consumers at a glance",
 	about: `Shows the stream's length, its first and last entry IDs with the time
-encoded in them, the length of its dead-letter stream, and for each
-consumer group:
+encoded in them, the length of its dead-letter stream, how many messages
+wait in its schedule (published with a delay) and when the first is due,
+and for each consumer group:
   LAG             entries not yet delivered to the group ("≥N" when counting
                   was cut short: at least N)
   PENDING         entries delivered but not acknowledged
@@ -210,6 +211,7 @@ func printInfo(w io.Writer, info *redstream.StreamInfo, owners map[string]string
 		t.row("last generated ID", fmtIDWithTime(info.LastGeneratedID, now))
 	}
 	t.row("dead letters", fmt.Sprintf("%d (%s)", info.DeadLetterLength, redstream.DeadLetterKey(info.Stream)))
+	t.row("scheduled", fmtScheduled(info.Scheduled, info.NextDue, now))
 	if err := t.flush(); err != nil {
 		return err
 	}
@@ -297,6 +299,7 @@ func printPartitionedInfo(w io.Writer, p *redstream.PartitionedInfo, names []str
 	t.row("partitions", parts)
 	t.row("length", strconv.FormatInt(total.Length, 10))
 	t.row("dead letters", fmt.Sprintf("%d (%s)", total.DeadLetterLength, span(deadKeys)))
+	t.row("scheduled", fmtScheduled(total.Scheduled, total.NextDue, time.Now()))
 	if err := t.flush(); err != nil {
 		return err
 	}
@@ -360,6 +363,9 @@ type streamJSON struct {
 	DeadLetterKey    string      `json:"dead_letter_key"`
 	DeadLetterLength int64       `json:"dead_letter_length"`
 	Groups           []groupJSON `json:"groups"`
+	// Scheduled messages waiting, and when the first is due ("" if none).
+	Scheduled int64  `json:"scheduled"`
+	NextDue   string `json:"next_due"`
 }
 
 // partitionedJSON is the stable JSON shape of a
@@ -426,6 +432,8 @@ func toStreamJSON(info *redstream.StreamInfo, owners map[string]string) streamJS
 		DeadLetterKey:    redstream.DeadLetterKey(info.Stream),
 		DeadLetterLength: info.DeadLetterLength,
 		Groups:           make([]groupJSON, 0, len(info.Groups)),
+		Scheduled:        info.Scheduled,
+		NextDue:          jsonTime(info.NextDue),
 	}
 	for _, g := range info.Groups {
 		gj := groupJSON{

@@ -209,7 +209,7 @@ func TestInfoJSON(t *testing.T) {
 	var raw map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &raw))
 	assert.ElementsMatch(t, []string{"stream", "length", "first_id", "first_time", "last_id", "last_time",
-		"last_generated_id", "dead_letter_key", "dead_letter_length", "groups"}, keysOf(raw))
+		"last_generated_id", "dead_letter_key", "dead_letter_length", "groups", "scheduled", "next_due"}, keysOf(raw))
 	group := raw["groups"].([]any)[0].(map[string]any)
 	assert.ElementsMatch(t, []string{"name", "last_delivered_id", "lag", "lag_known", "pending", "oldest_pending_id",
 		"oldest_pending_age_ms", "oldest_pending_idle_ms", "owner", "paused", "consumers"}, keysOf(group))

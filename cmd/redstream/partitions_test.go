@@ -147,7 +147,7 @@ func TestPartitionedInfoJSON(t *testing.T) {
 	var raw map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &raw))
 	streamKeys := []string{"stream", "length", "first_id", "first_time", "last_id", "last_time",
-		"last_generated_id", "dead_letter_key", "dead_letter_length", "groups"}
+		"last_generated_id", "dead_letter_key", "dead_letter_length", "groups", "scheduled", "next_due"}
 	assert.ElementsMatch(t, append(streamKeys, "partitions"), keysOf(raw))
 	parts := raw["partitions"].([]any)
 	assert.Nil(t, parts[2])

@@ -30,12 +30,24 @@ var (
 	fencedReadSrc string
 	//go:embed ratelimit.lua
 	rateLimitSrc string
+	//go:embed schedule.lua
+	scheduleSrc string
+	//go:embed movedue.lua
+	moveDueSrc string
+	//go:embed cancelscheduled.lua
+	cancelScheduledSrc string
+	//go:embed listscheduled.lua
+	listScheduledSrc string
+	//go:embed dedupe.lua
+	dedupeSrc string
+	//go:embed record.lua
+	recordSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
 // cached them yet (after a restart, say).
 //
-// DeadLetter, Replay and Trim are wrapped by once: they take one more key,
+// DeadLetter, Replay, Trim, Schedule and CancelScheduled are wrapped by once: they take one more key,
 // last, a marker unique to the call, so that a client that sends the same
 // call again after a lost reply gets the first run's reply instead of a
 // second run's.
@@ -50,6 +62,17 @@ var (
 	Attempt     = redis.NewScript(attemptSrc)
 	FencedRead  = redis.NewScript(fencedReadSrc)
 	RateLimit   = redis.NewScript(rateLimitSrc)
+
+	Schedule        = redis.NewScript(once(scheduleSrc))
+	CancelScheduled = redis.NewScript(once(cancelScheduledSrc))
+	// MoveDue needs no marker: it removes what it moves in the same run,
+	// so a resend moves nothing twice.
+	MoveDue       = redis.NewScript(recordSrc + moveDueSrc)
+	ListScheduled = redis.NewScript(recordSrc + listScheduledSrc)
+	// Dedupe needs no marker either: its marker key is the business key's,
+	// and it stores the nonce of the call that wrote it, so a resend of
+	// that call gets the same reply.
+	Dedupe = redis.NewScript(dedupeSrc)
 )
 
 // OnceTTL is how long, in milliseconds, a once-wrapped script keeps its

@@ -1,0 +1,17 @@
+-- Lists scheduled messages in due order, read only. KEYS[1] the sorted
+-- set, KEYS[2] the records; ARGV[1] the rank to start at, ARGV[2] how many.
+-- Reply: a flat array of {id, due ms, {name, value, ...}} triples; a
+-- schedule ID without a record has an empty field list.
+local ids = redis.call('ZRANGE', KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1, 'WITHSCORES')
+local out = {}
+for i = 1, #ids, 2 do
+  local rec = redis.call('HGET', KEYS[2], ids[i])
+  local f = {}
+  if rec then
+    f = recordFields(rec)
+  end
+  out[#out + 1] = ids[i]
+  out[#out + 1] = string.format('%d', tonumber(ids[i + 1]))
+  out[#out + 1] = f
+end
+return out
