@@ -75,7 +75,7 @@ func PausedSince(ctx context.Context, rdb redis.UniversalClient, stream, group s
 		return false, time.Time{}, err
 	}
 	v, err := rdb.Get(ctx, pauseKey(stream, group)).Result()
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return false, time.Time{}, nil
 	}
 	if err != nil {

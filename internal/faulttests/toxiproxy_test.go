@@ -437,12 +437,11 @@ func TestPublishResetAfterTheCommandRan(t *testing.T) {
 	}
 	duplicates, uncertain, written, ok := 0, 0, 0, 0
 	for id, err := range outcomes {
-		switch {
-		case err == nil:
+		if err == nil {
 			// An asynchronous publish in a later round trip than the cut.
 			ok++
 			assert.Equal(t, 1, perPublish[id], "%s reported written", id)
-		default:
+		} else {
 			require.ErrorIs(t, err, redstream.ErrUncertain, "%s: its reply was lost", id)
 			uncertain++
 			written += min(perPublish[id], 1)
