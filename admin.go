@@ -158,9 +158,30 @@ func ClaimPending(ctx context.Context, rdb redis.UniversalClient, stream, group,
 }
 
 // claimTo moves the pending entries ids to consumer and returns the IDs
-// it moved.
+// it moved. It claims only the IDs it finds pending: XCLAIM on Valkey
+// creates the consumer even when it claims nothing, and an action that
+// does nothing must change nothing.
 func claimTo(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, ids []string) ([]string, error) {
-	claimed, err := rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: group, Consumer: consumer, Messages: ids}).Result()
+	cmds := make([]*redis.XPendingExtCmd, len(ids))
+	_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: group, Start: id, End: id, Count: 1})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redstream: claim %s group %s for %s: %w", stream, group, consumer, groupErr(stream, group, err))
+	}
+	pending := make([]string, 0, len(ids))
+	for i, cmd := range cmds {
+		if len(cmd.Val()) == 1 {
+			pending = append(pending, ids[i])
+		}
+	}
+	if len(pending) == 0 {
+		return nil, nil
+	}
+	claimed, err := rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: group, Consumer: consumer, Messages: pending}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redstream: claim %s group %s for %s: %w", stream, group, consumer, groupErr(stream, group, err))
 	}
