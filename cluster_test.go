@@ -229,14 +229,18 @@ func TestClusterFailover(t *testing.T) {
 	}
 	t.Parallel()
 	var summary []string
-	for _, mode := range []string{"async", "min-replicas"} {
+	for _, mode := range []string{"async", "min-replicas", "scheduled-async", "scheduled-min-replicas"} {
 		t.Run(mode, func(t *testing.T) {
-			line := runFailover(t, mode == "min-replicas")
+			line := runFailover(t, strings.HasSuffix(mode, "min-replicas"), strings.HasPrefix(mode, "scheduled"))
 			summary = append(summary, line)
 		})
 	}
 	writeSummary(t, summary...)
 }
+
+// scheduleDelay delays the publishes of the scheduled failover runs: long
+// enough that the failover strikes messages still in the schedule.
+const scheduleDelay = 1500 * time.Millisecond
 
 // failoverFigures are what one failover run measured.
 type failoverFigures struct {
@@ -244,7 +248,9 @@ type failoverFigures struct {
 	failover                                                      time.Duration
 }
 
-func runFailover(t *testing.T, minReplicas bool) string {
+// With scheduled, every publish is delayed (WithDelay): the failover
+// strikes messages waiting in the schedule, not in the stream.
+func runFailover(t *testing.T, minReplicas, scheduled bool) string {
 	cl := redistest.StartCluster(t)
 	rdb := cl.Client(t)
 	ctx, base := testCtx(t), uniqueStream(t)
@@ -291,7 +297,11 @@ func runFailover(t *testing.T, minReplicas bool) string {
 				}
 				id := strconv.Itoa(w) + "-" + strconv.Itoa(i)
 				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				_, err := p.Publish(pctx, Order{ID: id})
+				var popts []PublishOption
+				if scheduled {
+					popts = append(popts, WithDelay(scheduleDelay))
+				}
+				_, err := p.Publish(pctx, Order{ID: id}, popts...)
 				cancel()
 				mu.Lock()
 				switch {
@@ -344,10 +354,11 @@ func runFailover(t *testing.T, minReplicas bool) string {
 	close(stop)
 	wg.Wait()
 
-	// Every entry the streams hold is handled, and nothing stays pending.
+	// Every entry the streams hold is handled, and nothing stays pending
+	// (nor scheduled).
 	eventually(t, 60*time.Second, func() bool {
 		info, err := InspectPartitions(ctx, rdb, base, n)
-		return err == nil && len(info.Total.Groups) == 1 && info.Total.Groups[0].Lag == 0 && info.Total.Groups[0].Pending == 0
+		return err == nil && info.Total.Scheduled == 0 && len(info.Total.Groups) == 1 && info.Total.Groups[0].Lag == 0 && info.Total.Groups[0].Pending == 0
 	}, "consumers drain every partition after the failover")
 	for _, r := range consumers {
 		require.NoError(t, r.stop(t))
@@ -379,6 +390,9 @@ func runFailover(t *testing.T, minReplicas bool) string {
 	mode := "async"
 	if minReplicas {
 		mode = "min-replicas=1"
+	}
+	if scheduled {
+		mode = "scheduled " + mode
 	}
 	line := fmt.Sprintf("failover %s: acknowledged=%d lost=%d unconfirmed=%d (lost %d) failed=%d acknowledged-after-failover=%d failover=%s",
 		mode, f.acked, f.lost, f.unconfirmed, f.lostUnconfirmed, f.failed, f.ackedAfter, f.failover.Round(10*time.Millisecond))
