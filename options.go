@@ -213,6 +213,10 @@ type consumerConfig struct {
 	reaper          bool
 	middleware      Middleware
 	handlerTimeout  time.Duration
+	// longRetryAfter is WithLongRetryAfter's delay; longRetrySet tells a
+	// 0 given from none (MinIdle).
+	longRetryAfter time.Duration
+	longRetrySet   bool
 }
 
 type consumerOption func(*consumerConfig) error
@@ -427,6 +431,9 @@ func newConsumerConfig(opts []ConsumerOption) (consumerConfig, error) {
 		c.name = defaultConsumerName()
 	}
 	c.maxInFlight = max(c.maxInFlight, c.concurrency)
+	if !c.longRetrySet {
+		c.longRetryAfter = c.minIdle
+	}
 	return c, nil
 }
 
