@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -345,4 +346,76 @@ func TestScheduleRetryScript(t *testing.T) {
 	assert.Equal(t, mine, v[RetryOfField])
 	assert.Equal(t, "3", v[AttemptsField])
 	assert.NotContains(t, v, ScheduleIDField, "a retry is not a scheduled publish")
+}
+
+// measurePaced runs a consumer (small in-flight room) while messages
+// alternating between keys A and B are published at rate per second for
+// d; the handler fails every other message of key A with fail (nil: none
+// fails). It returns key B's messages published and those handled by d
+// and a short grace after it.
+func measurePaced(t *testing.T, rdb *redis.Client, rate int, d time.Duration, fail func() error, opts ...ConsumerOption) (published, handled int) {
+	t.Helper()
+	ctx, stream := testCtx(t), uniqueStream(t)
+	var b atomic.Int64
+	c := newTestConsumer(t, rdb, "g", append([]ConsumerOption{WithMaxInFlight(20)}, opts...)...)
+	require.NoError(t, Handle(c, stream, func(ctx context.Context, m *Message[Order]) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+		if m.Payload.UserID == "A" {
+			i, _ := strconv.Atoi(m.Payload.ID)
+			if fail != nil && i%4 == 0 {
+				return fail()
+			}
+			return nil
+		}
+		b.Add(1)
+		return nil
+	}))
+	r := startReady(t, c)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	end := time.After(d)
+	for i := 0; ; i++ {
+		select {
+		case <-end:
+		case <-tick.C:
+			key := "A"
+			if i%2 == 1 {
+				key = "B"
+				published++
+			}
+			vals := []any{KeyField, key, DefaultPayloadField, `{"id":"` + strconv.Itoa(i) + `","userId":"` + key + `"}`}
+			require.NoError(t, rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: vals}).Err())
+			continue
+		}
+		break
+	}
+	grace := time.NewTimer(250 * time.Millisecond)
+	<-grace.C
+	handled = int(b.Load())
+	require.NoError(t, r.stop(t))
+	return published, handled
+}
+
+// TestLongRetryHealthyTrafficPaced measures healthy traffic arriving at a
+// steady rate, the consumer keeping up, while half of key A's messages
+// fail with a one-minute retry: with retries in memory
+// (WithLongRetryAfter(0), the behaviour before long retries) and with the
+// default threshold. It logs the figures and asserts a generous bound.
+func TestLongRetryHealthyTrafficPaced(t *testing.T) {
+	rdb := mustRedis(t)
+	const rate, d = 1000, 3 * time.Second
+	fail := func() error { return RetryAfter(time.Minute, errors.New("downstream down")) }
+	basePub, base := measurePaced(t, rdb, rate, d, nil)
+	memPub, mem := measurePaced(t, rdb, rate, d, fail, WithLongRetryAfter(0))
+	longPub, long := measurePaced(t, rdb, rate, d, fail)
+	pct := func(h, p int) float64 { return 100 * float64(h) / float64(p) }
+	t.Logf("healthy traffic at %d msg/s (key B half of it) for %v: no failures %d/%d (%.0f%%); retries in memory %d/%d (%.0f%%, %.0f msg/s); long retries %d/%d (%.0f%%, %.0f msg/s)",
+		rate, d, base, basePub, pct(base, basePub),
+		mem, memPub, pct(mem, memPub), float64(mem)/d.Seconds(),
+		long, longPub, pct(long, longPub), float64(long)/d.Seconds())
+	assert.GreaterOrEqual(t, pct(long, longPub), 0.5*pct(base, basePub), "healthy traffic keeps flowing beside long retries")
 }
