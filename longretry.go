@@ -49,9 +49,11 @@ const (
 // delivery, attempts counted across the move, and which other groups of
 // the stream acknowledge without handling. Shorter retries wait in memory.
 //
-// Routes with [WithOrderedKeys] and batch routes keep every retry in
-// memory: a key's later messages wait behind its failing one, and hold
-// in-flight room while they wait.
+// Routes with [WithOrderedKeys] keep every retry in memory, which keeps a
+// key's order: the key's later messages wait behind its failing one, and
+// hold in-flight room while they wait, so a key that keeps failing holds
+// as many slots as it has messages read. Batch routes ([HandleBatch])
+// move long retries of their messages one by one, as plain routes do.
 //
 // The default is the consumer's MinIdle ([WithMinIdle]); 0 keeps every
 // retry in memory; negative is an error wrapping [ErrInvalidOption].
@@ -121,7 +123,7 @@ func newRetryID() string {
 // longRetry reports whether a retry of e in delay leaves memory.
 func (r *runner) longRetry(e *entry, delay time.Duration) bool {
 	after := r.c.cfg.longRetryAfter
-	return after > 0 && delay >= after && !e.route.ordered && e.batch == nil
+	return after > 0 && delay >= after && !e.route.ordered
 }
 
 // moveRetry counts e's failure with err and, when its retry is a long
