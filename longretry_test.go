@@ -98,7 +98,9 @@ func TestLongRetryHealthyTraffic(t *testing.T) {
 	rdb := mustRedis(t)
 	const n, window = 8000, 10 * time.Second
 	base := measureHealthy(t, rdb, n, window, nil)
-	failing := measureHealthy(t, rdb, n, window, func() error { return RetryAfter(time.Minute, errors.New("downstream down")) })
+	// The default threshold, MinIdle (newTestConsumer keeps retries in
+	// memory unless told).
+	failing := measureHealthy(t, rdb, n, window, func() error { return RetryAfter(time.Minute, errors.New("downstream down")) }, WithLongRetryAfter(DefaultMinIdle))
 	t.Logf("healthy traffic: %d of %d in %v (%.0f msg/s) with no failures; %d of %d in %v (%.0f msg/s) while 50%% of key A fails with RetryAfter(1m): %.0f%%",
 		base.handled, n/2, base.elapsed.Round(time.Millisecond), base.rate(),
 		failing.handled, n/2, failing.elapsed.Round(time.Millisecond), failing.rate(),
@@ -411,7 +413,7 @@ func TestLongRetryHealthyTrafficPaced(t *testing.T) {
 	fail := func() error { return RetryAfter(time.Minute, errors.New("downstream down")) }
 	basePub, base := measurePaced(t, rdb, rate, d, nil)
 	memPub, mem := measurePaced(t, rdb, rate, d, fail, WithLongRetryAfter(0))
-	longPub, long := measurePaced(t, rdb, rate, d, fail)
+	longPub, long := measurePaced(t, rdb, rate, d, fail, WithLongRetryAfter(DefaultMinIdle))
 	pct := func(h, p int) float64 { return 100 * float64(h) / float64(p) }
 	t.Logf("healthy traffic at %d msg/s (key B half of it) for %v: no failures %d/%d (%.0f%%); retries in memory %d/%d (%.0f%%, %.0f msg/s); long retries %d/%d (%.0f%%, %.0f msg/s)",
 		rate, d, base, basePub, pct(base, basePub),
