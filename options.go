@@ -376,7 +376,9 @@ func WithGroupStart(id string) ConsumerOption {
 // WithRetryBackoff sets the exponential backoff (with jitter) between
 // deliveries of a message whose handler failed: a delay in [d/2, d] where
 // d = min(minDelay*2^(n-1), maxDelay) after the nth delivery. The consumer
-// keeps the message (and renews its lease) while it waits. A handler can ask
+// keeps the message (and renews its lease) while it waits, unless the
+// delay reaches [WithLongRetryAfter]'s threshold: the message then waits
+// in the stream's schedule. A handler can ask
 // for its own delay with [RetryAfter]. Defaults: [DefaultRetryBackoffMin],
 // [DefaultRetryBackoffMax]; minDelay must be positive and maxDelay at least
 // minDelay.

@@ -208,7 +208,8 @@ func (r *runner) runHandler(ctx context.Context, e *entry) error {
 // the acknowledgement only spares the new owner's duplicate.
 //
 // A failure counts as one handler attempt, recorded in Redis before the
-// message is retried; after MaxDeliveries of them it is dead-lettered. A
+// message is retried (a long retry records it in its schedule record,
+// longretry.go); after MaxDeliveries of them it is dead-lettered. A
 // message no longer pending in Redis at all (vanished) cannot be retried:
 // only this consumer's memory has it, so it is dead-lettered from there.
 func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost, vanished bool) {
