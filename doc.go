@@ -49,7 +49,9 @@
 //
 // A handler's error leaves its message pending; the consumer delivers it
 // again after an exponential backoff with jitter ([WithRetryBackoff]), or
-// after the delay of a [RetryAfter] error, renewing its lease meanwhile.
+// after the delay of a [RetryAfter] error, renewing its lease meanwhile;
+// a retry due [WithLongRetryAfter] or more from now (default MinIdle) waits
+// in the stream's schedule instead, freeing its in-flight room.
 // After MaxDeliveries failed handler attempts ([WithMaxDeliveries],
 // default 5; failures are recorded in Redis, so they outlive the consumer,
 // and deliveries no handler saw do not count) the message is

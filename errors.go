@@ -392,7 +392,10 @@ type RetryError struct {
 // RetryAfter returns an error that, returned by a handler, has the message
 // delivered again after about d (at least 0) instead of after the retry
 // backoff. err, which may be nil, says why; it is what gets logged and,
-// after the last delivery, recorded in the dead-letter entry.
+// after the last delivery, recorded in the dead-letter entry. A d of at
+// least [WithLongRetryAfter]'s threshold (default MinIdle) waits in the
+// stream's schedule, the consumer's in-flight room freed, as any long
+// retry does.
 func RetryAfter(d time.Duration, err error) error {
 	return &RetryError{Delay: max(d, 0), Err: err}
 }

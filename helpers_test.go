@@ -127,9 +127,11 @@ func (r *running) stop(t testing.TB) error {
 }
 
 // newTestConsumer is NewConsumer with options that keep tests fast: a short
-// block so shutdowns are quick, and a short error backoff.
+// block so shutdowns are quick, and a short error backoff. Retries wait in
+// memory (WithLongRetryAfter(0)): many tests park a message there with a
+// long backoff; those of long retries (longretry_test.go) opt in.
 func newTestConsumer(t testing.TB, rdb redis.UniversalClient, group string, opts ...ConsumerOption) *Consumer {
-	base := []ConsumerOption{WithBlock(50 * time.Millisecond), WithErrorBackoff(10*time.Millisecond, 200*time.Millisecond)}
+	base := []ConsumerOption{WithBlock(50 * time.Millisecond), WithErrorBackoff(10*time.Millisecond, 200*time.Millisecond), WithLongRetryAfter(0)}
 	c, err := NewConsumer(rdb, group, append(base, opts...)...)
 	require.NoError(t, err)
 	return c

@@ -57,7 +57,7 @@ func TestConsumerStartStopLeaksNothing(t *testing.T) {
 	)
 	for run := range runs {
 		c, err := NewConsumer(rdb, "g", WithConsumerName("leaky"), WithGroupStart("0"),
-			WithBlock(20*time.Millisecond), WithMinIdle(90*time.Millisecond), WithReapInterval(20*time.Millisecond),
+			WithBlock(20*time.Millisecond), WithMinIdle(90*time.Millisecond), WithReapInterval(20*time.Millisecond), WithLongRetryAfter(0),
 			WithErrorBackoff(10*time.Millisecond, 100*time.Millisecond))
 		require.NoError(t, err)
 		require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {

@@ -213,6 +213,10 @@ type consumerConfig struct {
 	reaper          bool
 	middleware      Middleware
 	handlerTimeout  time.Duration
+	// longRetryAfter is WithLongRetryAfter's delay; longRetrySet tells a
+	// 0 given from none (MinIdle).
+	longRetryAfter time.Duration
+	longRetrySet   bool
 }
 
 type consumerOption func(*consumerConfig) error
@@ -372,7 +376,9 @@ func WithGroupStart(id string) ConsumerOption {
 // WithRetryBackoff sets the exponential backoff (with jitter) between
 // deliveries of a message whose handler failed: a delay in [d/2, d] where
 // d = min(minDelay*2^(n-1), maxDelay) after the nth delivery. The consumer
-// keeps the message (and renews its lease) while it waits. A handler can ask
+// keeps the message (and renews its lease) while it waits, unless the
+// delay reaches [WithLongRetryAfter]'s threshold: the message then waits
+// in the stream's schedule. A handler can ask
 // for its own delay with [RetryAfter]. Defaults: [DefaultRetryBackoffMin],
 // [DefaultRetryBackoffMax]; minDelay must be positive and maxDelay at least
 // minDelay.
@@ -427,6 +433,9 @@ func newConsumerConfig(opts []ConsumerOption) (consumerConfig, error) {
 		c.name = defaultConsumerName()
 	}
 	c.maxInFlight = max(c.maxInFlight, c.concurrency)
+	if !c.longRetrySet {
+		c.longRetryAfter = c.minIdle
+	}
 	return c, nil
 }
 

@@ -23,7 +23,7 @@ import (
 //     XADDs are sent once (sendOnce): a failure that may have come after
 //     Redis ran them is reported as [ErrUncertain], for the caller to decide.
 //   - The scripts that move or count entries (dead-letter move, replay,
-//     trim) take a marker key (onceKey): the first run stores its reply
+//     trim, schedule, long retry) take a marker key (onceKey): the first run stores its reply
 //     there, and a resend of the same call returns that reply instead of
 //     running again, so the client may resend and the caller gets what
 //     Redis did.

@@ -41,8 +41,20 @@ func (r *runner) dispatch(ctx context.Context, entries []*entry, since *uint64) 
 			r.held.giveRoom(1)
 			continue
 		}
+		retry, ours, attempts := retryFor(e.values, r.c.group)
+		if ours {
+			// A long retry re-appended (longretry.go): its attempts go on
+			// from those before the move.
+			e.attempts = max(e.attempts, attempts)
+		}
 		e.deliveries = e.attempts + 1
 		switch {
+		case retry && !ours:
+			// Another group's retry, re-appended: this group handled the
+			// message in its first entry.
+			e.settled.Store(true)
+			r.acks <- e
+			r.held.giveRoom(1)
 		case e.values == nil:
 			r.log.Warn("redstream: pending entry was deleted from the stream; clearing it", slog.String("stream", e.route.stream), slog.String("id", e.id))
 			e.settled.Store(true)
@@ -196,7 +208,8 @@ func (r *runner) runHandler(ctx context.Context, e *entry) error {
 // the acknowledgement only spares the new owner's duplicate.
 //
 // A failure counts as one handler attempt, recorded in Redis before the
-// message is retried; after MaxDeliveries of them it is dead-lettered. A
+// message is retried (a long retry records it in its schedule record,
+// longretry.go); after MaxDeliveries of them it is dead-lettered. A
 // message no longer pending in Redis at all (vanished) cannot be retried:
 // only this consumer's memory has it, so it is dead-lettered from there.
 func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost, vanished bool) {
@@ -238,15 +251,14 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost, v
 		}
 		e.retry = true
 		r.retries <- retryAt{at: time.Now().Add(d), e: e}
+	case e.attempts+1 < int64(r.c.cfg.maxDeliveries) && !givenUp(e.route) && r.moveRetry(handlerCtx, e, err):
+		// A long retry (longretry.go): counted, scheduled and acknowledged
+		// by one script; the consumer is done with it.
 	case r.countFailure(handlerCtx, e) >= int64(r.c.cfg.maxDeliveries):
 		r.handlerFailed(e, err, "dead-lettering after the last delivery")
 		r.deadLetter(handlerCtx, e, ReasonMaxDeliveries, err)
 	default:
-		delay := r.retry.Delay(int(e.attempts))
-		var retryErr *RetryError
-		if errors.As(err, &retryErr) {
-			delay = retryErr.Delay
-		}
+		delay := r.retryDelay(e.attempts, err)
 		if givenUp(e.route) {
 			r.handlerFailed(e, err, "left pending for the partition's next owner")
 			r.release(e)
@@ -260,6 +272,17 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost, v
 		e.retry = true
 		r.retries <- retryAt{at: time.Now().Add(delay), e: e}
 	}
+}
+
+// retryDelay is how long a message waits for its next delivery after
+// its attempts-th failure with err: the handler's RetryAfter, or the
+// backoff.
+func (r *runner) retryDelay(attempts int64, err error) time.Duration {
+	var retryErr *RetryError
+	if errors.As(err, &retryErr) {
+		return retryErr.Delay
+	}
+	return r.retry.Delay(int(attempts))
 }
 
 // countFailure records one failed handler attempt of e in Redis and returns

@@ -18,11 +18,23 @@ for i = 1, #due, 2 do
   local id, score = due[i], due[i + 1]
   local rec = redis.call('HGET', KEYS[2], id)
   if rec then
-    local args = recordFields(rec)
-    args[#args + 1] = 'redstream-schedule-id'
-    args[#args + 1] = id
-    args[#args + 1] = 'redstream-due'
-    args[#args + 1] = string.format('%d', tonumber(score))
+    local args, meta = recordFields(rec)
+    if meta.g then
+      -- A retry (scheduleretry.lua): its group's consumers handle it,
+      -- counting the attempts so far; other groups acknowledge it. It
+      -- keeps the schedule fields of its first entry, if any.
+      args[#args + 1] = 'redstream-retry-group'
+      args[#args + 1] = meta.g
+      args[#args + 1] = 'redstream-retry-of'
+      args[#args + 1] = meta.o
+      args[#args + 1] = 'redstream-attempts'
+      args[#args + 1] = meta.a
+    else
+      args[#args + 1] = 'redstream-schedule-id'
+      args[#args + 1] = id
+      args[#args + 1] = 'redstream-due'
+      args[#args + 1] = string.format('%d', tonumber(score))
+    end
     redis.call('XADD', KEYS[3], '*', unpack(args))
     moved = moved + 1
   end

@@ -6,9 +6,9 @@
 -- server's time plus ARGV[3] ms; ARGV[4..] the entry's fields, name, value.
 -- The record is a list of netstrings ("<length>:<bytes>", binary safe):
 -- tag, value pairs of metadata, then the tag "f" and the fields. This
--- version writes no metadata; later ones may (a delivery-attempt count,
--- the original entry ID), before "f": the mover skips tags it does not
--- know.
+-- script writes no metadata; scheduleretry.lua writes a retry's group
+-- ("g"), original entry ID ("o") and failed attempts ("a"), before "f":
+-- the mover skips tags it does not know.
 local due = tonumber(ARGV[2])
 if not due then
   local t = redis.call('TIME')

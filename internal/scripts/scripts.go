@@ -42,12 +42,14 @@ var (
 	dedupeSrc string
 	//go:embed record.lua
 	recordSrc string
+	//go:embed scheduleretry.lua
+	scheduleRetrySrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
 // cached them yet (after a restart, say).
 //
-// DeadLetter, Replay, Trim, Schedule and CancelScheduled are wrapped by once: they take one more key,
+// DeadLetter, Replay, Trim, Schedule, CancelScheduled and ScheduleRetry are wrapped by once: they take one more key,
 // last, a marker unique to the call, so that a client that sends the same
 // call again after a lost reply gets the first run's reply instead of a
 // second run's.
@@ -65,6 +67,7 @@ var (
 
 	Schedule        = redis.NewScript(once(scheduleSrc))
 	CancelScheduled = redis.NewScript(once(cancelScheduledSrc))
+	ScheduleRetry   = redis.NewScript(once(scheduleRetrySrc))
 	// MoveDue needs no marker: it removes what it moves in the same run,
 	// so a resend moves nothing twice.
 	MoveDue       = redis.NewScript(recordSrc + moveDueSrc)
