@@ -84,8 +84,10 @@ func TestRunErrorShutdownTimeoutCountsCancelledHandlers(t *testing.T) {
 	assert.Equal(t, int64(2), pendingCount(t, direct, stream, "g"))
 }
 
-func TestRunErrorNotHandedOver(t *testing.T) {
-	t.Parallel()
+// retryWaiting starts a consumer whose one message failed and waits in
+// memory for an hour-long retry.
+func retryWaiting(t *testing.T) (*cutProxy, *running, *redis.Client, string) {
+	t.Helper()
 	failed := make(chan struct{}, 1)
 	proxy, c, direct, stream := downableConsumer(t, func(context.Context, *Message[Order]) error {
 		select {
@@ -101,6 +103,12 @@ func TestRunErrorNotHandedOver(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool {
 		return direct.HLen(context.Background(), attemptsKey(stream, "g")).Val() == 1
 	}, "the failed attempt recorded")
+	return proxy, run, direct, stream
+}
+
+func TestRunErrorNotHandedOver(t *testing.T) {
+	t.Parallel()
+	proxy, run, direct, stream := retryWaiting(t)
 	proxy.Down()
 	err := run.stop(t)
 
@@ -116,20 +124,7 @@ func TestRunErrorNotHandedOver(t *testing.T) {
 // With Redis reachable, a retry waiting is handed over and Run returns nil.
 func TestRunErrorNilWhenEverythingIsHandedOver(t *testing.T) {
 	t.Parallel()
-	failed := make(chan struct{}, 1)
-	_, c, direct, stream := downableConsumer(t, func(context.Context, *Message[Order]) error {
-		select {
-		case failed <- struct{}{}:
-		default:
-		}
-		return errors.New("boom")
-	}, WithRetryBackoff(time.Hour, time.Hour))
-	publishOrders(t, direct, stream, 1)
-	run := startReady(t, c)
-	<-failed
-	eventually(t, 10*time.Second, func() bool {
-		return direct.HLen(context.Background(), attemptsKey(stream, "g")).Val() == 1
-	}, "the failed attempt recorded")
+	_, run, direct, stream := retryWaiting(t)
 	require.NoError(t, run.stop(t))
 	assert.Equal(t, int64(1), pendingCount(t, direct, stream, "g"))
 }

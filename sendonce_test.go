@@ -137,6 +137,17 @@ func TestSendOnceExplicitIDCutAfterXADDIsResolved(t *testing.T) {
 	assert.Equal(t, int64(1), direct.XLen(ctx, stream).Val())
 }
 
+// pendingEntry adds one entry to stream and delivers it to consumer c of
+// group g, and returns its ID.
+func pendingEntry(t *testing.T, rdb *redis.Client, stream string) string {
+	t.Helper()
+	ctx := testCtx(t)
+	require.NoError(t, rdb.XGroupCreateMkStream(ctx, stream, "g", "0").Err())
+	id := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"payload", "{}"}}).Val()
+	require.NoError(t, rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 1}).Err())
+	return id
+}
+
 // seedDeadLetters dead-letters n messages of stream, directly.
 func seedDeadLetters(t *testing.T, rdb *redis.Client, stream string, n int) {
 	t.Helper()
@@ -174,9 +185,7 @@ func TestSendOnceDeadLetterMoveCutAfterScript(t *testing.T) {
 	t.Parallel()
 	proxy, rdb, direct := proxiedClient(t)
 	ctx, stream := testCtx(t), uniqueStream(t)
-	require.NoError(t, direct.XGroupCreateMkStream(ctx, stream, "g", "0").Err())
-	id := direct.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"payload", "{}"}}).Val()
-	require.NoError(t, direct.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 1}).Err())
+	id := pendingEntry(t, direct, stream)
 	require.NoError(t, scripts.DeadLetter.Load(ctx, direct).Err())
 
 	proxy.CutAfter("evalsha", 1)
@@ -273,9 +282,7 @@ func TestSendOnceOperatorAckAndDestroyCut(t *testing.T) {
 	t.Parallel()
 	proxy, rdb, direct := proxiedClient(t)
 	ctx, stream := testCtx(t), uniqueStream(t)
-	require.NoError(t, direct.XGroupCreateMkStream(ctx, stream, "g", "0").Err())
-	id := direct.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"payload", "{}"}}).Val()
-	require.NoError(t, direct.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 1}).Err())
+	id := pendingEntry(t, direct, stream)
 
 	proxy.CutAfter("exec", 1)
 	n, err := AckPending(ctx, rdb, stream, "g", id)
