@@ -92,11 +92,7 @@ func paused(rt *route) bool { return rt.paused.Load() }
 // until ctx ends, setting each route's paused flag. A failed poll changes
 // nothing.
 func (r *runner) watchPauses(ctx context.Context) {
-	step := max(r.c.cfg.block, 10*time.Millisecond)
-	if r.c.cfg.block <= 0 {
-		step = time.Second
-	}
-	ticker := time.NewTicker(step)
+	ticker := time.NewTicker(max(r.c.cfg.block, 10*time.Millisecond))
 	defer ticker.Stop()
 	redisCtx := context.WithoutCancel(ctx)
 	for {

@@ -55,7 +55,7 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 func TestRateLimitIsSharedByTheGroup(t *testing.T) {
 	t.Parallel() // the grant hook records this test's stream only
 	rdb := mustRedis(t)
-	ctx, stream := testCtx(t), uniqueStream(t)
+	stream := uniqueStream(t)
 	const rate, burst, run = 200, 20, 10 * time.Second
 	s := &starts{}
 	granted := &starts{}
@@ -95,7 +95,6 @@ func TestRateLimitIsSharedByTheGroup(t *testing.T) {
 	assert.InDelta(t, rate, measured, rate*0.1, "the group's rate")
 	assert.LessOrEqual(t, maxInWindow(grants, 100*time.Millisecond), burst, "grants in any 100 ms, on the server's clock")
 	assert.Equal(t, len(ts), len(grants), "one grant per start")
-	_ = ctx
 }
 
 // RateLimited(d) from one consumer holds all three back for d.

@@ -186,21 +186,31 @@ func (r *runner) process(handlerCtx, ctx context.Context, cancel context.CancelF
 	r.settle(handlerCtx, e, err, lost, vanished)
 }
 
-// runHandler runs e's handler with ctx, bounded by the route's handler
-// timeout if it has one: the handler's context then ends with
-// ErrHandlerTimeout as its cause, and the error recorded wraps it.
+// runHandler runs e's handler with ctx, bounded by its route's handler
+// timeout (timedHandler).
 func (r *runner) runHandler(ctx context.Context, e *entry) error {
-	timeout := e.route.timeout
-	if timeout <= 0 {
-		return e.route.handle(ctx, e)
-	}
-	tctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrHandlerTimeout)
+	tctx, blame, cancel := timedHandler(ctx, e.route)
 	defer cancel()
-	err := e.route.handle(tctx, e)
-	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(tctx), ErrHandlerTimeout) && !errors.Is(err, ErrHandlerTimeout) {
-		err = fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, timeout, err)
+	return blame(e.route.handle(tctx, e))
+}
+
+// timedHandler bounds a handler call's ctx by rt's handler timeout, if it
+// has one: the returned context then ends with ErrHandlerTimeout as its
+// cause, and blame wraps an error the handler returns after that with
+// ErrHandlerTimeout (unless ctx itself ended first). Call cancel when the
+// handler has returned.
+func timedHandler(ctx context.Context, rt *route) (tctx context.Context, blame func(error) error, cancel context.CancelFunc) {
+	if rt.timeout <= 0 {
+		return ctx, func(err error) error { return err }, func() {}
 	}
-	return err
+	tctx, cancel = context.WithTimeoutCause(ctx, rt.timeout, ErrHandlerTimeout)
+	blame = func(err error) error {
+		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(tctx), ErrHandlerTimeout) && !errors.Is(err, ErrHandlerTimeout) {
+			return fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, rt.timeout, err)
+		}
+		return err
+	}
+	return tctx, blame, cancel
 }
 
 // settle acts on a handler's outcome. A successful handler's message is
