@@ -194,4 +194,5 @@ func TestOwnerUnreadable(t *testing.T) {
 	r := cli(t, "-url", "redis://"+user+":secret@"+redistest.Addr(t), "groups", s.stream)
 	require.Equal(t, 0, r.code, "stderr %q", r.stderr)
 	assert.Equal(t, "?", rowOf(r.stdout, "billing")[8], "the owner is unknown, not absent")
+	assert.Equal(t, "?", rowOf(r.stdout, "billing")[9], "whether it is paused is unknown, not no")
 }
