@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,6 +21,27 @@ const ackBatchMax = 512
 // ackFlushTimeout bounds each attempt to send acknowledgements.
 const ackFlushTimeout = 5 * time.Second
 
+// A round of acknowledgements that finds fewer than ackLingerBelow waiting
+// waits ackLinger for more before it is sent. Handlers finishing a few at
+// a time (a consumer keeping up with its publishers) would otherwise cost
+// an XACK round trip per handful of messages: measured with 8 publishers
+// and one consumer, 7 IDs per XACK and as much of the client's time in
+// XACK's system calls as in the reads'. Acknowledgements waiting hold no
+// room (it is given back as they are queued) and delay no handler; a
+// backlog (above ackLingerBelow) goes at once.
+//
+// It lingers only with an acks channel of ackLingerRoom or more (the
+// in-flight room, WithMaxInFlight; the default has it), which holds a
+// millisecond of acknowledgements at 256k messages per second.
+const (
+	ackLinger      = time.Millisecond
+	ackLingerBelow = 64
+	ackLingerRoom  = 256
+)
+
+// ackLingerOverride, set by tests only, replaces ackLinger when not 0.
+var ackLingerOverride atomic.Int64
+
 // ack gathers acknowledgements and sends them as multi-ID XACKs, one per
 // stream, in one pipeline: whatever arrived while the previous round trip
 // was in flight goes together. It returns when r.acks is closed and the
@@ -27,30 +49,54 @@ const ackFlushTimeout = 5 * time.Second
 // Run's context: see flushAcks.
 func (r *runner) ack(ctx, runCtx context.Context) {
 	batch := make(map[*route][]string)
-	// failed holds, per route, the acknowledged entries that have failed
-	// attempts recorded, to delete with the acknowledgement.
+	// failed holds, per route, the acknowledged entries that may have
+	// failed attempts recorded, to delete with the acknowledgement.
 	failed := make(map[*route][]string)
 	var entries []*entry
 	add := func(e *entry) {
 		batch[e.route] = append(batch[e.route], e.id)
-		if e.attempts > 0 {
+		if e.attempts > 0 || e.redisDeliveries > 1 {
+			// A claimed entry too: its last owner may have recorded a
+			// failure after this consumer read the record.
 			failed[e.route] = append(failed[e.route], e.id)
 		}
 		entries = append(entries, e)
 	}
-	for e := range r.acks {
-		add(e)
-	gather:
+	// gather adds what waits in r.acks, up to ackBatchMax, and reports
+	// whether r.acks is still open.
+	gather := func() bool {
 		for len(entries) < ackBatchMax {
 			select {
 			case e, ok := <-r.acks:
 				if !ok {
-					break gather
+					return false
 				}
 				add(e)
 			default:
-				break gather
+				return true
 			}
+		}
+		return true
+	}
+	lingerFor := ackLinger
+	if d := ackLingerOverride.Load(); d != 0 {
+		lingerFor = time.Duration(d)
+	}
+	linger := time.NewTimer(lingerFor)
+	linger.Stop()
+	defer linger.Stop()
+	// The acknowledger sleeps while it lingers (taking each
+	// acknowledgement in as it came cost a wake-up each, measured at 2 to
+	// 3 µs of CPU per message with 8 publishers and one consumer), so the
+	// acks channel must have room for what comes meanwhile: else a
+	// handler would wait to queue its acknowledgement, with its room.
+	lingers := cap(r.acks) >= ackLingerRoom
+	for e := range r.acks {
+		add(e)
+		if gather() && lingers && len(entries) < ackLingerBelow {
+			linger.Reset(lingerFor)
+			<-linger.C
+			gather()
 		}
 		if err := r.flushAcks(ctx, runCtx, batch, failed); err != nil {
 			r.acksGivenUp += len(entries)

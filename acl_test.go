@@ -38,13 +38,14 @@ import (
 var aclCommands = []string{
 	// Producer.Publish, PublishBatch; WithID checks for a duplicate with XRANGE.
 	"+xadd", "+xrange",
-	// Consumer: group setup, reads, own-pending drain, acknowledgements,
-	// reaper, idle-consumer cleanup.
-	"+xgroup|create", "+xreadgroup", "+xack", "+xpending", "+xautoclaim", "+xinfo|consumers",
+	// Consumer: group setup, reads (xread: the wait of a reader of several
+	// streams), own-pending drain, acknowledgements, reaper, idle-consumer
+	// cleanup.
+	"+xgroup|create", "+xreadgroup", "+xread", "+xack", "+xpending", "+xautoclaim", "+xinfo|consumers",
 	// Consumer: the consumer-name lease (a script calling get, set, del)
-	// and the failed-attempts record (hmget, hdel; a script calling hget,
-	// hset, pexpire), keys {stream}:redstream-*.
-	"+get", "+set", "+hget", "+hset", "+hmget", "+hdel", "+pexpire",
+	// and the failed-attempts record (hmget, hdel; scripts calling hget,
+	// hset, pexpire, hexists), keys {stream}:redstream-*.
+	"+get", "+set", "+hget", "+hset", "+hmget", "+hdel", "+hexists", "+pexpire",
 	// Lua scripts (lease renewal, dead letter, replay, idle-consumer delete,
 	// safe trim): EVALSHA, falling back to EVAL, and the commands they call.
 	"+evalsha", "+eval", "+xclaim", "+xdel", "+xtrim", "+xlen", "+xinfo|groups", "+xgroup|delconsumer",
@@ -229,6 +230,14 @@ func TestACLRestrictedUser(t *testing.T) {
 		l.Handle(name, m.Payload.ID, m.Time())
 		return nil
 	}))
+	// A second, quiet stream: the consumer reads both with one group
+	// reader (XREAD, XINFO GROUPS), under the same ACL.
+	quiet := stream + ":quiet"
+	var quietHandled atomic.Int64
+	require.NoError(t, Handle(c, quiet, func(context.Context, *Message[Order]) error {
+		quietHandled.Add(1)
+		return nil
+	}))
 	run := start(t, c)
 	dlq, err := NewDeadLetters(user, stream)
 	require.NoError(t, err)
@@ -237,6 +246,11 @@ func TestACLRestrictedUser(t *testing.T) {
 		n, err := dlq.Len(ctx)
 		return handled == 7 && err == nil && n == 1
 	}, "all but the poison handled (including the ghost's), the poison dead-lettered")
+	quietP, err := NewProducer[Order](user, quiet)
+	require.NoError(t, err)
+	_, err = quietP.Publish(ctx, Order{ID: "quiet"})
+	require.NoError(t, err)
+	eventually(t, 10*time.Second, func() bool { return quietHandled.Load() == 1 }, "the quiet stream's entry is handled")
 
 	letters, _, err := dlq.List(ctx, ListOptions{Count: 10, NewestFirst: true})
 	require.NoError(t, err)

@@ -38,7 +38,9 @@ const deleteConsumerRounds = 5
 // handling them, as a handler returning [ErrDrop] would: they leave the
 // group's pending entries list and are never delivered to it again (other
 // groups are unaffected). Their failed-attempts record goes with them. A
-// consumer still holding one finishes it from memory ([ErrVanished]).
+// consumer still holding one lets it go when it next looks (its handler's
+// context is cancelled with [ErrLeaseLost]), as for a message another
+// consumer took over.
 //
 // It returns how many entries were acknowledged. IDs that are not pending
 // are skipped and listed in a [*NotPendingError] (wrapping [ErrNotPending])
@@ -69,13 +71,17 @@ func AckPending(ctx context.Context, rdb redis.UniversalClient, stream, group st
 		return 0, fmt.Errorf("redstream: ack %s group %s: %w", stream, group, uncertain(groupErr(stream, group, err)))
 	}
 	done := 0
-	var skipped []string
+	var skipped, acked []string
 	for i, id := range ids {
 		if acks[i].Val() == 1 {
 			done++
+			acked = append(acked, id)
 		} else {
 			skipped = append(skipped, id)
 		}
+	}
+	if err := markTaken(ctx, rdb, stream, group, "", acked); err != nil {
+		return done, fmt.Errorf("redstream: ack %s group %s: record the acknowledged entries as taken from their consumers: %w", stream, group, err)
 	}
 	return done, notPendingErr(stream, group, skipped)
 }
@@ -106,7 +112,7 @@ func DeadLetterPending(ctx context.Context, rdb redis.UniversalClient, stream, g
 	done := 0
 	var skipped []string
 	for i, id := range ids {
-		res, _, err := deadLetterMove(ctx, rdb, stream, group, "", id, ReasonOperator, operatorErrorText, -1, parseAttempts(attempts[i]), false, nil)
+		res, _, err := deadLetterMove(ctx, rdb, stream, group, "", id, ReasonOperator, operatorErrorText, -1, parseAttempts(attempts[i]), byOther, nil)
 		if err != nil {
 			return done, fmt.Errorf("redstream: dead-letter %s group %s id %s: %w", stream, group, id, err)
 		}
@@ -184,6 +190,9 @@ func claimTo(ctx context.Context, rdb redis.UniversalClient, stream, group, cons
 	claimed, err := rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: group, Consumer: consumer, Messages: pending}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redstream: claim %s group %s for %s: %w", stream, group, consumer, groupErr(stream, group, err))
+	}
+	if err := markTaken(ctx, rdb, stream, group, consumer, claimed); err != nil {
+		return claimed, fmt.Errorf("redstream: claim %s group %s for %s: record the claimed entries as taken from their consumers: %w", stream, group, consumer, err)
 	}
 	return claimed, nil
 }
@@ -365,7 +374,7 @@ func DestroyGroup(ctx context.Context, rdb redis.UniversalClient, stream, group 
 		destroy := onceIntCmd{redis.NewIntCmd(ctx, "xgroup", "destroy", stream, group)}
 		_ = pipe.Process(ctx, destroy)
 		destroyed = destroy.IntCmd
-		pipe.Del(ctx, attemptsKey(stream, group))
+		pipe.Del(ctx, attemptsKey(stream, group), takenKey(stream, group), takenAgesKey(stream, group))
 		return nil
 	})
 	if err != nil {

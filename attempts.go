@@ -21,8 +21,12 @@ import (
 //
 // The record is one hash per stream and group, in the stream's hash slot,
 // with a field per entry that failed at least once. A field is written only
-// when a handler fails (the happy path never touches the hash) and deleted
-// with the entry's acknowledgement or dead-letter move. The hash expires
+// when a handler fails (the happy path never touches the hash), only while
+// the entry is pending, and deleted with the entry's acknowledgement (by
+// whichever consumer holds it, when it had failed or was claimed) or
+// dead-letter move. So a consumer that wrote an entry's field and finds the
+// entry pending for no one and the field gone knows another consumer
+// finished it (claimown.lua, deadletter.lua). The hash expires
 // attemptsTTL after its last write, so fields of entries acknowledged by
 // other means (an operator's XACK, a deleted group) do not pile up.
 
@@ -37,10 +41,15 @@ func attemptsKey(stream, group string) string {
 
 // recordAttempt records that id's handler has failed attempts times (this
 // failure included) and returns the count recorded, which is higher when
-// another consumer recorded more.
+// another consumer recorded more. It writes nothing and returns
+// notRecorded when id is not pending in group any more: finished (or
+// forgotten) while its handler ran.
 func recordAttempt(ctx context.Context, rdb redis.UniversalClient, stream, group, id string, attempts int64) (int64, error) {
-	return scripts.Attempt.Run(ctx, rdb, []string{attemptsKey(stream, group)}, id, attempts, attemptsTTL.Milliseconds()).Int64()
+	return scripts.Attempt.Run(ctx, rdb, []string{attemptsKey(stream, group), stream}, id, attempts, attemptsTTL.Milliseconds(), group).Int64()
 }
+
+// notRecorded is what recordAttempt returns for an entry not pending.
+const notRecorded = -1
 
 // parseAttempts reads one field of the failed-attempts hash as HMGET
 // returns it: nil (none recorded) and anything malformed count as 0.

@@ -194,7 +194,10 @@ func (panickyCodec) Marshal(v any) ([]byte, error) { return JSON.Marshal(v) }
 func (panickyCodec) Unmarshal([]byte, any) error   { panic("codec bug") }
 
 func TestPanickingCodecDeadLettersAsDecodeFailure(t *testing.T) {
-	_, rdb := newMiniredis(t)
+	// A real server: miniredis counts the lease renewal's XCLAIM JUSTID
+	// (the reaper's first round renews what is held) as a delivery, which
+	// Redis does not, so the count checked below would be 2 now and then.
+	rdb := mustRedis(t)
 	ctx, stream := testCtx(t), uniqueStream(t)
 	publishOrders(t, rdb, stream, 1)
 	var calls atomic.Int64

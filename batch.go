@@ -335,7 +335,7 @@ func typedBatchHandler[T any](c *Consumer, stream string, fn BatchHandlerFunc[T]
 		in := make([]*entry, 0, len(entries)) // the entries of msgs
 		at := make([]int, 0, len(entries))    // their indexes in entries
 		for i, e := range entries {
-			m, err := decodeMessage[T](cfg.commonConfig, untyped, stream, e.id, e.deliveries, e.values)
+			m, err := decodeMessage(cfg.commonConfig, untyped, stream, e.id, e.deliveries, e.values, spareMessage[T](e))
 			if err != nil {
 				errs[i] = err
 				continue

@@ -11,40 +11,50 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// batcher coalesces concurrent XADDs of one producer into pipelines. A
-// caller that finds fewer than maxLeaders round trips in flight sends at
-// once, with whatever has queued (no added latency when idle); callers
-// arriving while the round trips are busy queue, and when one ends, the
-// first of them leads the next round trip with all those queued. Each
-// caller gets its own ID or error.
+// batcher coalesces concurrent XADDs of one producer into pipelines. Its
+// sender goroutines (up to maxSenders) take everything queued, up to
+// maxBatch, into one round trip; callers arriving while every sender is
+// in a round trip queue, and the first sender back takes them all into
+// the next. A lone caller is sent at once (no added latency when idle).
+// Each caller gets its own ID or error.
+//
+// The senders live on while there is work, and end after senderIdle
+// without any: a caller only queues and waits for its result, so one
+// round trip costs no goroutine start and no hand-over of the lead, and
+// a caller whose context ends can leave at once.
 type batcher struct {
 	rdb    redis.UniversalClient
 	stream string
-	// maxLeaders bounds the round trips in flight. Several use several
-	// connections, which keeps Redis busy while the callers of one round
-	// trip are woken and encode their next entries; one keeps the order of
-	// the calls (asynchronous publishes).
-	maxLeaders int
+	// streamArg is stream in an interface, for the XADDs' arguments.
+	streamArg any
+	// maxSenders bounds the round trips in flight. Two keep Redis busy
+	// while the callers of one round trip are woken and encode their next
+	// entries; more split the same callers over more, smaller round trips.
+	// One keeps the order of the calls (asynchronous publishes).
+	maxSenders int
 	// minReplicas above 0 sends a WAIT after the XADDs ([WithMinReplicas]).
 	minReplicas    int
 	replicaTimeout time.Duration
 
-	// sendq hands a round trip to an idle sender goroutine (leadFor).
-	sendq chan *xaddReq
+	// kick tells a sender waiting for work that the queue has some. It
+	// holds at most one signal; a stale one costs a sender a look at the
+	// queue.
+	kick chan struct{}
 
 	mu      sync.Mutex
 	queue   []*xaddReq
-	leaders int // round trips in flight, or handed to a queued caller
-	// lastBatch is the size of the last round trip: above 1, callers are
-	// publishing concurrently, and a new leader first lets them queue.
-	lastBatch int
+	senders int // sender goroutines running
+	idle    int // senders waiting for work
 }
 
-// syncLeaders is the maxLeaders of the batcher of synchronous publishes:
-// measured on two cores with 8 publishing goroutines, 1 reached 0.6 of a
-// plain XADD per call loop (one connection idles Redis between round
-// trips), 4 reached 1.0, and 8 no more.
-const syncLeaders = 4
+// syncSenders is the maxSenders of the batcher of synchronous publishes.
+// Measured on two cores with 8 publishing goroutines (one session, load
+// about 4): 1 sender carried 7.3 XADDs per round trip, 2 carried 3.9, 3
+// carried 2.6 and 4 carried 1.8, at 8.2, 7.0, 9.0 and 12.5 to 16 µs of
+// client CPU per message; 1 and 2 published about as fast, 2 with Redis
+// busy while the callers of the other round trip are woken, which
+// serves a slower or busier Redis better.
+const syncSenders = 2
 
 // xaddReq is one caller's XADD waiting in a batch.
 type xaddReq struct {
@@ -52,11 +62,13 @@ type xaddReq struct {
 	args *redis.XAddArgs
 	id   string
 	err  error
-	// wake tells a queued caller either that its result is ready (false) or
-	// that it leads the next round trip (true).
-	wake chan bool
+	// wake, buffered, gets a value once the result is in. A caller that
+	// left (its context ended) leaves the request to the garbage
+	// collector, so the sender never blocks on it and never writes into
+	// a request reused by another call.
+	wake chan struct{}
 	// done, set for an asynchronous publish, takes the result instead: no
-	// caller waits on wake, and a goroutine is started to lead for it.
+	// caller waits on wake.
 	done func(id string, err error)
 }
 
@@ -65,131 +77,73 @@ type xaddReq struct {
 // sooner.
 const maxBatch = 512
 
-var xaddReqPool = sync.Pool{New: func() any { return &xaddReq{wake: make(chan bool, 1)} }}
+var xaddReqPool = sync.Pool{New: func() any { return &xaddReq{wake: make(chan struct{}, 1)} }}
+
+// newBatcher returns a batcher of XADDs to stream with up to maxSenders
+// round trips in flight.
+func newBatcher(rdb redis.UniversalClient, stream string, maxSenders int, cfg producerConfig) *batcher {
+	return &batcher{rdb: rdb, stream: stream, streamArg: stream, maxSenders: maxSenders, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout, kick: make(chan struct{}, 1)}
+}
+
+// recycle puts a request back into the pool, once no sender will touch it.
+func recycle(req *xaddReq) {
+	*req = xaddReq{wake: req.wake}
+	xaddReqPool.Put(req)
+}
 
 // add sends one XADD, coalesced with those of concurrent callers, and
-// returns its ID.
+// returns its ID. A caller whose ctx ends while it queues is not sent;
+// one whose round trip is in flight leaves it with an error wrapping
+// ErrUncertain.
 func (b *batcher) add(ctx context.Context, args *redis.XAddArgs) (string, error) {
 	req := xaddReqPool.Get().(*xaddReq)
 	req.ctx, req.args = ctx, args
-	lead, concurrent := b.enqueue(req)
-	if lead && concurrent {
-		// The callers of the last round trip were just woken and are about
-		// to publish again: let them queue, so this round trip takes them
-		// too instead of going out alone.
-		runtime.Gosched()
-	}
-	if !lead {
-		select {
-		case lead = <-req.wake:
-		case <-ctx.Done():
-			if b.unqueue(req) {
-				*req = xaddReq{wake: req.wake}
-				xaddReqPool.Put(req)
-				return "", ctx.Err()
-			}
-			// Already in a round trip, or handed the lead: it goes on
-			// without this caller, whose XADD may or may not be written.
-			go b.abandon(req)
-			return "", &uncertainError{err: ctx.Err()}
+	b.enqueue(req)
+	select {
+	case <-req.wake:
+	case <-ctx.Done():
+		if b.unqueue(req) {
+			recycle(req)
+			return "", ctx.Err()
 		}
-	}
-	if lead && !b.leadFor(ctx, req) {
+		// Already in a round trip: it goes on without this caller, whose
+		// XADD may or may not be written.
 		return "", &uncertainError{err: ctx.Err()}
 	}
 	id, err := req.id, req.err
-	*req = xaddReq{wake: req.wake}
-	xaddReqPool.Put(req)
+	recycle(req)
 	return id, err
 }
 
-// leadFor leads req's round trip for a caller that waits with ctx, and
-// reports whether it ended before ctx did. A ctx that can end gets the
-// round trip run by a sender goroutine, so that the caller can leave when
-// ctx ends (abandon then sees the round trip through).
-func (b *batcher) leadFor(ctx context.Context, req *xaddReq) bool {
-	if ctx.Done() == nil {
-		b.lead(req)
-		return true
-	}
-	select {
-	case b.sendq <- req: // an idle sender takes it
-	default:
-		go b.sender(req)
-	}
-	select {
-	case <-req.wake:
-		return true
-	case <-ctx.Done():
-		go b.abandon(req)
-		return false
-	}
-}
-
-// senderIdle is how long a sender goroutine waits for another round trip
-// before it ends. Senders are reused rather than started per round trip:
-// a new goroutine grows its stack again through go-redis's calls, which
-// cost a quarter of the publish path when measured.
-const senderIdle = 100 * time.Millisecond
-
-// sender leads round trips handed to it by leadFor, waking each caller
-// when its round trip is over, until none comes for senderIdle. There are
-// no more senders than round trips in flight at once (maxLeaders), plus
-// those about to end.
-func (b *batcher) sender(req *xaddReq) {
-	idle := time.NewTimer(senderIdle)
-	defer idle.Stop()
-	for {
-		b.lead(req)
-		req.wake <- false
-		idle.Reset(senderIdle)
-		select {
-		case req = <-b.sendq:
-		case <-idle.C:
-			return
-		}
-	}
-}
-
-// abandon sees through the round trip of a caller that stopped waiting:
-// it leads if handed the lead (send skips the caller's XADD, its context
-// having ended), then recycles req.
-func (b *batcher) abandon(req *xaddReq) {
-	if <-req.wake {
-		b.lead(req)
-	}
-	*req = xaddReq{wake: req.wake}
-	xaddReqPool.Put(req)
-}
-
 // addAsync queues one XADD and returns; done gets its ID or error once its
-// round trip is over, on the goroutine that led that round trip. A leader
-// goroutine ends once the queue is empty; [Producer.Flush] waits for the
-// results.
+// round trip is over, on the sender goroutine. [Producer.Flush] waits for
+// the results.
 func (b *batcher) addAsync(ctx context.Context, args *redis.XAddArgs, done func(id string, err error)) {
 	req := xaddReqPool.Get().(*xaddReq)
 	req.ctx, req.args, req.done = ctx, args, done
-	if lead, _ := b.enqueue(req); lead {
-		go b.lead(req)
-	}
+	b.enqueue(req)
 }
 
-// enqueue makes req lead a round trip if fewer than maxLeaders are in
-// flight, else queues it; concurrent tells whether the last round trip
-// carried more than one entry.
-func (b *batcher) enqueue(req *xaddReq) (lead, concurrent bool) {
+// enqueue queues req and makes sure a sender will take it: one waiting
+// for work is kicked, else one is started if fewer than maxSenders run;
+// else every sender is in a round trip and the first back takes it.
+func (b *batcher) enqueue(req *xaddReq) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	lead = b.leaders < b.maxLeaders
-	if lead {
-		b.leaders++
-	} else {
-		b.queue = append(b.queue, req)
+	b.queue = append(b.queue, req)
+	switch {
+	case b.idle > 0:
+		select {
+		case b.kick <- struct{}{}:
+		default: // a signal is there already, and a waiting sender will see it
+		}
+	case b.senders < b.maxSenders:
+		b.senders++
+		go b.sender()
 	}
-	return lead, b.lastBatch > 1
 }
 
-// unqueue takes req out of the queue if no leader has taken it yet.
+// unqueue takes req out of the queue if no sender has taken it yet.
 func (b *batcher) unqueue(req *xaddReq) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -201,51 +155,71 @@ func (b *batcher) unqueue(req *xaddReq) bool {
 	return true
 }
 
-// lead sends self's XADD with what is queued (up to maxBatch) in one round
-// trip, then hands the lead to the first request that queued meanwhile, if
-// any: a waiting caller leads itself, an asynchronous publish gets a
-// goroutine to lead for it.
-func (b *batcher) lead(self *xaddReq) {
-	b.mu.Lock()
-	n := min(len(b.queue), maxBatch-1)
-	// self queued (or arrived) before those behind it: keep call order.
-	batch := make([]*xaddReq, 0, n+1)
-	batch = append(batch, self)
-	batch = append(batch, b.queue[:n]...)
-	b.queue = slices.Delete(b.queue, 0, n)
-	b.lastBatch = n + 1
-	b.mu.Unlock()
+// senderIdle is how long a sender goroutine waits for work before it
+// ends. Senders are kept rather than started per round trip: a new
+// goroutine grows its stack again through go-redis's calls, which cost a
+// quarter of the publish path when measured.
+const senderIdle = 100 * time.Millisecond
 
-	b.send(batch)
-	for _, r := range batch {
-		switch {
-		case r.done != nil:
-			done, id, err := r.done, r.id, r.err
-			*r = xaddReq{wake: r.wake}
-			xaddReqPool.Put(r)
-			done(id, err)
-		case r != self:
-			r.wake <- false
+// sender sends what is queued, one round trip at a time, and hands each
+// request its result, until no work comes for senderIdle.
+func (b *batcher) sender() {
+	idle := time.NewTimer(senderIdle)
+	defer idle.Stop()
+	var batch []*xaddReq
+	for {
+		batch = b.take(batch[:0], idle)
+		if len(batch) == 0 {
+			return
+		}
+		b.send(batch)
+		for i, r := range batch {
+			if r.done != nil {
+				done, id, err := r.done, r.id, r.err
+				recycle(r)
+				done(id, err)
+			} else {
+				r.wake <- struct{}{}
+			}
+			batch[i] = nil
+		}
+		if len(batch) > 1 {
+			// The callers just woken publish concurrently and are about to
+			// queue again: let them, so that the next round trip takes
+			// them together rather than one or two at a time.
+			runtime.Gosched()
 		}
 	}
+}
 
+// take moves up to maxBatch queued requests into batch, in call order,
+// waiting up to senderIdle for some to come; it returns batch empty when
+// none came, having ended the sender's count.
+func (b *batcher) take(batch []*xaddReq, idle *time.Timer) []*xaddReq {
 	b.mu.Lock()
-	var next *xaddReq
-	if len(b.queue) > 0 {
-		// Taken out of the queue, so that no other leader picks it too.
-		next = b.queue[0]
-		b.queue = b.queue[1:]
-	} else {
-		b.leaders--
+	defer b.mu.Unlock()
+	for len(b.queue) == 0 {
+		b.idle++
+		b.mu.Unlock()
+		idle.Reset(senderIdle)
+		timedOut := false
+		select {
+		case <-b.kick:
+			idle.Stop()
+		case <-idle.C:
+			timedOut = true
+		}
+		b.mu.Lock()
+		b.idle--
+		if timedOut && len(b.queue) == 0 {
+			b.senders--
+			return batch
+		}
 	}
-	b.mu.Unlock()
-	switch {
-	case next == nil:
-	case next.done != nil:
-		go b.lead(next)
-	default:
-		next.wake <- true
-	}
+	n := min(len(b.queue), maxBatch)
+	batch = append(batch, b.queue[:n]...)
+	b.queue = slices.Delete(b.queue, 0, n)
+	return batch
 }
 
 // send runs the batch's XADDs, skipping callers whose context has ended
@@ -265,7 +239,7 @@ func (b *batcher) send(batch []*xaddReq) {
 		for _, r := range batch {
 			if r.err == nil {
 				ctx := context.WithoutCancel(r.ctx)
-				cmd := xaddCmd(ctx, r.args)
+				cmd := xaddCmdTo(ctx, r.args, b.streamArg)
 				_ = b.rdb.Process(ctx, cmd)
 				r.id, r.err = cmd.Result()
 			}
@@ -295,7 +269,7 @@ func (b *batcher) send(batch []*xaddReq) {
 	cmds := make([]*redis.StringCmd, len(batch))
 	for i, r := range batch {
 		if r.err == nil {
-			cmd := xaddCmd(ctx, r.args)
+			cmd := xaddCmdTo(ctx, r.args, b.streamArg)
 			_ = pipe.Process(ctx, cmd)
 			cmds[i] = cmd.StringCmd
 		}
@@ -332,7 +306,7 @@ func (b *batcher) exec(ctx context.Context, args []*redis.XAddArgs, ids []string
 		pipe := node.Pipeline()
 		cmds := make([]*redis.StringCmd, len(args))
 		for i, a := range args {
-			cmd := xaddCmd(ctx, a)
+			cmd := xaddCmdTo(ctx, a, b.streamArg)
 			_ = pipe.Process(ctx, cmd)
 			cmds[i] = cmd.StringCmd
 		}

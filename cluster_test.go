@@ -51,6 +51,11 @@ func TestCluster(t *testing.T) {
 		checkOrderedKeys(t, rdb, 16)
 	})
 
+	t.Run("ManyStreams", func(t *testing.T) {
+		t.Parallel()
+		checkClusterManyStreams(t, cl.Addrs())
+	})
+
 	t.Run("ExclusivePartitions", func(t *testing.T) {
 		t.Parallel()
 		checkExclusivePartitions(t, rdb)

@@ -136,7 +136,7 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T], opts ...Handle
 	}
 	routes := make([]*route, len(streams))
 	for i, s := range streams {
-		routes[i] = &route{stream: s, handle: typedHandler(c, s, fn), ordered: hc.ordered, timeout: timeout, limit: hc.limit.forRoute()}
+		routes[i] = &route{stream: s, handle: typedHandler(c, s, fn), alloc: allocWithMessage[T], ordered: hc.ordered, timeout: timeout, limit: hc.limit.forRoute()}
 		hc.batch.attach(routes[i])
 		if hc.exclusive {
 			routes[i].exclusive = true
@@ -214,7 +214,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			streams[i] = rt.stream
 		}
 		r.log.Info("redstream: consumer started", slog.Any("streams", streams), slog.Int("concurrency", c.cfg.concurrency))
-		c.warnCapacity(r.log, len(routes))
+		c.warnCapacity(r.log, routes)
 		close(c.ready)
 	}
 	return r.run(ctx)
@@ -224,8 +224,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 // of its own, share the held messages (held.go) and talk through the
 // channels below; what else each keeps is its own:
 //
-//   - reader.go: one reader per stream (or owned partition), started by
-//     run or by partition ownership, stopped by Run's context;
+//   - multireader.go, reader.go: one reader per group of streams one
+//     command can read (a group of one has reader.go's reader), and one
+//     per owned exclusive partition; started by run or by partition
+//     ownership, stopped by Run's context;
 //   - workers.go: the dispatch of read messages and the workers that run
 //     handlers and settle their outcome, started by run, stopped when the
 //     work channel closes;
@@ -314,17 +316,25 @@ func (r *runner) run(ctx context.Context) error {
 
 	// Feeders put messages in r.work and stop with ctx; workers drain it.
 	var feeders, workers sync.WaitGroup
+	groups := readerGroups(r.c.rdb, r.routes)
+	if slices.ContainsFunc(groups, func(g []*route) bool { return len(g) > 1 }) {
+		r.held.countPerRoute() // for the group readers, before anything is held
+	}
 	// A paused stream is not read even once.
 	r.pollPauses(context.WithoutCancel(ctx))
 	feeders.Go(func() { r.watchPauses(ctx) })
 	perRead := max(1, min(r.c.cfg.batchSize, r.c.cfg.maxInFlight/len(r.routes)))
-	exclusive := false
-	for _, rt := range r.routes {
-		if rt.exclusive {
-			exclusive = true
-			continue // read while this consumer holds its lease
+	exclusive := slices.ContainsFunc(r.routes, func(rt *route) bool { return rt.exclusive })
+	// Exclusive routes are read while this consumer holds their lease
+	// (ownership.go); the others by one reader per group of streams one
+	// command can read (multireader.go), a group of one by its own.
+	for _, group := range groups {
+		if len(group) == 1 {
+			feeders.Go(func() { r.read(ctx, group[0], perRead) })
+			continue
 		}
-		feeders.Go(func() { r.read(ctx, rt, perRead) })
+		g := newGroupReader(r, group, len(groups))
+		feeders.Go(func() { g.run(ctx) })
 	}
 	// Partition leases are kept until the last acknowledgements are sent.
 	stopOwn := make(chan struct{})

@@ -14,34 +14,18 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/redstream/redstream/internal/faultkit"
 	"github.com/redstream/redstream/internal/redistest"
 )
 
 // seen collects handled message IDs, safe for concurrent handlers.
-type seen struct {
-	mu  sync.Mutex
-	ids map[string]int
-}
+type seen struct{ s *faultkit.Seen }
 
-func newSeen() *seen { return &seen{ids: map[string]int{}} }
+func newSeen() *seen { return &seen{faultkit.NewSeen()} }
 
-func (s *seen) add(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ids[id]++
-}
-
-func (s *seen) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.ids)
-}
-
-func (s *seen) count(id string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ids[id]
-}
+func (s *seen) add(id string)       { s.s.Add(id) }
+func (s *seen) len() int            { return s.s.Len() }
+func (s *seen) count(id string) int { return s.s.Count(id) }
 
 func publishOrders(t testing.TB, rdb redis.UniversalClient, stream string, n int) []string {
 	t.Helper()
@@ -144,11 +128,9 @@ func TestConsumersShareWorkWithoutDuplicates(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, func() bool { return handled.len() == n })
 	eventually(t, 5*time.Second, func() bool { return pendingCount(t, rdb, stream, "workers") == 0 })
-	handled.mu.Lock()
-	for id, times := range handled.ids {
+	for id, times := range handled.s.Counts() {
 		assert.Equal(t, 1, times, "message %s handled more than once", id)
 	}
-	handled.mu.Unlock()
 	total := int64(0)
 	for i := range perConsumer {
 		got := perConsumer[i].Load()

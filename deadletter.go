@@ -60,55 +60,6 @@ const (
 	metaFieldsOmitted     = "dead-letter:fields-omitted"
 )
 
-// maxErrorText caps the error text stored in a dead-letter entry.
-const maxErrorText = 4096
-
-// moveResult is what the dead-letter script did.
-type moveResult string
-
-const (
-	moved      moveResult = "ok"          // copied to the dead-letter stream and acknowledged
-	movedGone  moveResult = "deleted"     // the entry was trimmed away: only acknowledged
-	notPending moveResult = "not-pending" // someone else acknowledged or dead-lettered it
-	notOwner   moveResult = "not-owner"   // another consumer owns it now
-	notIdle    moveResult = "not-idle"    // it was touched more recently than required
-)
-
-// deadLetterMove runs the dead-letter script for one entry. owner "" accepts
-// any owner; minIdle < 0 skips the idle check. fields, when not nil, are the
-// entry's fields as its consumer holds them, written if the entry is gone
-// from the stream, with deliveries as its count.
-func deadLetterMove(ctx context.Context, rdb redis.UniversalClient, stream, group, owner, id, reason, errText string, minIdle time.Duration, deliveries int64, vanished bool, fields map[string]any) (moveResult, string, error) {
-	if len(errText) > maxErrorText {
-		errText = errText[:maxErrorText]
-	}
-	idleMs := int64(-1)
-	if minIdle >= 0 {
-		idleMs = minIdle.Milliseconds()
-	}
-	force := "0"
-	if vanished {
-		force = "1"
-	}
-	args := make([]any, 0, 9+2*len(fields))
-	args = append(args, group, owner, id, reason, errText, time.Now().UnixMilli(), idleMs, deliveries, force)
-	for k, v := range fields {
-		args = append(args, k, v)
-	}
-	res, err := scripts.DeadLetter.Run(ctx, rdb, []string{stream, DeadLetterKey(stream), attemptsKey(stream, group), onceKey(stream)}, args...).StringSlice()
-	if err != nil {
-		return "", "", err
-	}
-	if len(res) == 0 {
-		return "", "", errors.New("redstream: dead-letter script returned nothing")
-	}
-	var dlID string
-	if len(res) > 1 {
-		dlID = res[1]
-	}
-	return moveResult(res[0]), dlID, nil
-}
-
 // DeadLetter is one entry of a dead-letter stream, with its metadata parsed.
 type DeadLetter struct {
 	// ID is the entry's ID in the dead-letter stream.

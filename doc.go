@@ -39,7 +39,9 @@
 // twice behind the caller's back (go-redis would resend a command whose
 // reply was lost): a publish that may or may not have been written returns
 // an error wrapping [ErrUncertain]. Dead-letter moves, replays and trims
-// report what Redis did even when the client resent them. When Run
+// report what Redis did even when the client resent them. A read of new
+// entries whose reply was lost is not resent either: the consumer reads its
+// own pending entries again at once. When Run
 // returns, a nil error means everything it took in was acknowledged,
 // dead-lettered or handed over to the group; otherwise a [*ShutdownError]
 // says what is left pending and why. Calls that take a context return when
@@ -125,9 +127,19 @@
 // the group's pending entries list; [CreateGroup], [SetGroupID] (with
 // [GroupStartAt] to seek by time) and [DestroyGroup] position or remove a
 // group; [DeleteConsumer] moves a consumer's pending entries to another
-// consumer before deleting it, so none is dropped. Each checks that the
+// consumer before deleting it, so none is dropped. Ack, dead-letter and
+// claim record the entries they take over from their consumer, which lets
+// them go ([ErrLeaseLost]) rather than finish them from memory. Each checks that the
 // stream and group exist ([ErrNoStream], [ErrNoGroup]) and reports IDs that
 // are not pending ([NotPendingError]).
+//
+// # Web dashboard
+//
+// Package dashboard (github.com/redstream/redstream/dashboard) is an
+// http.Handler a service mounts to show every stream with its lag,
+// pending entries and dead letters, charts of them over time, and the
+// operator actions above behind a read-only default and CSRF checks;
+// "redstream web" serves it from the CLI.
 //
 // # Observability
 //

@@ -11,22 +11,16 @@ import (
 // encode returns the entry's fields as name, value pairs: headers first,
 // then pc's key, then the payload field (the layout the README shows).
 func (p *Producer[T]) encode(v T, extra []string, pc *publishConfig) ([]any, error) {
-	var fromPayload map[string]string
-	if hs, ok := any(v).(HeaderSource); ok {
-		fromPayload = hs.Headers()
-	} else if hs, ok := any(&v).(HeaderSource); ok {
-		// Headers declared on *T count for a Producer of T too.
-		fromPayload = hs.Headers()
-	}
 	if p.fields {
 		return p.encodeFields(any(v).(Fields), extra, pc)
 	}
+	fromPayload := p.payloadHeaders(v)
 	data, err := p.cfg.codec.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("redstream: encode payload for %s: %w", p.stream, err)
 	}
 	n := len(fromPayload) + len(extra)/2
-	values := make([]any, 0, 2*n+4)
+	values := make([]any, 0, 2*n+2)
 	if n > 0 || pc.hasKey {
 		seen := make(map[string]struct{}, n+1)
 		for name, value := range fromPayload {
@@ -43,7 +37,45 @@ func (p *Producer[T]) encode(v T, extra []string, pc *publishConfig) ([]any, err
 			values = append(values, KeyField, pc.key)
 		}
 	}
-	return append(values, p.cfg.payloadField, data), nil
+	return append(values, p.payloadFieldArg, data), nil
+}
+
+// headerSource tells how T declares headers ([HeaderSource]): on T, on
+// *T, or not at all.
+type headerSource uint8
+
+const (
+	noHeaderSource headerSource = iota
+	valueHeaderSource
+	pointerHeaderSource
+)
+
+// headerSourceOf finds T's way of declaring headers, once per producer:
+// a payload converted to an interface to look takes an allocation.
+func headerSourceOf[T any]() headerSource {
+	var zero T
+	if _, ok := any(zero).(HeaderSource); ok {
+		return valueHeaderSource
+	}
+	if _, ok := any(&zero).(HeaderSource); ok {
+		// Headers declared on *T count for a Producer of T too.
+		return pointerHeaderSource
+	}
+	return noHeaderSource
+}
+
+// payloadHeaders returns the headers v declares, if T is a [HeaderSource].
+func (p *Producer[T]) payloadHeaders(v T) map[string]string {
+	switch p.headerSource {
+	case valueHeaderSource:
+		return any(v).(HeaderSource).Headers()
+	case pointerHeaderSource:
+		// A copy of its own, so that v stays off the heap on the other
+		// paths.
+		c := v
+		return any(&c).(HeaderSource).Headers()
+	}
+	return nil
 }
 
 // appendUserHeader is appendHeader for a header of the caller ([WithHeader],

@@ -153,7 +153,10 @@ var ErrConsumerNameInUse = errors.New("redstream: consumer name in use by anothe
 // pending for no one in Redis any more: its stream or group was deleted,
 // flushed or evicted, or an operator deleted the consumer. The consumer
 // finishes it from memory: acknowledged if its handler succeeds,
-// dead-lettered with reason [ReasonVanished] if it fails.
+// dead-lettered with reason [ReasonVanished] if it fails. A message taken
+// over and finished by another consumer or an operator while this one's
+// lease had lapsed is not vanished but lost ([ErrLeaseLost]): the takeover
+// is recorded in Redis for an hour.
 var ErrVanished = errors.New("redstream: held message no longer pending in Redis")
 
 // ErrShutdownTimeout is wrapped by the [*ShutdownError] that
@@ -173,9 +176,10 @@ var ErrHandlerTimeout = errors.New("redstream: handler timeout")
 // ErrLeaseLost is the cause ([context.Cause]) of a handler's context that
 // ended because another consumer took its message (the message's lease
 // was lost, for example after this consumer was cut off from Redis for
-// longer than MinIdle). The message is the other consumer's now; the
-// handler's outcome is not acted on, except that a success is still
-// acknowledged.
+// longer than MinIdle), or another consumer or an operator
+// ([AckPending], [DeadLetterPending], [ClaimPending]) took it over and
+// finished it. The message is the other's now; the handler's outcome is
+// not acted on, except that a success is still acknowledged.
 var ErrLeaseLost = errors.New("redstream: message lease lost to another consumer")
 
 // ErrAcksGivenUp is wrapped by the [*ShutdownError] that [Consumer.Run]

@@ -56,7 +56,8 @@ var errNotLeaseHolder = errors.New("redstream: partition lease not held: read re
 // while this consumer holds its lease; when there are none, it waits up to
 // the block time for new ones without reading them, and returns none.
 func (r *runner) readFenced(ctx context.Context, rt *route, n int) ([]*entry, error) {
-	res, err := scripts.FencedRead.Run(ctx, r.c.rdb, []string{rt.stream, rt.lease}, r.c.group, r.c.cfg.name, n).Slice()
+	res, err := evalOnce(ctx, r.c.rdb, scripts.FencedRead.Hash(), scripts.FencedReadSource(),
+		[]string{rt.stream, rt.lease}, r.c.group, r.c.cfg.name, n).Slice()
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func (r *runner) readFenced(ctx context.Context, rt *route, n int) ([]*entry, er
 			if err != nil {
 				return nil, fmt.Errorf("redstream: fenced read of %s: %w", rt.stream, err)
 			}
-			entries = append(entries, &entry{route: rt, id: id, values: values, redisDeliveries: 1})
+			entries = append(entries, rt.newEntry(id, values, 1))
 		}
 		return entries, nil
 	}

@@ -19,7 +19,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		values := map[string]any{k1: v1, k2: v2}
 		cfg := defaultCommon()
-		m, err := decodeMessage[Order](cfg, false, "s", "1-1", 1, values)
+		m, err := decodeMessage[Order](cfg, false, "s", "1-1", 1, values, nil)
 		if err != nil {
 			var de *DecodeError
 			if !errors.As(err, &de) || de.ID != "1-1" || de.Stream != "s" || de.Field != cfg.payloadField {
@@ -31,7 +31,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		} else if m.ID != "1-1" || m.Header(k1) != v1 && k1 != k2 {
 			t.Fatalf("decoded message lost its identity or headers: %+v", m)
 		}
-		raw, err := decodeMessage[Fields](cfg, true, "s", "1-1", 1, values)
+		raw, err := decodeMessage[Fields](cfg, true, "s", "1-1", 1, values, nil)
 		if err != nil {
 			t.Fatalf("untyped decoding failed: %v", err)
 		}

@@ -22,6 +22,8 @@ import (
 type route struct {
 	stream string
 	handle func(ctx context.Context, e *entry) error
+	// alloc allocates an entry for newEntry (allocWithMessage); nil: new.
+	alloc func() *entry
 	// ordered runs the entries of one key one at a time (WithOrderedKeys).
 	ordered bool
 	// batch gathers the entries of a HandleBatch route (batch.go); nil for
@@ -55,6 +57,43 @@ type route struct {
 	drained atomic.Bool
 }
 
+// newEntry returns a new entry of rt: its ID, its fields and Redis's
+// delivery count as read.
+func (rt *route) newEntry(id string, values map[string]any, redisDeliveries int64) *entry {
+	var e *entry
+	if rt.alloc != nil {
+		e = rt.alloc()
+	} else {
+		e = new(entry)
+	}
+	e.route, e.id, e.values, e.redisDeliveries = rt, id, values, redisDeliveries
+	return e
+}
+
+// withMessage is an entry allocated together with the Message its handler
+// receives on its first attempt: one allocation per message fewer.
+type withMessage[T any] struct {
+	entry
+	msg Message[T]
+}
+
+// allocWithMessage allocates an entry beside a Message[T], left in its
+// spare field for the first decode (spareMessage).
+func allocWithMessage[T any]() *entry {
+	w := new(withMessage[T])
+	w.spare = &w.msg
+	return &w.entry
+}
+
+// spareMessage returns the Message allocated with e for its first decode,
+// or nil after that (a handler may keep the Message of an earlier attempt)
+// or when there is none. Only the worker running e's handler calls it.
+func spareMessage[T any](e *entry) *Message[T] {
+	m, _ := e.spare.(*Message[T])
+	e.spare = nil
+	return m
+}
+
 // typedHandler returns the erased handler that decodes an entry into a
 // Message[T] and calls fn through the consumer's middleware and observer,
 // turning a panic into a *PanicError.
@@ -62,7 +101,7 @@ func typedHandler[T any](c *Consumer, stream string, fn HandlerFunc[T]) func(con
 	cfg := c.cfg
 	untyped := isFields[T]()
 	return func(ctx context.Context, e *entry) (err error) {
-		m, err := decodeMessage[T](cfg.commonConfig, untyped, stream, e.id, e.deliveries, e.values)
+		m, err := decodeMessage(cfg.commonConfig, untyped, stream, e.id, e.deliveries, e.values, spareMessage[T](e))
 		if err != nil {
 			return err
 		}
@@ -91,9 +130,14 @@ func typedHandler[T any](c *Consumer, stream string, fn HandlerFunc[T]) func(con
 
 // decodeMessage builds the Message a handler of T receives from an entry's
 // fields. Whatever goes wrong, a panicking codec included, is a
-// *DecodeError, so the entry is dead-lettered rather than retried.
-func decodeMessage[T any](cfg commonConfig, untyped bool, stream, id string, deliveries int64, values map[string]any) (m *Message[T], err error) {
-	m = &Message[T]{ID: id, Stream: stream, Deliveries: deliveries, values: values}
+// *DecodeError, so the entry is dead-lettered rather than retried. It
+// decodes into into, when not nil, rather than a new Message.
+func decodeMessage[T any](cfg commonConfig, untyped bool, stream, id string, deliveries int64, values map[string]any, into *Message[T]) (m *Message[T], err error) {
+	m = into
+	if m == nil {
+		m = new(Message[T])
+	}
+	*m = Message[T]{ID: id, Stream: stream, Deliveries: deliveries, values: values}
 	if untyped {
 		m.Payload = any(Fields(m.Fields())).(T)
 		return m, nil

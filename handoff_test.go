@@ -47,7 +47,7 @@ func TestShutdownHandsOverHeldEntries(t *testing.T) {
 	eventually(t, 30*time.Second, func() bool { return handled.len() == n }, "b handles what a left")
 	t.Logf("hand-off: another consumer handled %d held entries %v after the first one shut down (MinIdle 2s, reap interval 250ms)",
 		n, time.Duration(last.Load()-stopped.UnixNano()).Round(time.Millisecond))
-	for id, c := range handled.ids {
+	for id, c := range handled.s.Counts() {
 		require.Equal(t, 1, c, id)
 	}
 }

@@ -26,6 +26,11 @@ type entry struct {
 	// attempts counts the handler's failures on this entry, recorded in
 	// Redis (attempts.go) so that they survive this consumer.
 	attempts int64
+	// recorded is set once this consumer knows a failed attempt of the
+	// entry is recorded in Redis (read with it, or written): if the entry
+	// then turns up pending for no one with no record, another consumer
+	// finished it (claimown.lua).
+	recorded atomic.Bool
 	// redisDeliveries is Redis's delivery counter as last read: it also
 	// counts deliveries no handler saw, and serves as the crash-loop guard.
 	redisDeliveries int64
@@ -44,6 +49,9 @@ type entry struct {
 	// batch, set only on a unit of work of a batch route (batch.go), holds
 	// the batch's entries; such a unit is never held itself.
 	batch []*entry
+	// spare is the *Message[T] allocated with the entry
+	// (allocWithMessage), for its first decode; nil once taken.
+	spare any
 
 	// The fields below are the heldSet's, guarded by its mutex: read and
 	// set them only through its methods.
@@ -60,6 +68,9 @@ type entry struct {
 	// route; key is then its key.
 	keyed bool
 	key   string
+	// uncounted is set when the entry stopped counting against its
+	// route's share (uncount) before it was forgotten.
+	uncounted bool
 }
 
 // heldKey names a held message: its route and entry ID.
@@ -99,6 +110,20 @@ type heldSet struct {
 	finishGen    uint64
 	finished     map[heldKey]uint64
 	pendingReads int
+	// With counting (a group reader runs, multireader.go), perRoute
+	// counts the entries held of each route, less those whose
+	// acknowledgement is queued (uncount), and freed gets a value when one
+	// stops counting, for a group reader waiting for a stream to hold
+	// fewer. Without, a consumer of one stream pays nothing for them.
+	counting atomic.Bool // set once, before anything is held
+	perRoute map[*route]int
+	freed    chan struct{}
+}
+
+// countPerRoute starts the counts of heldOf and the freed signal; call it
+// before anything is held.
+func (h *heldSet) countPerRoute() {
+	h.counting.Store(true)
 }
 
 // newHeldSet returns an empty set with room for capacity messages.
@@ -108,6 +133,8 @@ func newHeldSet(capacity int) *heldSet {
 		entries:  make(map[heldKey]*entry),
 		keys:     make(map[heldKey][]*entry),
 		finished: make(map[heldKey]uint64),
+		perRoute: make(map[*route]int),
+		freed:    make(chan struct{}, 1),
 	}
 	h.giveRoom(capacity)
 	return h
@@ -186,7 +213,17 @@ func (h *heldSet) hold(e *entry, since *uint64) bool {
 		return false
 	}
 	h.entries[k] = e
+	if h.counting.Load() {
+		h.perRoute[e.route]++
+	}
 	return true
+}
+
+// heldOf returns how many entries of rt are held.
+func (h *heldSet) heldOf(rt *route) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.perRoute[rt]
 }
 
 // holds reports whether k is held.
@@ -209,6 +246,38 @@ func (h *heldSet) holdsRoute(rt *route) bool {
 	return false
 }
 
+// uncount stops counting e against its route's share (with counting
+// only): its acknowledgement is queued, and the consumer does no more work
+// on it, though it stays held until Redis has the XACK. Without this, a
+// stream at its share would wait for the acknowledger's round trips (and
+// its linger) before reading more.
+func (h *heldSet) uncount(e *entry) {
+	if !h.counting.Load() {
+		return // a consumer without a group reader takes no lock per message
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e.uncounted {
+		return
+	}
+	if held, ok := h.entries[e.heldKey()]; !ok || held != e {
+		return // already forgotten
+	}
+	e.uncounted = true
+	h.dropCountLocked(e.route)
+}
+
+// dropCountLocked counts one entry of rt less and signals freed.
+func (h *heldSet) dropCountLocked(rt *route) {
+	if h.perRoute[rt]--; h.perRoute[rt] == 0 {
+		delete(h.perRoute, rt)
+	}
+	select {
+	case h.freed <- struct{}{}:
+	default:
+	}
+}
+
 // forget drops entries: the consumer is done with them.
 func (h *heldSet) forget(entries ...*entry) {
 	h.mu.Lock()
@@ -219,6 +288,9 @@ func (h *heldSet) forget(entries ...*entry) {
 }
 
 func (h *heldSet) forgetLocked(k heldKey) {
+	if e, ok := h.entries[k]; ok && h.counting.Load() && !e.uncounted {
+		h.dropCountLocked(k.route)
+	}
 	delete(h.entries, k)
 	if h.pendingReads > 0 {
 		h.finishGen++
@@ -323,6 +395,29 @@ func (h *heldSet) markTrimmed(rt *route, id string) bool {
 		return false
 	}
 	e.trimmed = true
+	return true
+}
+
+// markUnrecorded records what a lease renewal found of the held id of rt:
+// pending for no one, with no failed attempt recorded. If a failed attempt
+// of it was recorded, another consumer finished it (deleting the record),
+// and it is marked lost; else it is marked vanished, and markUnrecorded
+// reports whether that is news, as markVanished does.
+func (h *heldSet) markUnrecorded(rt *route, id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e, ok := h.entries[heldKey{rt, id}]
+	if !ok || e.vanished || e.lost || e.settled.Load() {
+		return false
+	}
+	if e.recorded.Load() {
+		e.lost = true
+		if e.cancel != nil {
+			e.cancel()
+		}
+		return false
+	}
+	e.vanished = true
 	return true
 }
 

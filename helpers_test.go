@@ -2,10 +2,7 @@ package redstream
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/redstream/redstream/internal/faultkit"
 	"github.com/redstream/redstream/internal/redistest"
 )
 
@@ -44,14 +42,8 @@ func (o Order) Headers() map[string]string {
 	return map[string]string{"orderId": o.ID, "userId": o.UserID}
 }
 
-// uniqueStream returns a stream key no other test uses, so tests can share
-// one Redis server and run in parallel.
-func uniqueStream(t testing.TB) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
-	return "test:" + name + ":" + hex.EncodeToString(b)
-}
+// uniqueStream returns a stream key no other test uses (faultkit).
+func uniqueStream(t testing.TB) string { return faultkit.UniqueStream(t) }
 
 func newMiniredis(t testing.TB) (*miniredis.Miniredis, *redis.Client) {
 	mr := miniredis.RunT(t)
@@ -73,58 +65,24 @@ func backends(t *testing.T, fn func(t *testing.T, rdb *redis.Client)) {
 	})
 }
 
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t testing.TB) context.Context { return faultkit.Ctx(t) }
 
-// running is a Consumer.Run in a goroutine.
-type running struct {
-	cancel context.CancelFunc
-	done   chan error
-}
+// running is a Consumer.Run in a goroutine (faultkit.Running: Done
+// receives Run's error).
+type running struct{ *faultkit.Running }
 
 // start runs c until stop (or the end of the test).
-func start(t testing.TB, c *Consumer) *running {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- c.Run(ctx) }()
-	t.Cleanup(func() { _ = r.stop(t) })
-	return r
-}
+func start(t testing.TB, c *Consumer) *running { return &running{faultkit.Start(t, c)} }
 
 // startReady is start, then waits until c is ready, failing the test if
 // Run returns first or c is not ready within 30 seconds.
 func startReady(t testing.TB, c *Consumer) *running {
 	t.Helper()
-	r := start(t, c)
-	select {
-	case <-c.Ready():
-	case err := <-r.done:
-		r.done <- err // for stop
-		t.Fatalf("Run returned before the consumer was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("consumer not ready after 30s")
-	}
-	return r
+	return &running{faultkit.StartReady(t, c)}
 }
 
 // stop cancels Run and returns its error, failing if it takes too long.
-func (r *running) stop(t testing.TB) error {
-	r.cancel()
-	select {
-	case err, ok := <-r.done:
-		if !ok {
-			return nil
-		}
-		close(r.done)
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("Run did not return 30s after its context was cancelled")
-		return nil
-	}
-}
+func (r *running) stop(t testing.TB) error { return r.Stop(t) }
 
 // newTestConsumer is NewConsumer with options that keep tests fast: a short
 // block so shutdowns are quick, and a short error backoff. Retries wait in
@@ -139,15 +97,13 @@ func newTestConsumer(t testing.TB, rdb redis.UniversalClient, group string, opts
 
 // pendingCount returns the group's pending entries count.
 func pendingCount(t testing.TB, rdb redis.UniversalClient, stream, group string) int64 {
-	p, err := rdb.XPending(context.Background(), stream, group).Result()
-	require.NoError(t, err)
-	return p.Count
+	return faultkit.PendingCount(t, rdb, stream, group)
 }
 
 // eventually polls cond until it holds, failing the test after timeout.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool, msgAndArgs ...any) {
 	t.Helper()
-	require.Eventually(t, cond, timeout, 5*time.Millisecond, msgAndArgs...)
+	faultkit.Eventually(t, timeout, cond, msgAndArgs...)
 }
 
 // mustRedis returns a client of the shared real redis-server.

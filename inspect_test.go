@@ -76,6 +76,22 @@ func TestInspectCountsLagWhenRedisCannot(t *testing.T) {
 	assert.True(t, info.Groups[0].LagKnown)
 }
 
+// A server that sends no lag of its own (Redis 6.2 sends none, which
+// go-redis reads as 0; miniredis sends the stream's length) and no
+// entries-added: the lag is counted.
+func TestInspectCountsLagWhenTheServerSendsNone(t *testing.T) {
+	_, rdb := newMiniredis(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	publishOrders(t, rdb, stream, 10)
+	deliverTo(t, rdb, stream, "g", "c", 3)
+
+	info, err := Inspect(ctx, rdb, stream)
+	require.NoError(t, err)
+	require.Len(t, info.Groups, 1)
+	assert.Equal(t, int64(7), info.Groups[0].Lag, "miniredis says 10")
+	assert.True(t, info.Groups[0].LagKnown)
+}
+
 func TestInspectErrors(t *testing.T) {
 	rdb := mustRedis(t)
 	_, err := Inspect(context.Background(), rdb, uniqueStream(t))

@@ -57,6 +57,11 @@ func (r *runner) renewOnce() {
 			for _, id := range res.vanished {
 				r.markVanished(rt, id)
 			}
+			for _, id := range res.unrecorded {
+				if r.held.markUnrecorded(rt, id) {
+					r.reportVanished(rt, id)
+				}
+			}
 		}
 	}
 }
@@ -68,9 +73,13 @@ func (r *runner) renewOnce() {
 // entry whose acknowledgement is already queued is left alone: it stopped
 // being pending because it was handled.
 func (r *runner) markVanished(rt *route, id string) {
-	if !r.held.markVanished(rt, id) {
-		return
+	if r.held.markVanished(rt, id) {
+		r.reportVanished(rt, id)
 	}
+}
+
+// reportVanished logs and reports a held message found vanished.
+func (r *runner) reportVanished(rt *route, id string) {
 	r.log.Warn("redstream: a held message is no longer pending in Redis (stream, group or consumer deleted?); finishing it from memory, dead-lettering it if its handler fails",
 		slog.String("stream", rt.stream), slog.String("id", id))
 	r.notify(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, ID: id, Err: ErrVanished})
@@ -101,7 +110,11 @@ func (r *runner) markTrimmed(rt *route, id string) {
 type leaseResult struct {
 	lost     []string // pending for another consumer
 	deleted  []string // gone from the stream (trimmed, XDEL)
-	vanished []string // in the stream but pending for no one, or no group
+	vanished []string // in the stream but pending for no one, unfinished; or no group
+	// unrecorded are in the stream, pending for no one, with no failed
+	// attempt recorded: finished by another consumer if this one had
+	// recorded one (entry.recorded), else vanished.
+	unrecorded []string
 }
 
 // renewLeases resets the idle time of ids this consumer still owns, raising
@@ -114,14 +127,14 @@ func renewLeases(ctx context.Context, rdb redis.UniversalClient, stream, group, 
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	res, err := scripts.ClaimOwn.Run(ctx, rdb, []string{stream}, args...).Slice()
+	res, err := scripts.ClaimOwn.Run(ctx, rdb, []string{stream, attemptsKey(stream, group), takenKey(stream, group)}, args...).Slice()
 	if err != nil {
 		return leaseResult{}, err
 	}
-	if len(res) != 3 {
-		return leaseResult{}, fmt.Errorf("redstream: lease script returned %d lists, want 3", len(res))
+	if len(res) != 4 {
+		return leaseResult{}, fmt.Errorf("redstream: lease script returned %d lists, want 4", len(res))
 	}
-	return leaseResult{lost: stringList(res[0]), deleted: stringList(res[1]), vanished: stringList(res[2])}, nil
+	return leaseResult{lost: stringList(res[0]), deleted: stringList(res[1]), vanished: stringList(res[2]), unrecorded: stringList(res[3])}, nil
 }
 
 // handOffIdle is the idle time handOff gives the entries it lets go:
@@ -153,7 +166,7 @@ func (r *runner) handOff() (handedOver, notHandedOver int, lastErr error) {
 				lastErr = err
 				break
 			}
-			handed += len(chunk) - len(res.lost) - len(res.deleted) - len(res.vanished)
+			handed += len(chunk) - len(res.lost) - len(res.deleted) - len(res.vanished) - len(res.unrecorded)
 			tried += len(chunk)
 		}
 		if handed > 0 {

@@ -90,5 +90,13 @@ func TestLoggingDeadLetterMoveIsNotAnError(t *testing.T) {
 	require.NoError(t, run.stop(t))
 	mu.Lock()
 	defer mu.Unlock()
-	assert.Equal(t, []string{"handle"}, ops, "the handler's failure is reported; the successful move is not")
+	// Only the ops of this message's way count: a loaded machine may add a
+	// read that timed out, which is not what this test is about.
+	var ours []string
+	for _, op := range ops {
+		if op == "handle" || op == "dead-letter" {
+			ours = append(ours, op)
+		}
+	}
+	assert.Equal(t, []string{"handle"}, ours, "the handler's failure is reported; the successful move is not (all reported: %v)", ops)
 }

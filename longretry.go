@@ -153,9 +153,16 @@ func (r *runner) moveRetry(handlerCtx context.Context, e *entry, cause error) bo
 		r.log.Debug("redstream: retry moved to the schedule", slog.String("stream", e.route.stream), slog.String("id", e.id), slog.Time("due", due))
 		r.release(e)
 		return true
-	case retryNotPending, retryNotOwner:
+	case retryNotOwner:
 		r.handlerFailed(e, cause, "not retrying: "+string(res))
 		r.release(e)
+		return true
+	case retryNotPending:
+		// Pending for no one: finished by a consumer that took it over
+		// (the move refuses it then), or forgotten by Redis (its consumer
+		// or group deleted), when only this consumer's memory has it.
+		r.handlerFailed(e, cause, "dead-lettering: no longer pending in Redis")
+		r.deadLetter(handlerCtx, e, ReasonVanished, cause)
 		return true
 	default:
 		return false

@@ -115,7 +115,7 @@ func testNoGroupErrorRate(t *testing.T, every time.Duration) {
 	}
 	eventually(t, 20*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == 0 }, "pending list drains")
 	select {
-	case err := <-run.done:
+	case err := <-run.Done:
 		t.Fatalf("Run returned during the deletions: %v", err)
 	default:
 	}

@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redstream/redstream/internal/keys"
 	"github.com/redstream/redstream/internal/scripts"
-	"github.com/redstream/redstream/internal/slot"
 )
 
 // Partition ownership (WithExclusivePartitions): one goroutine, started by
@@ -65,9 +65,7 @@ func WithExclusivePartitions() HandleOption {
 }
 
 // leaseKey is the key of stream's lease in group, in stream's hash slot.
-func leaseKey(stream, group string) string {
-	return slotted(stream) + ":redstream-lease:" + group
-}
+func leaseKey(stream, group string) string { return keys.Lease(stream, group) }
 
 // membersKey is the key of the member set of group's consumers of the
 // registration whose first stream is stream.
@@ -76,12 +74,7 @@ func membersKey(stream, group string) string {
 }
 
 // slotted returns stream as the start of a key in its hash slot.
-func slotted(stream string) string {
-	if _, ok := slot.Tag(stream); ok {
-		return stream
-	}
-	return "{" + stream + "}"
-}
+func slotted(stream string) string { return keys.Slotted(stream) }
 
 // owned is a partition this consumer holds the lease of, with its reader.
 type owned struct {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream/internal/keys"
 )
 
 // Pause and resume of a group's consumption of a stream. An operator (or
@@ -22,9 +24,7 @@ import (
 
 // pauseKey is the key that pauses group's consumption of stream, in the
 // stream's hash slot.
-func pauseKey(stream, group string) string {
-	return slotted(stream) + ":redstream-paused:" + group
-}
+func pauseKey(stream, group string) string { return keys.Paused(stream, group) }
 
 // Pause pauses group's consumption of stream: within about one block time
 // ([WithBlock], 1 s by default) every consumer of the group stops starting

@@ -29,8 +29,12 @@ type Producer[T any] struct {
 	clocksSeeded atomic.Bool // seedClocks has run
 	cfg          producerConfig
 	fields       bool // T is Fields
-	keyFunc      func(T) string
-	turn         atomic.Uint32 // the next partition of a message without a key
+	headerSource headerSource
+	// payloadFieldArg is the payload field's name in an interface, for
+	// the XADDs' arguments: converted once rather than per publish.
+	payloadFieldArg any
+	keyFunc         func(T) string
+	turn            atomic.Uint32 // the next partition of a message without a key
 	// pending holds a token per asynchronous publish not yet answered,
 	// which bounds them (WithMaxPending); flushes tells Flush when those
 	// queued before it are answered.
@@ -57,7 +61,7 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 	if err != nil {
 		return nil, err
 	}
-	p := &Producer[T]{rdb: rdb, stream: stream, streams: []string{stream}, cfg: cfg, fields: isFields[T]()}
+	p := &Producer[T]{rdb: rdb, stream: stream, streams: []string{stream}, cfg: cfg, fields: isFields[T](), headerSource: headerSourceOf[T](), payloadFieldArg: cfg.payloadField}
 	if cfg.keyFunc != nil {
 		fn, ok := cfg.keyFunc.(func(T) string)
 		if !ok {
@@ -83,8 +87,8 @@ func NewProducer[T any](rdb redis.UniversalClient, stream string, opts ...Produc
 	p.batches = make([]*batcher, len(p.streams))
 	p.asyncBatches = make([]*batcher, len(p.streams))
 	for i, s := range p.streams {
-		p.batches[i] = &batcher{rdb: rdb, stream: s, maxLeaders: syncLeaders, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout, sendq: make(chan *xaddReq)}
-		p.asyncBatches[i] = &batcher{rdb: rdb, stream: s, maxLeaders: 1, minReplicas: cfg.minReplicas, replicaTimeout: cfg.replicaTimeout}
+		p.batches[i] = newBatcher(rdb, s, syncSenders, cfg)
+		p.asyncBatches[i] = newBatcher(rdb, s, 1, cfg)
 	}
 	if cfg.maxAge > 0 {
 		p.clocks = make([]*serverClock, len(p.streams))
@@ -118,7 +122,7 @@ func (p *Producer[T]) route(key string, hasKey bool) int {
 }
 
 // Publish appends v to the stream and returns the entry's ID. Concurrent
-// calls are pipelined: while up to four round trips are in flight, the
+// calls are pipelined: while up to two round trips are in flight, the
 // calls that arrive queue and go together in the next, each getting its own ID or
 // error; a lone call is sent at once. A call whose ctx ends while it queues
 // returns ctx's error and is not sent; one whose ctx ends while its round
@@ -250,6 +254,11 @@ func (p *Producer[T]) holds(ctx context.Context, stream, id string) (bool, error
 }
 
 func applyPublishOptions(opts []PublishOption) (publishConfig, error) {
+	if len(opts) == 0 {
+		// Without options, pc is never passed to one, and stays off the
+		// heap.
+		return publishConfig{}, nil
+	}
 	var pc publishConfig
 	for _, o := range opts {
 		if o == nil {
@@ -267,8 +276,7 @@ func applyPublishOptions(opts []PublishOption) (publishConfig, error) {
 func (p *Producer[T]) xaddArgs(ctx context.Context, v T, part int, pc *publishConfig) (*redis.XAddArgs, error) {
 	headers := pc.headers
 	if p.cfg.contextHeaders != nil {
-		headers = slices.Clone(headers)
-		p.cfg.contextHeaders(ctx, func(name, value string) { headers = append(headers, name, value) })
+		headers = p.contextHeaders(ctx, headers)
 	}
 	values, err := p.encode(v, headers, pc)
 	if err != nil {
@@ -281,4 +289,13 @@ func (p *Producer[T]) xaddArgs(ctx context.Context, v T, part int, pc *publishCo
 	a := &redis.XAddArgs{Stream: p.streams[part], Values: values, ID: pc.id}
 	writeTrim(a, p.cfg, pc, ageBound)
 	return a, nil
+}
+
+// contextHeaders returns headers followed by those [WithContextHeaders]
+// derives from ctx. (A func of its own: the closure's variable would
+// otherwise live on the heap for every publish.)
+func (p *Producer[T]) contextHeaders(ctx context.Context, headers []string) []string {
+	headers = slices.Clone(headers)
+	p.cfg.contextHeaders(ctx, func(name, value string) { headers = append(headers, name, value) })
+	return headers
 }

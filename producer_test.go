@@ -330,7 +330,7 @@ func TestConcurrentPublishesArePipelined(t *testing.T) {
 		ctx, stream := testCtx(t), uniqueStream(t)
 		p, err := NewProducer[Order](rdb, stream)
 		require.NoError(t, err)
-		p.batches[0].maxLeaders = 1 // one round trip at a time: the others queue
+		p.batches[0].maxSenders = 1 // one round trip at a time: the others queue
 		hooks := &roundTrips{}
 		// Hold the first XADD until seven more callers have queued behind it.
 		var once sync.Once
@@ -399,7 +399,7 @@ func TestQueuedPublishGivesUpWithItsContext(t *testing.T) {
 	stream := uniqueStream(t)
 	p, err := NewProducer[Order](rdb, stream)
 	require.NoError(t, err)
-	p.batches[0].maxLeaders = 1 // one round trip at a time: the second call queues
+	p.batches[0].maxSenders = 1 // one round trip at a time: the second call queues
 	release := make(chan struct{})
 	var once sync.Once
 	rdb.AddHook(&roundTrips{gate: func() { once.Do(func() { <-release }) }})
@@ -412,7 +412,8 @@ func TestQueuedPublishGivesUpWithItsContext(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool {
 		p.batches[0].mu.Lock()
 		defer p.batches[0].mu.Unlock()
-		return p.batches[0].leaders == 1
+		b := p.batches[0]
+		return b.senders == 1 && b.idle == 0 && len(b.queue) == 0 // first is in its round trip
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -442,22 +443,29 @@ func TestSyncPublishesUseSeveralRoundTrips(t *testing.T) {
 	gate := &countingGate{release: make(chan struct{})}
 	rdb.AddHook(gate)
 	var wg sync.WaitGroup
-	for i := range 12 {
+	publish := func(i int) {
 		wg.Go(func() {
 			_, err := p.Publish(ctx, Order{ID: strconv.Itoa(i)})
 			assert.NoError(t, err)
 		})
 	}
+	// One round trip held in flight, then more callers: a second sender
+	// takes them rather than waiting for the first round trip.
+	publish(0)
+	eventually(t, 10*time.Second, func() bool { trips, _ := gate.counts(); return trips == 1 }, "the first round trip is held")
+	for i := 1; i < 12; i++ {
+		publish(i)
+	}
 	b := p.batches[0]
-	// A leader takes the callers queued when it starts into its round
+	// A sender takes the callers queued when it starts into its round
 	// trip: every caller is either held in one of the round trips or
 	// queued for the next.
 	eventually(t, 10*time.Second, func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		trips, held := gate.counts()
-		return b.leaders == syncLeaders && trips == syncLeaders && held+len(b.queue) == 12
-	}, "%d round trips in flight, the other callers queued", syncLeaders)
+		return b.senders == syncSenders && trips == syncSenders && held+len(b.queue) == 12
+	}, "%d round trips in flight, the other callers queued", syncSenders)
 	close(gate.release)
 	wg.Wait()
 	n, err := rdb.XLen(ctx, stream).Result()

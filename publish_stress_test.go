@@ -135,7 +135,7 @@ func runStress(t *testing.T, failPct, partitions, maxPending, pubs, per int, wit
 			require.Eventually(t, func() bool {
 				b.mu.Lock()
 				defer b.mu.Unlock()
-				return b.leaders == 0 && len(b.queue) == 0
+				return b.senders == b.idle && len(b.queue) == 0
 			}, 5*time.Second, time.Millisecond)
 		}
 	}

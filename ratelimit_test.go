@@ -47,8 +47,9 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 	return most
 }
 
-// 200/s over three consumers for 10 s: the measured rate is within 10 % and
-// no 100 ms window has more than the burst (20) grants. The limit holds on
+// 200/s over three consumers for 10 s: the measured rate is at most 10 %
+// above the limit (and not starved) and no 100 ms window has more than the
+// burst (20) grants. The limit holds on
 // the server's clock, when grants are made; a start follows its grant by
 // one reply and a goroutine hand-off, so starts on the handlers' clock are
 // only logged.
@@ -68,16 +69,21 @@ func TestRateLimitIsSharedByTheGroup(t *testing.T) {
 	}
 	rateGranted.Store(&hook)
 	t.Cleanup(func() { rateGranted.Store(nil) })
+	var runs []*running
 	for i := range 3 {
 		c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithConsumerName("c"+strconv.Itoa(i)), WithConcurrency(8))
 		require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error {
 			s.add()
 			return nil
 		}, WithRateLimit(rate, burst)))
-		start(t, c)
+		runs = append(runs, start(t, c))
 	}
 	publishOrders(t, rdb, stream, 4000) // more than 10 s of work
 	time.Sleep(run)
+	// Stopped, so that starts and grants are counted at one moment.
+	for _, r := range runs {
+		_ = r.stop(t)
+	}
 	ts := s.sorted()
 	require.NotEmpty(t, ts)
 	// The rate over the run, from the first start (consumers start at
@@ -92,9 +98,16 @@ func TestRateLimitIsSharedByTheGroup(t *testing.T) {
 	grants := granted.sorted()
 	t.Logf("%d starts, %.1f/s; most grants in any 100ms (server clock): %d; most starts in any 100ms (handlers' clock, with reply and scheduling jitter): %d",
 		len(inRun), measured, maxInWindow(grants, 100*time.Millisecond), maxInWindow(ts, 100*time.Millisecond))
-	assert.InDelta(t, rate, measured, rate*0.1, "the group's rate")
+	// The limit's promise is the upper bound. Below it, a loaded machine
+	// (other test packages run beside this one) falls behind: 172/s was
+	// seen at load 5. Half the rate still tells a limiter that starves.
+	assert.LessOrEqual(t, measured, rate*1.1, "the group's rate")
+	assert.GreaterOrEqual(t, measured, rate*0.5, "the group's rate, on a loaded machine")
 	assert.LessOrEqual(t, maxInWindow(grants, 100*time.Millisecond), burst, "grants in any 100 ms, on the server's clock")
-	assert.Equal(t, len(ts), len(grants), "one grant per start")
+	// Every start had its grant; a grant made as its consumer stopped may
+	// have started nothing (at most one per worker).
+	assert.GreaterOrEqual(t, len(grants), len(ts), "one grant per start")
+	assert.LessOrEqual(t, len(grants), len(ts)+3*8, "one start per grant, but for the workers stopping")
 }
 
 // RateLimited(d) from one consumer holds all three back for d.

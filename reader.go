@@ -11,9 +11,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The reader: one goroutine per stream of the consumer (per owned
-// partition with WithExclusivePartitions), started by runner.run (by
-// partition ownership for exclusive routes) and stopped by Run's context
+// The reader: one goroutine per stream the consumer reads alone (a
+// stream no other of its streams shares a hash slot with, and each owned
+// partition with WithExclusivePartitions; streams that share a slot have
+// a group reader, multireader.go), started by runner.run (by partition
+// ownership for exclusive routes) and stopped by Run's context
 // (or the partition's). It owns its cursor into the consumer's own pending
 // entries and its read size; it takes room and holds what it reads through
 // the heldSet, and hands it to dispatch (workers.go). Group creation at the
@@ -33,11 +35,7 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 	cursor := "0" // after this ID come own pending entries; "" once drained
 	attempt := 0
 	count := perRead
-	drained := func() {
-		if !rt.drained.Swap(true) && !rt.exclusive && r.undrained.Add(-1) == 0 {
-			close(r.drainedAll)
-		}
-	}
+	drained := func() { r.markDrained(rt) }
 	wasPaused := false
 	for {
 		if paused(rt) {
@@ -120,6 +118,14 @@ func (r *runner) read(ctx context.Context, rt *route, perRead int) {
 	}
 }
 
+// markDrained records that rt's reader has gone through this consumer's
+// own pending entries of rt.
+func (r *runner) markDrained(rt *route) {
+	if !rt.drained.Swap(true) && !rt.exclusive && r.undrained.Add(-1) == 0 {
+		close(r.drainedAll)
+	}
+}
+
 // pauseCheck is how often a paused reader looks whether its stream was
 // resumed (the pause watcher polls Redis; this only reads its flag).
 const pauseCheck = 20 * time.Millisecond
@@ -143,13 +149,13 @@ func (r *runner) readNew(ctx context.Context, rt *route, n int) ([]*entry, error
 // a negative block does not block. Entries read with ">" are on their
 // first delivery.
 func (r *runner) readGroup(ctx context.Context, rt *route, id string, n int, block time.Duration) ([]*entry, error) {
-	streams, err := r.c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+	streams, err := xreadGroup(ctx, r.c.rdb, &redis.XReadGroupArgs{
 		Group:    r.c.group,
 		Consumer: r.c.cfg.name,
 		Streams:  []string{rt.stream, id},
 		Count:    int64(n),
 		Block:    block,
-	}).Result()
+	})
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -159,7 +165,10 @@ func (r *runner) readGroup(ctx context.Context, rt *route, id string, n int, blo
 	var entries []*entry
 	for _, s := range streams {
 		for _, m := range s.Messages {
-			entries = append(entries, &entry{route: rt, id: m.ID, values: m.Values, redisDeliveries: 1})
+			// One allocation per entry, not one slice of a read's entries:
+			// an entry held long (a retry waiting up to MinIdle) would keep
+			// the whole read's payloads alive, past the in-flight bound.
+			entries = append(entries, rt.newEntry(m.ID, m.Values, 1))
 		}
 	}
 	return entries, nil
@@ -174,25 +183,37 @@ func (r *runner) readGroup(ctx context.Context, rt *route, id string, n int, blo
 // the counts. Entries deleted from the stream come back without values.
 // Both commands only read, so a client's retry of them is harmless.
 func (r *runner) readPending(ctx context.Context, rt *route, cursor string, n int) ([]*entry, string, error) {
+	args, more := r.pendingArgs(rt, cursor, n)
+	if !more {
+		return nil, "", nil
+	}
+	pending, err := r.c.rdb.XPendingExt(ctx, args).Result()
+	if err != nil {
+		return nil, "", err
+	}
+	return r.pendingEntries(ctx, rt, pending)
+}
+
+// pendingArgs is the XPENDING of up to n of this consumer's own pending
+// entries of rt after cursor; false when there can be none.
+func (r *runner) pendingArgs(rt *route, cursor string, n int) (*redis.XPendingExtArgs, bool) {
 	start, more := "-", true
 	if cursor != "0" {
 		start, more = startAfter(cursor)
 	}
-	if !more {
-		return nil, "", nil
-	}
-	pending, err := r.c.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+	return &redis.XPendingExtArgs{
 		Stream: rt.stream, Group: r.c.group, Consumer: r.c.cfg.name, Start: start, End: "+", Count: int64(n),
-	}).Result()
-	if err != nil {
-		return nil, "", err
-	}
+	}, more
+}
+
+// pendingEntries reads the entries XPENDING listed (readPending).
+func (r *runner) pendingEntries(ctx context.Context, rt *route, pending []redis.XPendingExt) ([]*entry, string, error) {
 	if len(pending) == 0 {
 		return nil, "", nil
 	}
 	entries := make([]*entry, len(pending))
 	for i, p := range pending {
-		entries[i] = &entry{route: rt, id: p.ID, redisDeliveries: max(1, p.RetryCount)}
+		entries[i] = rt.newEntry(p.ID, nil, max(1, p.RetryCount))
 	}
 	if err := r.fillEntries(ctx, rt.stream, entries, false); err != nil {
 		return nil, "", err
@@ -241,6 +262,7 @@ func (r *runner) fillEntries(ctx context.Context, stream string, entries []*entr
 			}
 		}
 		e.attempts = parseAttempts(attempts.Val()[i])
+		e.recorded.Store(e.attempts > 0)
 	}
 	return nil
 }
@@ -333,14 +355,22 @@ func isPermanent(err error) bool {
 
 // warnCapacity logs setups where readers, each blocking a connection and
 // holding in-flight room while it waits, can starve one another: more
-// streams (partitions) than in-flight room, or than the client's pool.
-func (c *Consumer) warnCapacity(log *slog.Logger, readers int) {
+// readers than in-flight room, or than the client's pool. The readers
+// are one per group of streams (multireader.go), and one per exclusive
+// partition.
+func (c *Consumer) warnCapacity(log *slog.Logger, routes []*route) {
+	readers := len(readerGroups(c.rdb, routes))
+	for _, rt := range routes {
+		if rt.exclusive {
+			readers++
+		}
+	}
 	if readers > c.cfg.maxInFlight {
-		log.Warn("redstream: more streams than in-flight room: readers blocked on quiet streams hold the room the others need; raise WithMaxInFlight",
-			slog.Int("streams", readers), slog.Int("max_in_flight", c.cfg.maxInFlight))
+		log.Warn("redstream: more readers (streams a consumer cannot read together) than in-flight room: readers blocked on quiet streams hold the room the others need; raise WithMaxInFlight",
+			slog.Int("readers", readers), slog.Int("max_in_flight", c.cfg.maxInFlight))
 	}
 	if rc, ok := c.rdb.(*redis.Client); ok && rc.Options().PoolSize < readers+2 {
-		log.Warn("redstream: the client's pool is smaller than the consumer's readers (one blocked connection per stream) plus acknowledgements; raise redis.Options.PoolSize",
-			slog.Int("streams", readers), slog.Int("pool_size", rc.Options().PoolSize))
+		log.Warn("redstream: the client's pool is smaller than the consumer's readers (one blocked connection each) plus acknowledgements; raise redis.Options.PoolSize",
+			slog.Int("readers", readers), slog.Int("pool_size", rc.Options().PoolSize))
 	}
 }

@@ -150,7 +150,7 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, 
 			r.held.giveRoom(1)
 			continue
 		}
-		entries = append(entries, &entry{route: rt, id: m.ID, values: m.Values})
+		entries = append(entries, rt.newEntry(m.ID, m.Values, 0))
 	}
 	if len(entries) == 0 {
 		return true
@@ -167,6 +167,15 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, 
 		}
 		return false
 	})
+	// Recorded, for the consumer they were taken from, should it look
+	// again: it lets them go instead of finishing them from memory.
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.id
+	}
+	if err := markTaken(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ids); err != nil {
+		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
+	}
 	r.log.Info("redstream: reclaimed idle pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))
 	if obs := r.c.cfg.observer; obs != nil {
 		obs.Claimed(rt.stream, r.c.group, len(entries))
@@ -392,7 +401,7 @@ func (rp *Reaper) reapStream(ctx context.Context, stream string, stats *ReapStat
 			}
 			// The script checks again that the entry is still pending,
 			// still the same consumer's and still idle.
-			res, dlID, err := deadLetterMove(ctx, rp.rdb, stream, rp.group, p.Consumer, p.ID, reason, "", rp.cfg.minIdle, p.RetryCount, false, nil)
+			res, dlID, err := deadLetterMove(ctx, rp.rdb, stream, rp.group, p.Consumer, p.ID, reason, "", rp.cfg.minIdle, p.RetryCount, byOther, nil)
 			if err != nil {
 				return err
 			}

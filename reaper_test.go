@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redstream/redstream/internal/faultkit"
 	"github.com/redstream/redstream/internal/redistest"
 )
 
@@ -31,15 +32,7 @@ func fastReclaim(minIdle time.Duration) []ConsumerOption {
 // them: a consumer that then dies holding them.
 func deliverTo(t testing.TB, rdb redis.UniversalClient, stream, group, name string, n int) []string {
 	t.Helper()
-	ctx := context.Background()
-	require.NoError(t, createGroup(ctx, rdb, stream, group, "0"))
-	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: name, Streams: []string{stream, ">"}, Count: int64(n), Block: -1}).Result()
-	require.NoError(t, err)
-	var ids []string
-	for _, m := range res[0].Messages {
-		ids = append(ids, m.ID)
-	}
-	return ids
+	return faultkit.DeliverTo(t, rdb, stream, group, name, n)
 }
 
 func TestDeadConsumerMessageHandledElsewhereOnce(t *testing.T) {
@@ -629,7 +622,7 @@ func TestLeaseRenewalNeverLowersTheDeliveryCount(t *testing.T) {
 
 	res, err := renewLeases(ctx, rdb, stream, "g", "me", 2, 0, []string{id})
 	require.NoError(t, err)
-	assert.Equal(t, leaseResult{lost: []string{}, deleted: []string{}, vanished: []string{}}, res)
+	assert.Equal(t, leaseResult{lost: []string{}, deleted: []string{}, vanished: []string{}, unrecorded: []string{}}, res)
 	p, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: "g", Start: "-", End: "+", Count: 1}).Result()
 	require.NoError(t, err)
 	assert.Equal(t, int64(5), p[0].RetryCount)
@@ -644,10 +637,15 @@ func TestLeaseRenewalNeverLowersTheDeliveryCount(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{id}, res.lost)
 
+	require.NoError(t, rdb.HSet(ctx, attemptsKey(stream, "g"), id, 1).Err())
 	require.NoError(t, rdb.XAck(ctx, stream, "g", id).Err())
 	res, err = renewLeases(ctx, rdb, stream, "g", "me", 0, 0, []string{id})
 	require.NoError(t, err)
-	assert.Equal(t, []string{id}, res.vanished, "an entry pending for no one is vanished, not lost")
+	assert.Equal(t, []string{id}, res.vanished, "an entry pending for no one, its failure recorded, is vanished, not lost")
+	require.NoError(t, rdb.HDel(ctx, attemptsKey(stream, "g"), id).Err())
+	res, err = renewLeases(ctx, rdb, stream, "g", "me", 0, 0, []string{id})
+	require.NoError(t, err)
+	assert.Equal(t, []string{id}, res.unrecorded, "with no failure recorded, it may have been finished elsewhere")
 	require.NoError(t, rdb.Del(ctx, stream).Err())
 	res, err = renewLeases(ctx, rdb, stream, "g", "me", 0, 0, []string{id})
 	require.NoError(t, err)

@@ -126,7 +126,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 
 		for i, r := range runs {
 			select {
-			case err := <-r.done:
+			case err := <-r.Done:
 				t.Fatalf("consumer %s: Run returned during the outages: %v", names[i], err)
 			default:
 			}
@@ -167,7 +167,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 
 	for i, r := range runs {
 		select {
-		case err := <-r.done:
+		case err := <-r.Done:
 			t.Fatalf("consumer %s: Run returned on its own: %v", names[i], err)
 		default:
 		}

@@ -100,10 +100,17 @@ func (r *runner) reclaimForRetry(handlerCtx context.Context, e *entry) bool {
 	}
 	switch {
 	case len(res.lost) > 0:
-		r.log.Info("redstream: message pending for another consumer now; not retrying", slog.String("stream", e.route.stream), slog.String("id", e.id))
+		r.log.Info("redstream: message taken over by another consumer; not retrying", slog.String("stream", e.route.stream), slog.String("id", e.id))
 		r.release(e)
 		return false
-	case len(res.vanished) > 0:
+	case len(res.unrecorded) > 0 && e.recorded.Load():
+		// Its failure was recorded, and the record is gone with its
+		// pending entry: whoever took it over (its lease had lapsed)
+		// finished it.
+		r.log.Info("redstream: message finished by another consumer meanwhile; not retrying", slog.String("stream", e.route.stream), slog.String("id", e.id))
+		r.release(e)
+		return false
+	case len(res.vanished) > 0 || len(res.unrecorded) > 0:
 		r.markVanished(e.route, e.id)
 		r.deadLetter(handlerCtx, e, ReasonVanished, errors.New("no longer pending in Redis while waiting for a retry"))
 		return false

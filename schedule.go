@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redstream/redstream/internal/keys"
 	"github.com/redstream/redstream/internal/scripts"
 )
 
@@ -104,7 +105,7 @@ func checkScheduled(pc *publishConfig) error {
 
 // scheduledKey and scheduledDataKey are stream's schedule: the sorted set
 // of schedule IDs by due time and the hash of their records.
-func scheduledKey(stream string) string     { return slotted(stream) + ":redstream-scheduled" }
+func scheduledKey(stream string) string     { return keys.Scheduled(stream) }
 func scheduledDataKey(stream string) string { return slotted(stream) + ":redstream-scheduled-data" }
 
 // newScheduleID returns a new schedule ID: "sched-" and 24 random hex

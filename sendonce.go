@@ -16,8 +16,9 @@ import (
 // reply, not the command, may be what was lost. For a command that does the
 // same thing twice (a read, an XACK, a lease renewal) that is harmless; for
 // one that does not (an XADD with an auto ID appends a second entry) it is a
-// silent duplicate. This file holds the two ways redstream keeps such writes
-// from running twice behind the caller's back:
+// silent duplicate (a read of new entries, XREADGROUP >, leaves a first
+// delivery unseen: see onceXStreamSliceCmd). This file holds the two ways
+// redstream keeps such writes from running twice behind the caller's back:
 //
 //   - On the publish path, where a write per message must stay cheap, the
 //     XADDs are sent once (sendOnce): a failure that may have come after
@@ -42,11 +43,72 @@ type onceIntCmd struct{ *redis.IntCmd }
 // NoRetry: see onceStringCmd.
 func (onceIntCmd) NoRetry() bool { return true }
 
+// onceXStreamSliceCmd is onceStringCmd for XREADGROUP. A read of new
+// entries (">") is a write too: it delivers them, and when its reply is
+// lost they are pending for the consumer, unseen. Resent, the read returns
+// what came after them, and they wait for a reaper after MinIdle, one
+// delivery more. Sent once, the failure reaches the reader, which reads its
+// own pending entries again at once.
+type onceXStreamSliceCmd struct{ *redis.XStreamSliceCmd }
+
+// NoRetry: see onceStringCmd.
+func (onceXStreamSliceCmd) NoRetry() bool { return true }
+
+// xreadGroupCmd builds a's XREADGROUP as a command that is sent once, for
+// rdb.Process or a pipeline's Process. go-redis's own XReadGroup builds it,
+// queued on a pipeline that never runs: that keeps what it sets up
+// unexported, the read timeout stretched by BLOCK.
+func xreadGroupCmd(ctx context.Context, rdb redis.UniversalClient, a *redis.XReadGroupArgs) onceXStreamSliceCmd {
+	return onceXStreamSliceCmd{rdb.Pipeline().XReadGroup(ctx, a)}
+}
+
+// xreadGroup runs a's XREADGROUP, sent once (xreadGroupCmd).
+func xreadGroup(ctx context.Context, rdb redis.UniversalClient, a *redis.XReadGroupArgs) ([]redis.XStream, error) {
+	cmd := xreadGroupCmd(ctx, rdb, a)
+	_ = rdb.Process(ctx, cmd)
+	return cmd.Result()
+}
+
+// onceCmd is onceStringCmd for commands with any reply (scripts).
+type onceCmd struct{ *redis.Cmd }
+
+// NoRetry: see onceStringCmd.
+func (onceCmd) NoRetry() bool { return true }
+
+// evalOnce runs the script src (whose SHA1 is sha) as go-redis's Script.Run
+// does, EVALSHA and then EVAL when the server has not cached it, each sent
+// once.
+func evalOnce(ctx context.Context, rdb redis.UniversalClient, sha, src string, keys []string, args ...any) *redis.Cmd {
+	run := func(name, script string) *redis.Cmd {
+		cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+		cmdArgs = append(cmdArgs, name, script, len(keys))
+		for _, k := range keys {
+			cmdArgs = append(cmdArgs, k)
+		}
+		cmdArgs = append(cmdArgs, args...)
+		cmd := redis.NewCmd(ctx, cmdArgs...) // go-redis finds EVAL's keys itself
+		_ = rdb.Process(ctx, onceCmd{cmd})
+		return cmd
+	}
+	cmd := run("evalsha", sha)
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		return run("eval", src)
+	}
+	return cmd
+}
+
 // xaddCmd builds a's XADD as a command that is sent once. It writes the same
 // arguments as go-redis's XAdd for the fields redstream uses.
 func xaddCmd(ctx context.Context, a *redis.XAddArgs) onceStringCmd {
+	return xaddCmdTo(ctx, a, a.Stream)
+}
+
+// xaddCmdTo is xaddCmd with a.Stream given in an interface already: a
+// caller that sends many XADDs to one stream puts it there once (each
+// conversion of a string to an interface is an allocation).
+func xaddCmdTo(ctx context.Context, a *redis.XAddArgs, stream any) onceStringCmd {
 	args := make([]any, 0, 8+len(a.Values.([]any)))
-	args = append(args, "xadd", a.Stream)
+	args = append(args, "xadd", stream)
 	if a.NoMkStream {
 		args = append(args, "nomkstream")
 	}

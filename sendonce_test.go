@@ -156,7 +156,7 @@ func seedDeadLetters(t *testing.T, rdb *redis.Client, stream string, n int) {
 	for range n {
 		id := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"payload", "{}"}}).Val()
 		require.NoError(t, rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 1}).Err())
-		res, _, err := deadLetterMove(ctx, rdb, stream, "g", "c", id, ReasonMaxDeliveries, "boom", -1, 1, false, nil)
+		res, _, err := deadLetterMove(ctx, rdb, stream, "g", "c", id, ReasonMaxDeliveries, "boom", -1, 1, byOther, nil)
 		require.NoError(t, err)
 		require.Equal(t, moved, res)
 	}
@@ -189,7 +189,7 @@ func TestSendOnceDeadLetterMoveCutAfterScript(t *testing.T) {
 	require.NoError(t, scripts.DeadLetter.Load(ctx, direct).Err())
 
 	proxy.CutAfter("evalsha", 1)
-	res, dlID, err := deadLetterMove(ctx, rdb, stream, "g", "c", id, ReasonMaxDeliveries, "boom", -1, 1, false, nil)
+	res, dlID, err := deadLetterMove(ctx, rdb, stream, "g", "c", id, ReasonMaxDeliveries, "boom", -1, 1, byOther, nil)
 	require.NoError(t, err)
 	assert.Equal(t, 1, proxy.Cuts())
 	assert.Equal(t, moved, res, "the resent move reports the first run's result, not not-pending")

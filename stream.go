@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redstream/redstream/internal/serverinfo"
 	"github.com/redstream/redstream/internal/slot"
 	"github.com/redstream/redstream/internal/streamid"
 )
@@ -146,7 +147,7 @@ type GroupInfo struct {
 	LastDeliveredID string
 	// Lag is how many entries the group has not been delivered yet. Redis
 	// 7 reports it unless entries were deleted in between; redstream then
-	// counts them. LagKnown is false only when counting was cut short
+	// counts them, as it does on Redis 6.2, which reports no lag. LagKnown is false only when counting was cut short
 	// (more than a million entries), and Lag is then a lower bound.
 	Lag      int64
 	LagKnown bool
@@ -233,7 +234,7 @@ func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*St
 	}
 	now := time.Now()
 	for _, g := range groups {
-		gi := GroupInfo{Name: g.Name, LastDeliveredID: g.LastDeliveredID, Pending: g.Pending, Lag: g.Lag, LagKnown: g.Lag >= 0}
+		gi := GroupInfo{Name: g.Name, LastDeliveredID: g.LastDeliveredID, Pending: g.Pending, Lag: g.Lag, LagKnown: serverinfo.LagReported(g.Lag, xinfo.EntriesAdded, xinfo.Length)}
 		if !gi.LagKnown {
 			gi.Lag, gi.LagKnown, err = countAfter(ctx, rdb, stream, g.LastDeliveredID)
 			if err != nil {

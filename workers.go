@@ -52,11 +52,13 @@ func (r *runner) dispatch(ctx context.Context, entries []*entry, since *uint64) 
 		case retry && !ours:
 			// Another group's retry, re-appended: this group handled the
 			// message in its first entry.
+			r.held.uncount(e)
 			e.settled.Store(true)
 			r.acks <- e
 			r.held.giveRoom(1)
 		case e.values == nil:
 			r.log.Warn("redstream: pending entry was deleted from the stream; clearing it", slog.String("stream", e.route.stream), slog.String("id", e.id))
+			r.held.uncount(e)
 			e.settled.Store(true)
 			r.acks <- e
 			r.held.giveRoom(1)
@@ -110,6 +112,7 @@ func (r *runner) release(e *entry) {
 
 // acknowledge queues e's acknowledgement and frees its room.
 func (r *runner) acknowledge(e *entry) {
+	r.held.uncount(e)
 	e.settled.Store(true)
 	r.acks <- e
 	r.held.giveRoom(1)
@@ -201,12 +204,21 @@ func (r *runner) runHandler(ctx context.Context, e *entry) error {
 // handler has returned.
 func timedHandler(ctx context.Context, rt *route) (tctx context.Context, blame func(error) error, cancel context.CancelFunc) {
 	if rt.timeout <= 0 {
-		return ctx, func(err error) error { return err }, func() {}
+		return ctx, blameNothing, func() {}
 	}
-	tctx, cancel = context.WithTimeoutCause(ctx, rt.timeout, ErrHandlerTimeout)
-	blame = func(err error) error {
+	// A func of its own: the closure's variables would otherwise be on the
+	// heap for every handler call, timeout or not.
+	return withHandlerTimeout(ctx, rt.timeout)
+}
+
+func blameNothing(err error) error { return err }
+
+// withHandlerTimeout is timedHandler for a route with a timeout.
+func withHandlerTimeout(ctx context.Context, timeout time.Duration) (context.Context, func(error) error, context.CancelFunc) {
+	tctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrHandlerTimeout)
+	blame := func(err error) error {
 		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(tctx), ErrHandlerTimeout) && !errors.Is(err, ErrHandlerTimeout) {
-			return fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, rt.timeout, err)
+			return fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, timeout, err)
 		}
 		return err
 	}
@@ -296,9 +308,9 @@ func (r *runner) retryDelay(attempts int64, err error) time.Duration {
 }
 
 // countFailure records one failed handler attempt of e in Redis and returns
-// e's failed attempts. When Redis cannot be reached the count is kept in
-// memory only: a later consumer may then give the message an attempt more,
-// never one less.
+// e's failed attempts. When Redis cannot be reached, or e is pending for no
+// one any more, the count is kept in memory only: a later consumer may then
+// give the message an attempt more, never one less.
 func (r *runner) countFailure(handlerCtx context.Context, e *entry) int64 {
 	e.attempts++
 	ctx, cancel := context.WithTimeout(handlerCtx, ackFlushTimeout)
@@ -308,6 +320,12 @@ func (r *runner) countFailure(handlerCtx context.Context, e *entry) int64 {
 		r.report(&OpError{Op: "record-attempt", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
 		return e.attempts
 	}
+	if n == notRecorded {
+		// Pending for no one now: the retry's lease renewal (or the
+		// dead-letter move) finds out whether another consumer finished it.
+		return e.attempts
+	}
+	e.recorded.Store(true)
 	e.attempts = max(e.attempts, n)
 	return e.attempts
 }
@@ -350,7 +368,7 @@ func (r *runner) deadLetter(ctx context.Context, e *entry, reason string, cause 
 		errText = cause.Error()
 	}
 	for attempt := 1; ; attempt++ {
-		res, dlID, err := deadLetterMove(context.WithoutCancel(ctx), r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.id, reason, errText, -1, e.deliveries, reason == ReasonVanished, e.values)
+		res, dlID, err := deadLetterMove(context.WithoutCancel(ctx), r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.id, reason, errText, -1, e.deliveries, holderMove(e, reason), e.values)
 		if err == nil {
 			r.deadLettered(e.route.stream, e.id, e.deliveries, reason, cause, res, dlID)
 			if obs := r.c.cfg.observer; obs != nil && res == moved {

@@ -62,7 +62,8 @@
 //     p99 with the hot stream idle, taking 90% of the traffic, and
 //     draining a 300,000-entry backlog. It takes about 2 minutes, so it
 //     runs only when named. The consumer's pool and in-flight room are
-//     set above the streams, as the README asks.
+//     set above the streams (as per-stream readers needed, so that runs
+//     compare), and the largest step runs again with the defaults.
 //
 // Each workload runs -rounds rounds per side, alternating the sides so
 // that drift in the machine's speed hits all alike, each round on a fresh

@@ -38,10 +38,13 @@ type manyFigure struct {
 	Streams int `json:"streams"`
 	Rate    int `json:"msgs_per_s"`
 	N       int `json:"n"`
-	// PoolSize and MaxInFlight are the settings the README asks for with
-	// many streams: the pool above the streams, the in-flight room too.
-	PoolSize    int `json:"pool_size"`
-	MaxInFlight int `json:"max_in_flight"`
+	// PoolSize and MaxInFlight are the settings the README asked for
+	// when each stream had a reader of its own (the pool above the
+	// streams, the in-flight room too), kept so that runs compare; with
+	// Defaults, go-redis's default pool and the default room instead.
+	PoolSize    int  `json:"pool_size"`
+	MaxInFlight int  `json:"max_in_flight"`
+	Defaults    bool `json:"defaults,omitempty"`
 	// Conns is what CLIENT LIST counts of the consumer's client near the
 	// end of publishing; PoolConns the largest TotalConns of its pool.
 	Conns      int     `json:"conns"`
@@ -73,16 +76,26 @@ type fairFigure struct {
 func runManyStreams(ctx context.Context, e *env, _ int) (result, error) {
 	res := result{Rounds: 1}
 	d := e.cfg.manyDuration
-	for _, k := range e.cfg.manyStreams {
+	// The largest step again with default settings: less room than
+	// streams, the group readers wait with XREAD.
+	steps := slices.Clone(e.cfg.manyStreams)
+	steps = append(steps, -slices.Max(steps))
+	for _, k := range steps {
+		defaults := k < 0
+		k = max(k, -k)
 		total := int(float64(e.cfg.manyRate) * d.Seconds())
-		ph, err := e.manyPhase(ctx, fmt.Sprintf("k%d", k), k, total, e.cfg.manyRate,
-			func(id int64) int { return int(id % int64(k)) }, 0)
+		name := fmt.Sprintf("k%d", k)
+		if defaults {
+			name += "d"
+		}
+		ph, err := e.manyPhase(ctx, name, k, total, e.cfg.manyRate,
+			func(id int64) int { return int(id % int64(k)) }, 0, defaults)
 		if err != nil {
 			return result{}, fmt.Errorf("%d streams: %w", k, err)
 		}
 		lat := ph.latencies(func(int) bool { return true })
 		f := manyFigure{
-			Streams: k, Rate: e.cfg.manyRate, N: total, PoolSize: ph.poolSize, MaxInFlight: ph.maxInFlight,
+			Streams: k, Rate: e.cfg.manyRate, N: total, PoolSize: ph.poolSize, MaxInFlight: ph.maxInFlight, Defaults: defaults,
 			Conns: ph.conns, PoolConns: ph.poolConns, Goroutines: ph.goroutines, HeapMiB: round1(mib(ph.heapPeak)),
 			P50: round3(ms(percentile(lat, 50))), P99: round3(ms(percentile(lat, 99))), CPU: round3(ph.s.cpuPerMsg()),
 		}
@@ -95,7 +108,7 @@ func runManyStreams(ctx context.Context, e *env, _ int) (result, error) {
 	quietRate := e.cfg.manyRate / quietShare
 	isQuiet := func(stream int) bool { return stream != 0 }
 	// idle: the quiet streams' traffic alone.
-	idle, err := e.manyPhase(ctx, "idle", k, int(float64(quietRate)*d.Seconds()), quietRate, quiet, 0)
+	idle, err := e.manyPhase(ctx, "idle", k, int(float64(quietRate)*d.Seconds()), quietRate, quiet, 0, false)
 	if err != nil {
 		return result{}, fmt.Errorf("fairness, idle: %w", err)
 	}
@@ -105,12 +118,12 @@ func runManyStreams(ctx context.Context, e *env, _ int) (result, error) {
 			return quiet(id / quietShare)
 		}
 		return 0
-	}, 0)
+	}, 0, false)
 	if err != nil {
 		return result{}, fmt.Errorf("fairness, hot: %w", err)
 	}
 	// backlog: the same quiet traffic while stream 0 drains a backlog.
-	backlog, err := e.manyPhase(ctx, "backlog", k, int(float64(quietRate)*d.Seconds()), quietRate, quiet, backlogEntries)
+	backlog, err := e.manyPhase(ctx, "backlog", k, int(float64(quietRate)*d.Seconds()), quietRate, quiet, backlogEntries, false)
 	if err != nil {
 		return result{}, fmt.Errorf("fairness, backlog: %w", err)
 	}
@@ -204,8 +217,9 @@ func (p *phase) latenciesBefore(keep func(stream int) bool, cutoff time.Duration
 // manyPhase runs one Consumer on k fresh streams while total messages are
 // published at rate msg/s, message id to stream route(id), and waits
 // until all are handled. backlog entries, if any, are put on stream 0
-// before the consumer starts.
-func (e *env) manyPhase(ctx context.Context, name string, k, total, rate int, route func(int64) int, backlog int) (_ *phase, err error) {
+// before the consumer starts. With defaults, the consumer's client has
+// go-redis's default pool and the consumer the default in-flight room.
+func (e *env) manyPhase(ctx context.Context, name string, k, total, rate int, route func(int64) int, backlog int, defaults bool) (_ *phase, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.manyDuration+manySlack)
 	defer cancel()
 	keys := make([]string, k)
@@ -215,6 +229,9 @@ func (e *env) manyPhase(ctx context.Context, name string, k, total, rate int, ro
 	defer e.deleteKeys(context.WithoutCancel(ctx), keys)
 	ph := &phase{route: route, sentAt: make([]int64, total), handledAt: make([]int64, total),
 		poolSize: k + 16, maxInFlight: max(redstream.DefaultMaxInFlight, 2*k)}
+	if defaults {
+		ph.poolSize, ph.maxInFlight = 10*runtime.GOMAXPROCS(0), redstream.DefaultMaxInFlight
+	}
 	if backlog > 0 {
 		if err := prefill(ctx, e.rdb, keys[0], backlog); err != nil {
 			return nil, err

@@ -228,9 +228,16 @@ func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 func (p *printer) many(r result) {
 	p.printf("\nmany streams, one Consumer (pool = streams + 16, max in flight = max(256, 2 x streams)):\n")
 	p.printf("%8s %7s %8s %6s %6s %10s %9s %8s %8s %8s\n", "streams", "msg/s", "n", "conns", "pool", "goroutines", "heap MiB", "p50 ms", "p99 ms", "CPU µs")
+	note := ""
 	for _, f := range r.Many {
-		p.printf("%8d %7d %8d %6d %6d %10d %9.1f %8.2f %8.2f %8.2f\n", f.Streams, f.Rate, f.N, f.Conns, f.PoolConns, f.Goroutines, f.HeapMiB, f.P50, f.P99, f.CPU)
+		streams := fmt.Sprint(f.Streams)
+		if f.Defaults {
+			streams += "*"
+			note = fmt.Sprintf("* with go-redis's default pool (%d) and the default max in flight (%d)\n", f.PoolSize, f.MaxInFlight)
+		}
+		p.printf("%8s %7d %8d %6d %6d %10d %9.1f %8.2f %8.2f %8.2f\n", streams, f.Rate, f.N, f.Conns, f.PoolConns, f.Goroutines, f.HeapMiB, f.P50, f.P99, f.CPU)
 	}
+	p.printf("%s", note)
 	if len(r.Fairness) == 0 {
 		return
 	}

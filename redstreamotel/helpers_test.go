@@ -2,10 +2,7 @@ package redstreamotel
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/redstream/redstream"
+	"github.com/redstream/redstream/internal/faultkit"
 	"github.com/redstream/redstream/internal/redistest"
 )
 
@@ -37,18 +35,9 @@ type order struct {
 }
 
 // uniqueStream returns a stream key no other test uses.
-func uniqueStream(t testing.TB) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
-	return "test:" + name + ":" + hex.EncodeToString(b)
-}
+func uniqueStream(t testing.TB) string { return faultkit.UniqueStream(t) }
 
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t testing.TB) context.Context { return faultkit.Ctx(t) }
 
 // newConsumer is redstream.NewConsumer with a short block, so that the
 // consumer stops quickly, and a group that starts at the stream's beginning.

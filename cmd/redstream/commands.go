@@ -52,6 +52,7 @@ var commands = []*command{
 	dlqPurgeCommand,
 	trimCommand,
 	tailCommand,
+	webCommand,
 	scheduledListCommand,
 	scheduledCancelCommand,
 }

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
+	"github.com/redstream/redstream/internal/opsview"
 	"github.com/redstream/redstream/internal/streamid"
 )
 
@@ -31,13 +31,7 @@ func parseID(flagName, id string) error {
 }
 
 // idTime returns the time encoded in id, or false for "" and bad IDs.
-func idTime(id string) (time.Time, bool) {
-	p, err := streamid.Parse(id)
-	if err != nil || p.IsZero() {
-		return time.Time{}, false
-	}
-	return p.Time(), true
-}
+func idTime(id string) (time.Time, bool) { return opsview.IDTime(id) }
 
 // fmtIDWithTime shows an ID and the time in it: "1700000000000-0 (2023-11-14
 // 22:13:20.000 UTC, 3m ago)". "" shows as "-".
@@ -77,26 +71,7 @@ func jsonIDTime(id string) string {
 // fmtDuration shows a duration compactly: "850ms", "12.3s", "4m5s",
 // "3h2m", "2d4h". Negative durations (unknown) show as "-". Each unit is
 // chosen after rounding, so 59m59.7s shows as "1h0m", not "60m0s".
-func fmtDuration(d time.Duration) string {
-	const day = 24 * time.Hour
-	if d < 0 {
-		return "-"
-	}
-	if d < time.Second {
-		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
-	}
-	if r := d.Round(100 * time.Millisecond); r < time.Minute {
-		return strconv.FormatFloat(r.Seconds(), 'f', 1, 64) + "s"
-	}
-	if r := d.Round(time.Second); r < time.Hour {
-		return fmt.Sprintf("%dm%ds", r/time.Minute, r%time.Minute/time.Second)
-	}
-	if r := d.Round(time.Minute); r < day {
-		return fmt.Sprintf("%dh%dm", r/time.Hour, r%time.Hour/time.Minute)
-	}
-	r := d.Round(time.Hour)
-	return fmt.Sprintf("%dd%dh", r/day, r%day/time.Hour)
-}
+func fmtDuration(d time.Duration) string { return opsview.Duration(d) }
 
 // dash shows "" as "-" in tables.
 func dash(s string) string {
@@ -122,14 +97,7 @@ func fmtFields(fields map[string]string, keys []string) string {
 	return b.String()
 }
 
-func quoteIfNeeded(s string) string {
-	if s == "" || !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r) || r == '='
-	}) >= 0 {
-		return strconv.Quote(s)
-	}
-	return s
-}
+func quoteIfNeeded(s string) string { return opsview.QuoteIfNeeded(s) }
 
 // truncate shortens s to at most n runes, marking the cut with "…".
 func truncate(s string, n int) string {
@@ -141,18 +109,7 @@ func truncate(s string, n int) string {
 }
 
 // stringFields converts go-redis entry values to strings.
-func stringFields(values map[string]any) map[string]string {
-	out := make(map[string]string, len(values))
-	for k, v := range values {
-		switch v := v.(type) {
-		case string:
-			out[k] = v
-		default:
-			out[k] = fmt.Sprint(v)
-		}
-	}
-	return out
-}
+func stringFields(values map[string]any) map[string]string { return opsview.StringFields(values) }
 
 // table writes aligned columns.
 type table struct{ tw *tabwriter.Writer }

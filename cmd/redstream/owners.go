@@ -2,78 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/redstream/redstream"
-	"github.com/redstream/redstream/internal/slot"
+	"github.com/redstream/redstream/internal/opsview"
 )
 
-// leaseKey is the key of stream's partition lease in group, which holds the
-// name of the consumer reading stream for the group when its consumers use
-// WithExclusivePartitions. The library does not export its leaseKey and
-// slotted (ownership.go), so this repeats them: keep the two in step
-// (TestOwnerOfExclusiveConsumer fails when they drift apart).
-func leaseKey(stream, group string) string {
-	if _, ok := slot.Tag(stream); !ok {
-		stream = "{" + stream + "}"
-	}
-	return stream + ":redstream-lease:" + group
-}
-
 // leaseOwners holds, by stream and then by group, the consumer that holds
-// the stream's lease in the group; a missing entry means no lease, so
-// owners[stream][group] is "" for none, also on a nil leaseOwners.
-type leaseOwners map[string]map[string]string
+// the stream's lease in the group ([opsview.LeaseOwners]).
+type leaseOwners = opsview.LeaseOwners
 
 // leaseOwners reads the lease of every group of every snapshot in infos
-// (nil ones are skipped), one GET per stream and group, in one pipeline:
-// with a Cluster client the keys may lie on different masters.
+// (nil ones are skipped) in one pipeline ([opsview.ReadLeaseOwners]).
 func (a *app) leaseOwners(ctx context.Context, infos ...*redstream.StreamInfo) (leaseOwners, error) {
 	rdb, err := a.client(ctx)
 	if err != nil {
 		return nil, err
 	}
-	type lease struct {
-		stream, group string
-		get           *redis.StringCmd
-	}
-	var leases []lease
-	_, pipeErr := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, info := range infos {
-			if info == nil {
-				continue
-			}
-			for _, g := range info.Groups {
-				leases = append(leases, lease{stream: info.Stream, group: g.Name, get: pipe.Get(ctx, leaseKey(info.Stream, g.Name))})
-			}
-		}
-		return nil
-	})
-	// Pipelined reports the first failed command, and a GET of a missing
-	// key fails with redis.Nil: look at each command, to name the lease.
-	owners := leaseOwners{}
-	for _, l := range leases {
-		name, err := l.get.Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			continue
-		case redis.HasErrorPrefix(err, "NOPERM"):
-			// A user limited to the streams' keys may not read leases:
-			// the owner is unknown, not absent.
-			name = "?"
-		case err != nil:
-			return nil, fmt.Errorf("partition lease of group %s of stream %s (%s): %w", l.group, l.stream, leaseKey(l.stream, l.group), err)
-		}
-		if owners[l.stream] == nil {
-			owners[l.stream] = map[string]string{}
-		}
-		owners[l.stream][l.group] = name
-	}
-	if pipeErr != nil && !errors.Is(pipeErr, redis.Nil) && !redis.HasErrorPrefix(pipeErr, "NOPERM") {
-		return nil, fmt.Errorf("partition leases: %w", pipeErr)
-	}
-	return owners, nil
+	return opsview.ReadLeaseOwners(ctx, rdb, infos...)
 }

@@ -2,12 +2,8 @@ package faulttests
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -68,68 +64,6 @@ func (o Order) Headers() map[string]string {
 	return map[string]string{"orderId": o.ID, "userId": o.UserID}
 }
 
-// uniqueStream returns a stream key no other test uses, so tests can share
-// one Redis server and run in parallel.
-func uniqueStream(t testing.TB) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
-	return "test:" + name + ":" + hex.EncodeToString(b)
-}
-
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// running is a Consumer.Run in a goroutine.
-type running struct {
-	cancel context.CancelFunc
-	done   chan error
-}
-
-// start runs c until stop (or the end of the test).
-func start(t testing.TB, c *redstream.Consumer) *running {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- c.Run(ctx) }()
-	t.Cleanup(func() { _ = r.stop(t) })
-	return r
-}
-
-// startReady is start, then waits until c is ready, failing the test if
-// Run returns first or c is not ready within 30 seconds.
-func startReady(t testing.TB, c *redstream.Consumer) *running {
-	t.Helper()
-	r := start(t, c)
-	select {
-	case <-c.Ready():
-	case err := <-r.done:
-		r.done <- err // for stop
-		t.Fatalf("Run returned before the consumer was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("consumer not ready after 30s")
-	}
-	return r
-}
-
-// stop cancels Run and returns its error, failing if it takes too long.
-func (r *running) stop(t testing.TB) error {
-	r.cancel()
-	select {
-	case err, ok := <-r.done:
-		if !ok {
-			return nil
-		}
-		close(r.done)
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("Run did not return 30s after its context was cancelled")
-		return nil
-	}
-}
-
 // newTestConsumer is NewConsumer with options that keep tests fast: a short
 // block so shutdowns are quick, and a short error backoff.
 func newTestConsumer(t testing.TB, rdb redis.UniversalClient, group string, opts ...redstream.ConsumerOption) *redstream.Consumer {
@@ -140,19 +74,6 @@ func newTestConsumer(t testing.TB, rdb redis.UniversalClient, group string, opts
 	c, err := redstream.NewConsumer(rdb, group, append(base, opts...)...)
 	require.NoError(t, err)
 	return c
-}
-
-// pendingCount returns the group's pending entries count.
-func pendingCount(t testing.TB, rdb redis.UniversalClient, stream, group string) int64 {
-	p, err := rdb.XPending(context.Background(), stream, group).Result()
-	require.NoError(t, err)
-	return p.Count
-}
-
-// eventually polls cond until it holds, failing the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, msgAndArgs ...any) {
-	t.Helper()
-	require.Eventually(t, cond, timeout, 5*time.Millisecond, msgAndArgs...)
 }
 
 // publishOrders publishes n Orders with IDs "0" to "n-1" and returns their
@@ -175,42 +96,4 @@ func publishSteadily(ctx context.Context, p *redstream.Producer[Order], l *fault
 	return faultkit.PublishSteadily(ctx, func(ctx context.Context, key string) (string, error) {
 		return p.Publish(ctx, Order{ID: key, UserID: "u"})
 	}, l, prefix, workers, every)
-}
-
-// deliverTo reads up to n new entries as consumer name without handling
-// them: a consumer that then dies holding them.
-func deliverTo(t testing.TB, rdb redis.UniversalClient, stream, group, name string, n int) []string {
-	t.Helper()
-	ctx := context.Background()
-	err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err()
-	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-		require.NoError(t, err)
-	}
-	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: name, Streams: []string{stream, ">"}, Count: int64(n), Block: -1}).Result()
-	require.NoError(t, err)
-	var ids []string
-	for _, m := range res[0].Messages {
-		ids = append(ids, m.ID)
-	}
-	return ids
-}
-
-// seen collects handled message IDs, safe for concurrent handlers.
-type seen struct {
-	mu  sync.Mutex
-	ids map[string]int
-}
-
-func newSeen() *seen { return &seen{ids: map[string]int{}} }
-
-func (s *seen) add(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ids[id]++
-}
-
-func (s *seen) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.ids)
 }

@@ -85,7 +85,7 @@ func (p *faultProxy) removeToxic(name string) {
 func TestNetworkFaultsToxiproxy(t *testing.T) {
 	t.Parallel()
 	const ceiling = 50 // failed calls in any one second; see above
-	ctx, stream := testCtx(t), uniqueStream(t)
+	ctx, stream := faultkit.Ctx(t), faultkit.UniqueStream(t)
 	fp := newFaultProxy(t, redistest.Addr(t))
 
 	logs := &faultkit.SyncBuffer{}
@@ -116,12 +116,12 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 		l.Handle("c", m.Payload.ID, m.Time())
 		return nil
 	}))
-	run := startReady(t, c)
+	run := faultkit.StartReady(t, c)
 
 	pubCtx, stopPublishing := context.WithCancel(ctx)
 	defer stopPublishing()
 	waitPublisher := publishSteadily(pubCtx, p, l, "m", 1, 5*time.Millisecond)
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled >= 50 }, "warm-up")
+	faultkit.Eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled >= 50 }, "warm-up")
 
 	type phase struct {
 		name          string
@@ -143,7 +143,7 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 		_, _, handledAfter := l.Counts()
 		ph.handledDuring = handledAfter - handledBefore
 		var back time.Time
-		eventually(t, 20*time.Second, func() bool {
+		faultkit.Eventually(t, 20*time.Second, func() bool {
 			var ok bool
 			back, ok = l.FirstHandledAppendedAfter(ph.to, "")
 			return ok
@@ -152,7 +152,7 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 		ph.failed, ph.peak = failures.Between(ph.from, back)
 		phases = append(phases, ph)
 		select {
-		case err := <-run.done:
+		case err := <-run.Done:
 			t.Fatalf("Run returned during %s: %v", name, err)
 		default:
 		}
@@ -183,13 +183,13 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 	require.Zero(t, failedPublishes, "the producer's direct connection saw no fault")
 
 	l.WaitAllHandled(t, 30*time.Second, "every published message handled")
-	eventually(t, 30*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == 0 }, "pending list drains")
+	faultkit.Eventually(t, 30*time.Second, func() bool { return faultkit.PendingCount(t, direct, stream, "g") == 0 }, "pending list drains")
 	select {
-	case err := <-run.done:
+	case err := <-run.Done:
 		t.Fatalf("Run returned on its own: %v", err)
 	default:
 	}
-	assert.NoError(t, run.stop(t))
+	assert.NoError(t, run.Stop(t))
 	// No crash, no lost lease (one consumer): acknowledgements are
 	// retried until they arrive, so duplicates stay within what was in
 	// flight, and in practice there are none.
@@ -217,7 +217,7 @@ func TestNetworkFaultsToxiproxy(t *testing.T) {
 // so nothing may be handled twice.
 func TestAcksSurviveAnOutage(t *testing.T) {
 	t.Parallel()
-	ctx, stream := testCtx(t), uniqueStream(t)
+	ctx, stream := faultkit.Ctx(t), faultkit.UniqueStream(t)
 	fp := newFaultProxy(t, redistest.Addr(t))
 	logs := &faultkit.SyncBuffer{}
 	faultkit.DumpOnFailure(t, logs)
@@ -243,24 +243,24 @@ func TestAcksSurviveAnOutage(t *testing.T) {
 	// Handlers finish only once Redis is out of reach.
 	require.NoError(t, redstream.Handle(c, stream, handleAfter(cutOff, l)))
 	publishOrders(t, direct, stream, n)
-	run := start(t, c)
+	run := faultkit.Start(t, c)
 	// Every message is delivered and waits in a handler or in the buffer.
-	eventually(t, 10*time.Second, func() bool {
+	faultkit.Eventually(t, 10*time.Second, func() bool {
 		info, err := redstream.Inspect(ctx, direct, stream)
 		return err == nil && len(info.Groups) == 1 && info.Groups[0].Pending == n
 	}, "all delivered")
 
 	fp.proxy.Stop()
 	close(cutOff)
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled == n }, "handled while cut off")
+	faultkit.Eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled == n }, "handled while cut off")
 	faultkit.HoldFault(ctx, t, 2*time.Second) // longer than 5 quick retries (about 0.4 to 0.75s)
 	require.NoError(t, fp.proxy.Start())
 
-	eventually(t, 20*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == 0 }, "acknowledged after the outage")
+	faultkit.Eventually(t, 20*time.Second, func() bool { return faultkit.PendingCount(t, direct, stream, "g") == 0 }, "acknowledged after the outage")
 	// Long enough for a reaper to have taken back any acknowledgement that
 	// was dropped: MinIdle and a few reap intervals.
 	faultkit.HoldFault(ctx, t, time.Second)
-	require.NoError(t, run.stop(t))
+	require.NoError(t, run.Stop(t))
 	assert.Zero(t, l.Duplicates(), "messages handled twice after an outage")
 }
 
@@ -269,7 +269,7 @@ func TestAcksSurviveAnOutage(t *testing.T) {
 // attempts, leaving the messages pending for redelivery, and say so.
 func TestShutdownDuringOutageReturns(t *testing.T) {
 	t.Parallel()
-	ctx, stream := testCtx(t), uniqueStream(t)
+	ctx, stream := faultkit.Ctx(t), faultkit.UniqueStream(t)
 	fp := newFaultProxy(t, redistest.Addr(t))
 	direct := redistest.Client(t)
 	viaProxy := redis.NewClient(&redis.Options{
@@ -286,15 +286,15 @@ func TestShutdownDuringOutageReturns(t *testing.T) {
 	c := newTestConsumer(t, viaProxy, "g", redstream.WithGroupStart("0"))
 	require.NoError(t, redstream.Handle(c, stream, handleAfter(cutOff, l)))
 	publishOrders(t, direct, stream, n)
-	run := startReady(t, c)
-	eventually(t, 10*time.Second, func() bool { return pendingCount(t, direct, stream, "g") == n }, "all delivered")
+	run := faultkit.StartReady(t, c)
+	faultkit.Eventually(t, 10*time.Second, func() bool { return faultkit.PendingCount(t, direct, stream, "g") == n }, "all delivered")
 	fp.proxy.Stop()
 	release()
-	eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled == n }, "handled while cut off")
+	faultkit.Eventually(t, 10*time.Second, func() bool { _, _, handled := l.Counts(); return handled == n }, "handled while cut off")
 	faultkit.HoldFault(ctx, t, time.Second) // the acknowledgements are being retried
 
 	began := time.Now()
-	err := run.stop(t)
+	err := run.Stop(t)
 	took := time.Since(began)
 	// Run tells the truth: the handled messages are still pending.
 	require.ErrorIs(t, err, redstream.ErrAcksGivenUp)
@@ -304,7 +304,7 @@ func TestShutdownDuringOutageReturns(t *testing.T) {
 	assert.Equal(t, n, stopErr.Pending)
 	t.Logf("Run returned %v after its context ended", took.Round(time.Millisecond))
 	assert.Less(t, took, 5*time.Second, "Run returns promptly though Redis is unreachable")
-	assert.Equal(t, int64(n), pendingCount(t, direct, stream, "g"), "unacknowledged messages stay pending")
+	assert.Equal(t, int64(n), faultkit.PendingCount(t, direct, stream, "g"), "unacknowledged messages stay pending")
 }
 
 // handleAfter returns a handler that waits for release (or its context's
@@ -331,7 +331,7 @@ func handleAfter(release <-chan struct{}, l *faultkit.Ledger) redstream.HandlerF
 func TestOwnPendingOverASlowLinkIsNotDeadLettered(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
-	ctx, stream := testCtx(t), uniqueStream(t)
+	ctx, stream := faultkit.Ctx(t), faultkit.UniqueStream(t)
 	const n = 40
 	big := Order{ID: "big", UserID: strings.Repeat("x", 100_000)}
 	p, err := redstream.NewProducer[Order](rdb, stream)
@@ -340,28 +340,28 @@ func TestOwnPendingOverASlowLinkIsNotDeadLettered(t *testing.T) {
 		_, err := p.Publish(ctx, big)
 		require.NoError(t, err)
 	}
-	deliverTo(t, rdb, stream, "g", "w1", n)
+	faultkit.DeliverTo(t, rdb, stream, "g", "w1", n)
 
 	proxy := newFaultProxy(t, redistest.Addr(t))
 	proxy.addToxic(`{"name": "slow", "type": "bandwidth", "stream": "downstream", "attributes": {"rate": 2000}}`)
 	slow := redis.NewClient(&redis.Options{Addr: proxy.addr, ReadTimeout: 500 * time.Millisecond})
 	t.Cleanup(func() { _ = slow.Close() })
 
-	handled := newSeen()
+	handled := faultkit.NewSeen()
 	var firstAttempts atomic.Int64
 	c := newTestConsumer(t, slow, "g", redstream.WithConsumerName("w1"), redstream.WithMaxDeliveries(5))
 	require.NoError(t, redstream.Handle(c, stream, func(_ context.Context, m *redstream.Message[Order]) error {
 		if m.Deliveries == 1 {
 			firstAttempts.Add(1)
 		}
-		handled.add(m.ID)
+		handled.Add(m.ID)
 		return nil
 	}))
-	startReady(t, c)
+	faultkit.StartReady(t, c)
 	faultkit.HoldFault(ctx, t, 3*time.Second) // slow long enough for many timed-out reads
 	proxy.removeToxic("slow")
-	eventually(t, 30*time.Second, func() bool { return handled.len() == n }, "every entry handled")
-	eventually(t, 10*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 })
+	faultkit.Eventually(t, 30*time.Second, func() bool { return handled.Len() == n }, "every entry handled")
+	faultkit.Eventually(t, 10*time.Second, func() bool { return faultkit.PendingCount(t, rdb, stream, "g") == 0 })
 	letters, err := rdb.XLen(ctx, redstream.DeadLetterKey(stream)).Result()
 	require.NoError(t, err)
 	assert.Zero(t, letters, "entries no handler saw were dead-lettered")
@@ -377,7 +377,7 @@ func TestOwnPendingOverASlowLinkIsNotDeadLettered(t *testing.T) {
 // counts the entries each publish left: at most one.
 func TestPublishResetAfterTheCommandRan(t *testing.T) {
 	t.Parallel()
-	ctx, stream := testCtx(t), uniqueStream(t)
+	ctx, stream := faultkit.Ctx(t), faultkit.UniqueStream(t)
 	fp := newFaultProxy(t, redistest.Addr(t))
 	direct := redistest.Client(t)
 	// A default client, but for the connection handshake: with RESP2 and

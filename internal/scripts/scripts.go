@@ -44,6 +44,10 @@ var (
 	recordSrc string
 	//go:embed scheduleretry.lua
 	scheduleRetrySrc string
+	//go:embed taken.lua
+	takenSrc string
+	//go:embed marktaken.lua
+	markTakenSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -54,8 +58,9 @@ var (
 // call again after a lost reply gets the first run's reply instead of a
 // second run's.
 var (
-	DeadLetter  = redis.NewScript(once(deadLetterSrc))
-	ClaimOwn    = redis.NewScript(claimOwnSrc)
+	DeadLetter  = redis.NewScript(once(takenSrc + deadLetterSrc))
+	ClaimOwn    = redis.NewScript(takenSrc + claimOwnSrc)
+	MarkTaken   = redis.NewScript(takenSrc + markTakenSrc)
 	Replay      = redis.NewScript(once(replaySrc))
 	DelConsumer = redis.NewScript(delConsumerSrc)
 	Trim        = redis.NewScript(once(trimSrc))
@@ -105,3 +110,9 @@ redis.call('SET', marker, cjson.encode(reply), 'PX', ` + strconv.Itoa(OnceTTL) +
 return reply
 `
 }
+
+// FencedReadSource is FencedRead's source, for a caller that sends the
+// script itself: the fenced read is sent once (EVALSHA, then EVAL when the
+// server has not cached it, neither resent by the client), since a resend
+// would deliver more entries while the first run's stay pending unseen.
+func FencedReadSource() string { return fencedReadSrc }

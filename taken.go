@@ -1,0 +1,65 @@
+package redstream
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redstream/redstream/internal/scripts"
+)
+
+// The taken record: which entries of a group were taken over from the
+// consumer they were delivered to (claimed by another consumer's reaper or
+// by an operator, dead-lettered by a reaper, acknowledged by an operator)
+// in the last takenFor.
+//
+// A consumer that stalled longer than MinIdle (a long GC pause, a frozen VM,
+// a cut connection) can find a message it holds pending for no one when it
+// looks again. Either another consumer took it over meanwhile and finished
+// it, and the stalled one must let it go, or Redis forgot it (its consumer
+// deleted by hand, its group created again), and the stalled one must
+// finish it from memory, dead-lettering it if its handler fails, or it is
+// lost. Redis keeps no trace of the first: this record is that trace. The
+// lease script (claimown.lua) and a consumer's dead-letter move
+// (deadletter.lua) read it.
+//
+// The record is a hash per stream and group, in the stream's hash slot,
+// naming who took each entry, and a sorted set of the same IDs scored by
+// when (Redis's clock, Unix ms). A consumer ignores a takeover by itself.
+// Every write drops what is older than takenFor and sets the keys to
+// expire after it:
+// it holds only the takeovers of the last takenFor, which are rare (a
+// consumer's crash, a stall), and is gone when there are none. A consumer
+// stalled longer than takenFor before it looks again treats what it finds
+// pending for no one as vanished: a second dead letter, at worst, never a
+// lost message.
+
+// takenFor is how long a takeover is remembered.
+const takenFor = time.Hour
+
+// takenKey and takenAgesKey are the keys of the taken record of stream's
+// entries in group, in stream's hash slot: a hash of entry ID to the
+// consumer that took it ("" for an operator or a reaper that is no
+// consumer), and a sorted set of entry ID by when it was taken.
+func takenKey(stream, group string) string {
+	return slotted(stream) + ":redstream-taken:" + group
+}
+
+func takenAgesKey(stream, group string) string {
+	return slotted(stream) + ":redstream-taken-at:" + group
+}
+
+// markTaken records ids of stream as taken over in group by taker (a
+// consumer's name, or "" for an operator) now.
+func markTaken(ctx context.Context, rdb redis.UniversalClient, stream, group, taker string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2+len(ids))
+	args = append(args, taker, takenFor.Milliseconds())
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return scripts.MarkTaken.Run(ctx, rdb, []string{takenKey(stream, group), takenAgesKey(stream, group)}, args...).Err()
+}

@@ -1,0 +1,105 @@
+package redstream
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redstream/redstream/internal/redistest"
+	"github.com/redstream/redstream/internal/scripts"
+)
+
+// Review of the takeover record (taken.go): sequences where it makes a
+// consumer drop a message only it still holds.
+
+// isScript reports whether cmd runs script (EVALSHA, or its EVAL fallback).
+func isScript(cmd redis.Cmder, script *redis.Script) bool {
+	args := cmd.Args()
+	if len(args) < 2 {
+		return false
+	}
+	switch cmd.Name() {
+	case "evalsha", "evalsha_ro":
+		return args[1] == script.Hash()
+	case "eval", "eval_ro":
+		src, ok := args[1].(string)
+		if !ok {
+			return false
+		}
+		sum := sha1.Sum([]byte(src))
+		return hex.EncodeToString(sum[:]) == script.Hash()
+	}
+	return false
+}
+
+// loseReply runs one script on the client it is added to and then loses
+// its first reply (an i/o timeout after Redis ran it), as a cut connection
+// does; it counts the script's calls that returned.
+type loseReply struct {
+	script *redis.Script
+	lost   atomic.Bool
+	done   atomic.Int64
+}
+
+func (h *loseReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *loseReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !isScript(cmd, h.script) {
+			return next(ctx, cmd)
+		}
+		err := next(ctx, cmd)
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return err // go-redis sends it again with EVAL
+		}
+		defer h.done.Add(1)
+		if err == nil && h.lost.CompareAndSwap(false, true) {
+			err = errors.New("i/o timeout (test: the reply was lost)")
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+
+func (h *loseReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A consumer's dead-letter move is now a holder's move (mover "1") for
+// every reason, not only ReasonVanished: an entry pending for no one is
+// written from memory. The move is retried (workers.go deadLetter, up to 3
+// attempts, then later for a keyed entry) with a new once-key each time,
+// so a retry after a lost reply runs the script again; the first run
+// acknowledged the entry, and the second, finding it pending for no one,
+// not taken over and (no failure recorded: mover "1") with no record to
+// check, dead-letters it again. Before, a move that was not for
+// ReasonVanished answered "not-pending" there.
+func TestDeadLetterMoveRetriedAfterALostReplyWritesOneDeadLetter(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	id := publishOrders(t, rdb, stream, 1)[0]
+
+	lose := &loseReply{script: scripts.DeadLetter}
+	aRdb := redistest.Client(t)
+	aRdb.AddHook(lose)
+	c := newTestConsumer(t, aRdb, "g", WithGroupStart("0"), WithConsumerName("a"))
+	require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error {
+		return fmt.Errorf("poison: %w", ErrDeadLetter)
+	}))
+	startReady(t, c)
+	eventually(t, 10*time.Second, func() bool { return lose.done.Load() >= 2 }, "the move, its reply lost, is retried")
+	assert.Zero(t, pendingCount(t, rdb, stream, "g"))
+	n, err := rdb.XLen(ctx, DeadLetterKey(stream)).Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "dead letters of %s", id)
+}
