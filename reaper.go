@@ -144,13 +144,23 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 // claimed again once idle, rather than handled with a wrong count.
 func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, since uint64) bool {
 	entries := make([]*entry, 0, len(msgs))
+	var ownHeld []string
 	for _, m := range msgs {
 		if r.held.holds(heldKey{rt, m.ID}) {
-			// Already this consumer's (its own pending drain, say).
+			// Already this consumer's: it stalled, another consumer took
+			// the entry over and stalled or died in turn, and this one
+			// took it back. Recorded as taken by this consumer again, so
+			// that, should Redis forget the entry (its consumer deleted),
+			// the stale record does not make this consumer, its only
+			// holder, let it go as finished elsewhere.
+			ownHeld = append(ownHeld, m.ID)
 			r.held.giveRoom(1)
 			continue
 		}
 		entries = append(entries, rt.newEntry(m.ID, m.Values, 0))
+	}
+	if err := markTaken(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ownHeld); err != nil {
+		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
 	}
 	if len(entries) == 0 {
 		return true
