@@ -48,30 +48,21 @@ var ackLingerOverride atomic.Int64
 // last acknowledgements are sent (or given up after retries). runCtx is
 // Run's context: see flushAcks.
 func (r *runner) ack(ctx, runCtx context.Context) {
-	batch := make(map[*route][]string)
-	// failed holds, per route, the acknowledged entries that may have
-	// failed attempts recorded, to delete with the acknowledgement.
-	failed := make(map[*route][]string)
-	var entries []*entry
-	add := func(e *entry) {
-		batch[e.route] = append(batch[e.route], e.id)
-		if e.attempts > 0 || e.redisDeliveries > 1 {
-			// A claimed entry too: its last owner may have recorded a
-			// failure after this consumer read the record.
-			failed[e.route] = append(failed[e.route], e.id)
-		}
-		entries = append(entries, e)
+	round := &ackRound{
+		plain:  make(map[*route][]string),
+		failed: make(map[*route][]string),
+		lapsed: make(map[*route][]string),
 	}
 	// gather adds what waits in r.acks, up to ackBatchMax, and reports
 	// whether r.acks is still open.
 	gather := func() bool {
-		for len(entries) < ackBatchMax {
+		for len(round.entries) < ackBatchMax {
 			select {
 			case e, ok := <-r.acks:
 				if !ok {
 					return false
 				}
-				add(e)
+				round.entries = append(round.entries, e)
 			default:
 				return true
 			}
@@ -92,21 +83,53 @@ func (r *runner) ack(ctx, runCtx context.Context) {
 	// handler would wait to queue its acknowledgement, with its room.
 	lingers := cap(r.acks) >= ackLingerRoom
 	for e := range r.acks {
-		add(e)
-		if gather() && lingers && len(entries) < ackLingerBelow {
+		round.entries = append(round.entries, e)
+		if gather() && lingers && len(round.entries) < ackLingerBelow {
 			linger.Reset(lingerFor)
 			<-linger.C
 			gather()
 		}
-		if err := r.flushAcks(ctx, runCtx, batch, failed); err != nil {
-			r.acksGivenUp += len(entries)
+		if err := r.flushAcks(ctx, runCtx, round); err != nil {
+			r.acksGivenUp += len(round.entries)
 			r.ackErr = err
 		}
-		r.held.forget(entries...)
-		clear(batch)
-		clear(failed)
-		clear(entries)
-		entries = entries[:0]
+		r.held.forget(round.entries...)
+		clear(round.entries)
+		round.entries = round.entries[:0]
+	}
+}
+
+// ackRound is one round of acknowledgements: the entries, and their IDs
+// per route as sort last sorted them.
+type ackRound struct {
+	entries []*entry
+	// plain holds the IDs for a bare XACK; failed, of those, the ones that
+	// may have failed attempts recorded, to delete with it; lapsed the
+	// IDs whose lease may have lapsed, acknowledged by ackLapsed.
+	plain, failed, lapsed map[*route][]string
+}
+
+// sort sorts the round's IDs, now: an entry's lease ages while its
+// acknowledgement waits for Redis.
+func (a *ackRound) sort(r *runner) {
+	clear(a.plain)
+	clear(a.failed)
+	clear(a.lapsed)
+	now := monoNow()
+	for _, e := range a.entries {
+		switch {
+		case r.leaseMayHaveLapsed(e, now):
+			// Another consumer may have taken it over: it must learn
+			// that this one finished it.
+			a.lapsed[e.route] = append(a.lapsed[e.route], e.id)
+		case e.attempts > 0 || e.redisDeliveries > 1:
+			// A claimed entry too: its last owner may have recorded a
+			// failure after this consumer read the record.
+			a.failed[e.route] = append(a.failed[e.route], e.id)
+			fallthrough
+		default:
+			a.plain[e.route] = append(a.plain[e.route], e.id)
+		}
 	}
 }
 
@@ -118,16 +141,17 @@ func (r *runner) ack(ctx, runCtx context.Context) {
 // filling up holds back the workers and so the reading. Refusals that
 // retrying will not change, and any failure once runCtx has ended, get a
 // few more attempts. It returns the last error when it gave up.
-func (r *runner) flushAcks(ctx, runCtx context.Context, batch, failed map[*route][]string) error {
+func (r *runner) flushAcks(ctx, runCtx context.Context, round *ackRound) error {
 	const lastAttempts = 5
 	last := 0
 	for attempt := 1; ; attempt++ {
-		err := r.sendAcks(batch, failed)
+		round.sort(r)
+		err := r.sendAcks(round)
 		if err == nil {
 			return nil
 		}
-		for rt, ids := range batch {
-			r.report(&OpError{Op: "ack", Stream: rt.stream, Group: r.c.group, Err: fmt.Errorf("%d IDs: %w", len(ids), err)})
+		for _, rt := range round.routes() {
+			r.report(&OpError{Op: "ack", Stream: rt.stream, Group: r.c.group, Err: fmt.Errorf("%d IDs: %w", len(round.plain[rt])+len(round.lapsed[rt]), err)})
 		}
 		if runCtx.Err() == nil && !isPermanent(err) {
 			// A shutdown cuts the wait short.
@@ -136,46 +160,55 @@ func (r *runner) flushAcks(ctx, runCtx context.Context, batch, failed map[*route
 		}
 		last++
 		if last == lastAttempts || !sleepCtx(ctx, r.backoff.Delay(last)) {
-			r.log.Warn("redstream: acknowledgements given up; the messages stay pending and will be delivered again", slog.Int("count", countIDs(batch)), slog.Any("error", err))
+			r.log.Warn("redstream: acknowledgements given up; the messages stay pending and will be delivered again", slog.Int("count", len(round.entries)), slog.Any("error", err))
 			return err
 		}
 	}
 }
 
-// sendAcks sends batch's XACKs, one per stream, and deletes the failed
-// attempts recorded for the entries in failed.
-func (r *runner) sendAcks(batch, failed map[*route][]string) error {
+// routes lists the round's routes once each.
+func (a *ackRound) routes() []*route {
+	rts := make([]*route, 0, len(a.plain)+len(a.lapsed))
+	for rt := range a.plain {
+		rts = append(rts, rt)
+	}
+	for rt := range a.lapsed {
+		if _, ok := a.plain[rt]; !ok {
+			rts = append(rts, rt)
+		}
+	}
+	return rts
+}
+
+// sendAcks sends the round's XACKs, one per stream, deleting the failed
+// attempts recorded for the entries in failed, and the lapsed entries'
+// acknowledgements (ackLapsed).
+func (r *runner) sendAcks(round *ackRound) error {
 	ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
 	defer cancel()
 	var err error
-	if len(batch) == 1 && len(failed) == 0 {
-		for rt, ids := range batch {
+	if len(round.plain) == 1 && len(round.failed) == 0 && len(round.lapsed) == 0 {
+		for rt, ids := range round.plain {
 			err = r.c.rdb.XAck(ctx, rt.stream, r.c.group, ids...).Err()
 		}
 	} else {
 		_, err = r.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for rt, ids := range batch {
+			for rt, ids := range round.plain {
 				pipe.XAck(ctx, rt.stream, r.c.group, ids...)
 			}
-			for rt, ids := range failed {
+			for rt, ids := range round.failed {
 				pipe.HDel(ctx, attemptsKey(rt.stream, r.c.group), ids...)
+			}
+			for rt, ids := range round.lapsed {
+				ackLapsed(ctx, pipe, rt.stream, r.c.group, r.c.cfg.name, ids)
 			}
 			return nil
 		})
 	}
 	if obs := r.c.cfg.observer; obs != nil && err == nil {
-		for rt, ids := range batch {
-			obs.Acked(rt.stream, r.c.group, len(ids))
+		for _, rt := range round.routes() {
+			obs.Acked(rt.stream, r.c.group, len(round.plain[rt])+len(round.lapsed[rt]))
 		}
 	}
 	return err
-}
-
-// countIDs counts the IDs of a batch.
-func countIDs(batch map[*route][]string) int {
-	n := 0
-	for _, ids := range batch {
-		n += len(ids)
-	}
-	return n
 }

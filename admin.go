@@ -191,7 +191,7 @@ func claimTo(ctx context.Context, rdb redis.UniversalClient, stream, group, cons
 	if err != nil {
 		return nil, fmt.Errorf("redstream: claim %s group %s for %s: %w", stream, group, consumer, groupErr(stream, group, err))
 	}
-	if err := markTaken(ctx, rdb, stream, group, consumer, claimed); err != nil {
+	if err := markClaimed(ctx, rdb, stream, group, consumer, claimed); err != nil {
 		return claimed, fmt.Errorf("redstream: claim %s group %s for %s: record the claimed entries as taken from their consumers: %w", stream, group, consumer, err)
 	}
 	return claimed, nil

@@ -33,7 +33,7 @@ import (
 // lease), and an acknowledgement of a message handled in time may reach
 // Redis after the next owner claimed the message.
 
-// monoBase anchors route.leaseUntil on the monotonic clock.
+// monoBase anchors route.leaseUntil and monoNow on the monotonic clock.
 var monoBase = time.Now()
 
 // setLeaseUntil records that rt's lease, renewed by a command sent at sent,
@@ -45,7 +45,7 @@ func setLeaseUntil(rt *route, sent time.Time, ttl time.Duration) {
 // leaseExpired reports whether rt is exclusive and its lease may have
 // expired: nothing of it may be started.
 func leaseExpired(rt *route) bool {
-	return rt.exclusive && int64(time.Since(monoBase)) >= rt.leaseUntil.Load()
+	return rt.exclusive && monoNow() >= rt.leaseUntil.Load()
 }
 
 // errNotLeaseHolder is what a fenced read finds when the lease names

@@ -49,6 +49,11 @@ type entry struct {
 	// batch, set only on a unit of work of a batch route (batch.go), holds
 	// the batch's entries; such a unit is never held itself.
 	batch []*entry
+	// leasedAt is when (monoNow) the entry was read, claimed or reclaimed
+	// for a retry: its lease was fresh then, and again at each lease
+	// keeper's round that renewed every lease (runner.leasesRenewedAt).
+	// The acknowledger tells from both whether the lease may have lapsed.
+	leasedAt atomic.Int64
 	// spare is the *Message[T] allocated with the entry
 	// (allocWithMessage), for its first decode; nil once taken.
 	spare any

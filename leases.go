@@ -19,6 +19,20 @@ import (
 // end of runner.run, marks what the consumer leaves unfinished idle for
 // other consumers. It owns no state of its own.
 
+// monoNow is the time on the monotonic clock, in ns since monoBase: lease
+// ages are measured on it, which wall clock steps do not move.
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// leaseMayHaveLapsed reports whether another consumer's reaper may have
+// claimed e: its lease was last known fresh (e.leasedAt, or the last lease
+// keeper's round that renewed all) half of minIdle or more ago. The half
+// leaves room for the clocks' and the round trips' drift; a false alarm
+// costs one script call (ackLapsed) instead of a bare XACK.
+func (r *runner) leaseMayHaveLapsed(e *entry, now int64) bool {
+	fresh := max(e.leasedAt.Load(), r.leasesRenewedAt.Load())
+	return time.Duration(now-fresh) >= r.c.cfg.minIdle/2
+}
+
 // leaseBatch caps the IDs renewed by one script call.
 const leaseBatch = 200
 
@@ -39,6 +53,12 @@ func (r *runner) keepLeases(stop <-chan struct{}) {
 }
 
 func (r *runner) renewOnce() {
+	start, renewedAll := monoNow(), true
+	defer func() {
+		if renewedAll {
+			r.leasesRenewedAt.Store(start)
+		}
+	}()
 	for rt, ids := range r.held.ids() {
 		for chunk := range slices.Chunk(ids, leaseBatch) {
 			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
@@ -46,6 +66,7 @@ func (r *runner) renewOnce() {
 			cancel()
 			if err != nil {
 				r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
+				renewedAll = false
 				break
 			}
 			for _, id := range res.lost {

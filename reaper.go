@@ -159,7 +159,7 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, 
 		}
 		entries = append(entries, rt.newEntry(m.ID, m.Values, 0))
 	}
-	if err := markTaken(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ownHeld); err != nil {
+	if err := markClaimed(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ownHeld); err != nil {
 		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
 	}
 	if len(entries) == 0 {
@@ -183,7 +183,7 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, 
 	for i, e := range entries {
 		ids[i] = e.id
 	}
-	if err := markTaken(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ids); err != nil {
+	if err := markClaimed(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ids); err != nil {
 		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
 	}
 	r.log.Info("redstream: reclaimed idle pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))

@@ -120,6 +120,7 @@ func (r *runner) reclaimForRetry(handlerCtx context.Context, e *entry) bool {
 		r.deadLetter(handlerCtx, e, ReasonTrimmed, errors.New("trimmed from the stream while waiting for a retry"))
 		return false
 	}
+	e.leasedAt.Store(monoNow())
 	e.retry = false
 	return true
 }

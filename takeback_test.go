@@ -19,15 +19,28 @@ import (
 // is set, as a consumer that stalled or lost its connection does: the lease
 // keeper's renewals (scripts.ClaimOwn) stop reaching Redis.
 type failScript struct {
-	script *redis.Script
-	on     atomic.Bool
+	script   *redis.Script
+	on       atomic.Bool
+	inFlight atomic.Int64
+}
+
+// stall makes the script fail from now on, once the calls already past
+// the hook have returned: none of them reaches Redis after stall returns.
+func (h *failScript) stall(t *testing.T) {
+	h.on.Store(true)
+	eventually(t, 10*time.Second, func() bool { return h.inFlight.Load() == 0 }, "the calls in flight return")
 }
 
 func (h *failScript) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *failScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.on.Load() && isScript(cmd, h.script) {
+		if !isScript(cmd, h.script) {
+			return next(ctx, cmd)
+		}
+		h.inFlight.Add(1)
+		defer h.inFlight.Add(-1)
+		if h.on.Load() {
 			err := errors.New("test: the consumer is stalled")
 			cmd.SetErr(err)
 			return err
@@ -38,6 +51,25 @@ func (h *failScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h *failScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// stallWhileTakenOver waits for the consumer's handler to run (running
+// closed), stalls the consumer's lease keeper and makes consumer "b" take
+// id over, as b's reaper does. A test that fails before it closes release
+// has it closed before the consumer is stopped.
+func stallWhileTakenOver(t *testing.T, stall *failScript, rdb redis.UniversalClient, stream, id string, running, release chan struct{}) {
+	t.Helper()
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	<-running
+	stall.stall(t)
+	require.NoError(t, rdb.XClaim(testCtx(t), &redis.XClaimArgs{Stream: stream, Group: "g", Consumer: "b", Messages: []string{id}}).Err())
+	require.NoError(t, markClaimed(testCtx(t), rdb, stream, "g", "b", []string{id}))
 }
 
 // takerOf is who the takeover record says took id ("" if no one).
@@ -79,18 +111,7 @@ func TestMessageTakenBackByItsHolderIsNotLetGoWhenItVanishes(t *testing.T) {
 		return errors.New("fails")
 	}))
 	startReady(t, c)
-	t.Cleanup(func() { // before the consumer stops, should the test fail
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	<-running
-
-	stall.on.Store(true)
-	require.NoError(t, rdb.XClaim(ctx, &redis.XClaimArgs{Stream: stream, Group: "g", Consumer: "b", Messages: []string{id}}).Err())
-	require.NoError(t, markTaken(ctx, rdb, stream, "g", "b", []string{id}))
+	stallWhileTakenOver(t, stall, rdb, stream, id, running, release)
 	eventually(t, 10*time.Second, func() bool { return takerOf(t, rdb, stream, id) == "a" },
 		"a's reaper takes the message back and records it")
 	require.NoError(t, rdb.XGroupDelConsumer(ctx, stream, "g", "a").Err())
@@ -101,4 +122,75 @@ func TestMessageTakenBackByItsHolderIsNotLetGoWhenItVanishes(t *testing.T) {
 	letters := waitDeadLetters(t, rdb, stream, 1)
 	assert.Equal(t, ReasonVanished, letters[0].Reason)
 	assert.Nil(t, cause.Load(), "the handler's context cancelled")
+}
+
+// A consumer ("a") stalls longer than MinIdle while its handler runs;
+// another ("b") takes the message over (and, on attempt 2, records a
+// failure of it); then a's handler succeeds and a acknowledges it. b must
+// learn that the message was finished: with a bare XACK, b finds it
+// pending for no one, taken by b itself, and dead-letters a handled
+// message as vanished. a's acknowledgement, its lease having perhaps
+// lapsed, records a as having taken it back and deletes b's failure
+// record, so b's next look finds it lost and lets it go.
+func TestAcknowledgementAfterALapsedLeaseTellsTheTaker(t *testing.T) {
+	t.Parallel()
+	for _, takerFailed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "taker still on its first attempt", true: "taker recorded a failure"}[takerFailed], func(t *testing.T) {
+			t.Parallel()
+			rdb := redistest.Client(t)
+			ctx, stream := testCtx(t), uniqueStream(t)
+			id := publishOrders(t, rdb, stream, 1)[0]
+
+			stall := &failScript{script: scripts.ClaimOwn}
+			rdb.AddHook(stall)
+			running, release := make(chan struct{}), make(chan struct{})
+			c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithConsumerName("a"), WithMinIdle(time.Second))
+			require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error {
+				close(running)
+				<-release
+				return nil
+			}))
+			startReady(t, c)
+			stallWhileTakenOver(t, stall, rdb, stream, id, running, release)
+			if takerFailed {
+				n, err := recordAttempt(ctx, rdb, stream, "g", id, 1)
+				require.NoError(t, err)
+				require.Equal(t, int64(1), n)
+			}
+			// More than half of MinIdle with no lease renewed: a's lease
+			// may have lapsed, for all a can tell.
+			time.Sleep(600 * time.Millisecond)
+			close(release)
+			eventually(t, 10*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 }, "a acknowledges it")
+			stall.on.Store(false)
+
+			assert.Equal(t, "a", takerOf(t, rdb, stream, id), "the takeover record")
+			assert.False(t, attemptRecorded(t, rdb, stream, id), "b's failure record deleted")
+			res, err := renewLeases(ctx, rdb, stream, "g", "b", 0, 0, []string{id})
+			require.NoError(t, err)
+			assert.Equal(t, []string{id}, res.lost, "b finds it lost: %+v", res)
+		})
+	}
+}
+
+// A reaper records its claim after XAUTOCLAIM's reply: if the consumer it
+// took the entry from acknowledged it meanwhile (recording that it took it
+// back), the reaper's record must not overwrite that one.
+func TestAClaimRecordYieldsToTheAcknowledgementOfTheHolder(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	id := publishOrders(t, rdb, stream, 1)[0]
+	require.NoError(t, rdb.XGroupCreate(ctx, stream, "g", "0").Err())
+	require.Equal(t, []string{id}, deliverTo(t, rdb, stream, "g", "b", 1), "b claims it")
+
+	n, err := ackLapsed(ctx, rdb, stream, "g", "a", []string{id}).Int()
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "a acknowledges it")
+	require.NoError(t, markClaimed(ctx, rdb, stream, "g", "b", []string{id}))
+
+	assert.Equal(t, "a", takerOf(t, rdb, stream, id), "the takeover record")
+	res, err := renewLeases(ctx, rdb, stream, "g", "b", 0, 0, []string{id})
+	require.NoError(t, err)
+	assert.Equal(t, []string{id}, res.lost, "b finds it lost: %+v", res)
 }

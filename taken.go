@@ -53,13 +53,42 @@ func takenAgesKey(stream, group string) string {
 // markTaken records ids of stream as taken over in group by taker (a
 // consumer's name, or "" for an operator) now.
 func markTaken(ctx context.Context, rdb redis.UniversalClient, stream, group, taker string, ids []string) error {
+	return runMarkTaken(ctx, rdb, stream, group, taker, "", ids)
+}
+
+// markClaimed records, of ids of stream claimed by consumer in group, those
+// still pending for it: one acknowledged since by the consumer it was
+// taken from keeps that consumer's record (ackLapsed).
+func markClaimed(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, ids []string) error {
+	return runMarkTaken(ctx, rdb, stream, group, consumer, group, ids)
+}
+
+func runMarkTaken(ctx context.Context, rdb redis.UniversalClient, stream, group, taker, checkGroup string, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 2+len(ids))
-	args = append(args, taker, takenFor.Milliseconds())
+	args := make([]any, 0, 3+len(ids))
+	args = append(args, taker, takenFor.Milliseconds(), checkGroup)
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	return scripts.MarkTaken.Run(ctx, rdb, []string{takenKey(stream, group), takenAgesKey(stream, group)}, args...).Err()
+	keys := []string{takenKey(stream, group), takenAgesKey(stream, group), stream}
+	return scripts.MarkTaken.Run(ctx, rdb, keys, args...).Err()
+}
+
+// ackLapsed acknowledges ids of stream in group, finished by consumer after
+// its lease on them may have lapsed: it records those pending for another
+// consumer as taken back by consumer, and deletes their failed-attempts
+// records, so that the consumer that took them over lets them go instead
+// of dead-lettering them as vanished. It returns how many were pending. It
+// sends the script's source (EVAL), so it works in a pipeline, where
+// EVALSHA's fallback cannot; it is sent rarely.
+func ackLapsed(ctx context.Context, rdb redis.Scripter, stream, group, consumer string, ids []string) *redis.Cmd {
+	args := make([]any, 0, 3+len(ids))
+	args = append(args, group, consumer, takenFor.Milliseconds())
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	keys := []string{stream, attemptsKey(stream, group), takenKey(stream, group), takenAgesKey(stream, group)}
+	return scripts.AckLapsed.Eval(ctx, rdb, keys, args...)
 }

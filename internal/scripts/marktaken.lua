@@ -2,12 +2,30 @@
 --
 -- KEYS[1]  the group's takers hash
 -- KEYS[2]  the group's takeover times (same hash slot)
+-- KEYS[3]  the stream (same hash slot)
 -- ARGV[1]  taker: the consumer that took them, or "" for an operator
 -- ARGV[2]  how long to remember a takeover, in ms
--- ARGV[3…] entry IDs
+-- ARGV[3]  group to check the entries in, or "" to record them all
+-- ARGV[4…] entry IDs
+--
+-- With a group, only the entries still pending for the taker are recorded:
+-- a reaper records its claim after XAUTOCLAIM's reply, and an entry
+-- acknowledged meanwhile by the consumer it was taken from (which records
+-- that it took it back, acklapsed.lua) must keep that record.
+local taker, group = ARGV[1], ARGV[3]
 local ids = {}
-for i = 3, #ARGV do
-  ids[#ids + 1] = ARGV[i]
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  if group == '' then
+    ids[#ids + 1] = id
+  else
+    local ok, p = pcall(redis.call, 'XPENDING', KEYS[3], group, id, id, 1)
+    if ok and #p > 0 and p[1][2] == taker then
+      ids[#ids + 1] = id
+    end
+  end
 end
-markTaken(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ids)
+if #ids > 0 then
+  markTaken(KEYS[1], KEYS[2], taker, tonumber(ARGV[2]), ids)
+end
 return #ids

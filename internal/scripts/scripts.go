@@ -48,6 +48,8 @@ var (
 	takenSrc string
 	//go:embed marktaken.lua
 	markTakenSrc string
+	//go:embed acklapsed.lua
+	ackLapsedSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -61,6 +63,7 @@ var (
 	DeadLetter  = redis.NewScript(once(takenSrc + deadLetterSrc))
 	ClaimOwn    = redis.NewScript(takenSrc + claimOwnSrc)
 	MarkTaken   = redis.NewScript(takenSrc + markTakenSrc)
+	AckLapsed   = redis.NewScript(takenSrc + ackLapsedSrc)
 	Replay      = redis.NewScript(once(replaySrc))
 	DelConsumer = redis.NewScript(delConsumerSrc)
 	Trim        = redis.NewScript(once(trimSrc))
