@@ -89,9 +89,30 @@ const (
 // Redis, and returns it with what it did and, when it scheduled, the due
 // time.
 func scheduleRetry(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer, id string, delay time.Duration, attempts int64) (res retryResult, counted int64, due time.Time, err error) {
+	return newScheduleRetryCall(stream, group, consumer, id, delay, attempts).run(ctx, rdb)
+}
+
+// scheduleRetryCall is one move of a retry to the schedule, which may be
+// sent more than once: each send is the same call (the same once marker,
+// the same retry ID), so that one sent again after a lost reply gets the
+// reply of the run that happened instead of running again, which would
+// find the entry no longer pending.
+type scheduleRetryCall struct {
+	keys []string
+	args []any
+}
+
+func newScheduleRetryCall(stream, group, consumer, id string, delay time.Duration, attempts int64) *scheduleRetryCall {
 	ms := int64((delay + time.Millisecond - 1) / time.Millisecond)
-	keys := []string{stream, scheduledKey(stream), scheduledDataKey(stream), attemptsKey(stream, group), onceKey(stream)}
-	reply, err := scripts.ScheduleRetry.Run(ctx, rdb, keys, group, consumer, id, ms, attempts, newRetryID()).Slice()
+	return &scheduleRetryCall{
+		keys: []string{stream, scheduledKey(stream), scheduledDataKey(stream), attemptsKey(stream, group), onceKey(stream)},
+		args: []any{group, consumer, id, ms, attempts, newRetryID()},
+	}
+}
+
+func (c *scheduleRetryCall) run(ctx context.Context, rdb redis.UniversalClient) (res retryResult, counted int64, due time.Time, err error) {
+	stream, id := c.keys[0], c.args[2]
+	reply, err := scripts.ScheduleRetry.Run(ctx, rdb, c.keys, c.args...).Slice()
 	if err != nil {
 		return "", 0, time.Time{}, err
 	}
@@ -110,6 +131,11 @@ func scheduleRetry(ctx context.Context, rdb redis.UniversalClient, stream, group
 	}
 	return res, counted, due, nil
 }
+
+// scheduleRetryAttempts caps the sends of one move of a retry to the
+// schedule: after a failure that may pass (a cut connection), the same
+// call is sent again, within the once marker's life (scripts.OnceTTL).
+const scheduleRetryAttempts = 3
 
 // newRetryID returns a schedule ID for a retry: "retry-" and 24 random hex
 // digits. [CancelScheduled] takes it; [Producer.Cancel] does not, a retry
@@ -136,12 +162,26 @@ func (r *runner) moveRetry(handlerCtx context.Context, e *entry, cause error) bo
 	if !r.longRetry(e, delay) {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(handlerCtx, ackFlushTimeout)
-	defer cancel()
-	res, counted, due, err := scheduleRetry(ctx, r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.id, delay, e.attempts+1)
-	if err != nil {
+	call := newScheduleRetryCall(e.route.stream, r.c.group, r.c.cfg.name, e.id, delay, e.attempts+1)
+	var (
+		res     retryResult
+		counted int64
+		due     time.Time
+		err     error
+	)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(handlerCtx, ackFlushTimeout)
+		res, counted, due, err = call.run(ctx, r.c.rdb)
+		cancel()
+		if err == nil {
+			break
+		}
 		r.report(&OpError{Op: "schedule-retry", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
-		return false
+		if attempt == scheduleRetryAttempts || isPermanent(err) || !sleepCtx(handlerCtx, r.backoff.Delay(attempt)) {
+			// Kept in memory: if a send ran after all, the retry's
+			// lease renewal finds the entry pending for no one.
+			return false
+		}
 	}
 	switch res {
 	case retryScheduled:

@@ -18,8 +18,9 @@ import (
 	"github.com/redstream/redstream/internal/scripts"
 )
 
-// Review of the takeover record (taken.go): sequences where it makes a
-// consumer drop a message only it still holds.
+// Scripts whose reply is lost after Redis ran them (a cut connection): a
+// consumer must not act twice on what one run did. Found reviewing the
+// takeover record (taken.go).
 
 // isScript reports whether cmd runs script (EVALSHA, or its EVAL fallback).
 func isScript(cmd redis.Cmder, script *redis.Script) bool {
@@ -102,4 +103,34 @@ func TestDeadLetterMoveRetriedAfterALostReplyWritesOneDeadLetter(t *testing.T) {
 	n, err := rdb.XLen(ctx, DeadLetterKey(stream)).Result()
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n, "dead letters of %s", id)
+}
+
+// A move of a retry to the schedule whose reply is lost (Redis ran it: the
+// message is scheduled and no longer pending) must not leave the message
+// to an in-memory retry too, which finds it pending for no one and
+// dead-letters it as vanished while the schedule delivers it again: the
+// move is sent again as the same call, and gets the first run's reply.
+func TestLostReplyOfARetryMoveNeitherDeadLettersNorRetriesTwice(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	publishOrders(t, rdb, stream, 1)
+
+	lose := &loseReply{script: scripts.ScheduleRetry}
+	rdb.AddHook(lose)
+	var calls atomic.Int64
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithLongRetryAfter(100*time.Millisecond))
+	require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error {
+		if calls.Add(1) == 1 {
+			return RetryAfter(300*time.Millisecond, errors.New("fails once"))
+		}
+		return nil
+	}))
+	startReady(t, c)
+	eventually(t, 10*time.Second, func() bool { return calls.Load() == 2 }, "the retry handled")
+	require.True(t, lose.lost.Load(), "a reply was lost")
+	assert.Never(t, func() bool {
+		n, _ := rdb.XLen(ctx, DeadLetterKey(stream)).Result()
+		return n > 0 || calls.Load() > 2
+	}, time.Second, 20*time.Millisecond, "dead-lettered, or handled a third time")
 }
