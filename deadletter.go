@@ -264,17 +264,38 @@ func ReplayIDs(ids ...string) ReplayOption {
 	})
 }
 
+// The bounds of [ReplayRate], in entries a second: one an hour, and a
+// million a second (far more than one replay, a round trip an entry,
+// reaches).
+const (
+	MinReplayRate = 1.0 / 3600
+	MaxReplayRate = 1e6
+)
+
 // ReplayRate limits a replay to about perSecond entries a second, so that
-// a large replay does not flood the consumers. The default is unlimited;
-// perSecond must be positive.
+// a large replay does not flood the consumers. The default is unlimited.
+// perSecond must lie between [MinReplayRate] and [MaxReplayRate]: zero, a
+// negative rate, NaN, an infinity or a rate out of those bounds makes
+// Replay return an error wrapping [ErrInvalidOption] (use no ReplayRate
+// for no limit).
 func ReplayRate(perSecond float64) ReplayOption {
 	return replayOption(func(c *replayConfig) error {
-		if !(perSecond > 0) {
-			return fmt.Errorf("%w: ReplayRate(%v): must be positive", ErrInvalidOption, perSecond)
+		if err := CheckReplayRate(perSecond); err != nil {
+			return fmt.Errorf("%w: ReplayRate(%v): %w", ErrInvalidOption, perSecond, err)
 		}
 		c.rate = perSecond
 		return nil
 	})
+}
+
+// CheckReplayRate reports whether perSecond is a rate [ReplayRate] takes:
+// nil, or an error saying why not. Tools that take a rate from their users
+// (the CLI, the dashboard) check it before they ask for a confirmation.
+func CheckReplayRate(perSecond float64) error {
+	if !(perSecond >= MinReplayRate && perSecond <= MaxReplayRate) { // NaN fails both
+		return fmt.Errorf("a replay rate must be between %g (one an hour) and %g entries a second", MinReplayRate, MaxReplayRate)
+	}
+	return nil
 }
 
 // Replay puts dead letters back on their stream, where the group's consumers
@@ -284,7 +305,8 @@ func ReplayRate(perSecond float64) ReplayOption {
 // them once. Pass [ReplayAll] or [ReplayIDs] (one is required), and
 // optionally [ReplayRate]. It returns how many entries were replayed. An
 // entry that cannot be replayed (see [DeadLetter.FieldsOmitted]) is left in
-// place and reported in the error while the others are replayed; a Redis
+// place and reported in an error wrapping [ErrNotReplayable] while the
+// others are replayed; a rate out of bounds is an [ErrInvalidOption]; a Redis
 // failure or the end of ctx stops the replay, and what was replayed before
 // stays replayed.
 func (d *DeadLetters) Replay(ctx context.Context, opts ...ReplayOption) (int, error) {
@@ -333,7 +355,7 @@ func (d *DeadLetters) Replay(ctx context.Context, opts ...ReplayOption) (int, er
 		}
 	}
 	if len(refused) > 0 {
-		return replayed, fmt.Errorf("redstream: %d dead letters not replayed: %w", len(refused), errors.Join(refused...))
+		return replayed, fmt.Errorf("%w: %d dead letters not replayed: %w", ErrNotReplayable, len(refused), errors.Join(refused...))
 	}
 	return replayed, nil
 }
@@ -420,11 +442,13 @@ type pacer struct {
 	ticker *time.Ticker
 }
 
+// newPacer paces at perSecond, which ReplayRate checked; 0 is no limit.
 func newPacer(perSecond float64) *pacer {
-	if perSecond <= 0 {
+	interval := time.Duration(float64(time.Second) / perSecond)
+	if perSecond <= 0 || interval <= 0 {
 		return &pacer{}
 	}
-	return &pacer{ticker: time.NewTicker(time.Duration(float64(time.Second) / perSecond))}
+	return &pacer{ticker: time.NewTicker(interval)}
 }
 
 func (p *pacer) wait(ctx context.Context) error {

@@ -3,6 +3,7 @@ package redstream
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -216,8 +217,14 @@ func TestDeadLettersErrors(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidOption)
 	_, err = d.Replay(ctx, ReplayIDs("nope"))
 	assert.ErrorIs(t, err, ErrInvalidID)
-	_, err = d.Replay(ctx, ReplayAll(), ReplayRate(0))
-	assert.ErrorIs(t, err, ErrInvalidOption)
+	// Rates whose interval is 0, negative (overflow) or not a number
+	// panicked in time.NewTicker (found with the dashboard's replay form).
+	for _, rate := range []float64{0, -1, math.NaN(), math.Inf(1), math.Inf(-1), 2e9, MaxReplayRate * 1.01, 1e-300, MinReplayRate / 2} {
+		_, err = d.Replay(ctx, ReplayAll(), ReplayRate(rate))
+		assert.ErrorIs(t, err, ErrInvalidOption, "rate %v", rate)
+	}
+	assert.NoError(t, CheckReplayRate(MinReplayRate))
+	assert.NoError(t, CheckReplayRate(MaxReplayRate))
 	_, _, err = d.List(ctx, ListOptions{After: "x"})
 	assert.ErrorIs(t, err, ErrInvalidID)
 	_, _, err = d.List(ctx, ListOptions{Count: -1})
@@ -231,6 +238,7 @@ func TestDeadLettersErrors(t *testing.T) {
 	require.NoError(t, err)
 	_, err = d.Replay(ctx, ReplayAll())
 	assert.ErrorContains(t, err, "came from elsewhere")
+	assert.ErrorIs(t, err, ErrNotReplayable)
 }
 
 func TestParseDeadLetter(t *testing.T) {

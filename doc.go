@@ -62,7 +62,9 @@
 // dead-letter stream and acknowledges it, atomically. [ErrDeadLetter]
 // dead-letters at once, [ErrDrop] acknowledges without handling, and
 // entries that cannot be decoded are dead-lettered at once. [DeadLetters]
-// lists, replays and deletes dead letters. [WithHandlerTimeout] bounds a
+// lists, replays (at a [ReplayRate] between [MinReplayRate] and
+// [MaxReplayRate]; [ErrNotReplayable] for those left in place) and deletes
+// dead letters. [WithHandlerTimeout] bounds a
 // handler call; a handler's context tells why it ended ([context.Cause]):
 // [ErrHandlerTimeout], [ErrShutdownTimeout] or [ErrLeaseLost].
 // [WithRateLimit] limits a registration's handler starts across the whole

@@ -94,6 +94,12 @@ var ErrGroupExists = errors.New("redstream: consumer group already exists")
 // group has no consumer of that name.
 var ErrNoConsumer = errors.New("redstream: no such consumer")
 
+// ErrNotReplayable is wrapped by the error [DeadLetters.Replay] returns for
+// dead letters it left in place because they cannot be replayed onto this
+// stream: written for another stream, recorded without their fields
+// ([DeadLetter.FieldsOmitted]), or not written by redstream.
+var ErrNotReplayable = errors.New("redstream: dead letter cannot be replayed")
+
 // ErrNotPending is wrapped by the [*NotPendingError] that [AckPending],
 // [DeadLetterPending] and [ClaimPending] return for IDs that are not in the
 // group's pending entries list: never delivered, acknowledged or

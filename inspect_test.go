@@ -2,12 +2,17 @@ package redstream
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/redstream/redstream/internal/redistest"
 )
 
 func TestInspectKnownScenario(t *testing.T) {
@@ -98,4 +103,75 @@ func TestInspectErrors(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNoStream)
 	_, err = Inspect(context.Background(), rdb, "a}b")
 	assert.ErrorIs(t, err, ErrInvalidStreamName)
+}
+
+// beforeCommand runs fn once, just before the first command of the client
+// it is added to whose name and first argument are name and sub.
+type beforeCommand struct {
+	name, sub string
+	fn        func()
+	once      sync.Once
+}
+
+func (h *beforeCommand) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *beforeCommand) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); cmd.Name() == h.name && len(args) > 1 && strings.EqualFold(fmt.Sprint(args[1]), h.sub) {
+			h.once.Do(h.fn)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *beforeCommand) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// Inspect reads a stream's groups one after another: a group deleted
+// meanwhile is left out of the snapshot, and a stream deleted meanwhile is
+// ErrNoStream, rather than a Redis error (the dashboard's stream page
+// answered 502 to them).
+func TestInspectWhileAGroupOrTheStreamIsDeleted(t *testing.T) {
+	for _, tc := range []struct {
+		name, cmd, sub string
+		groups         []string // what Inspect shows; nil: ErrNoStream
+	}{
+		{"group deleted before its consumers are read", "xinfo", "consumers", []string{"b"}},
+		{"group deleted before its pending entries are read", "xpending", "", []string{"b"}},
+		{"stream deleted before its groups are read", "xinfo", "groups", nil},
+		{"stream deleted before a group's consumers are read", "xinfo", "consumers", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := redistest.Client(t)
+			ctx, stream := testCtx(t), uniqueStream(t)
+			publishOrders(t, rdb, stream, 2)
+			deliverTo(t, rdb, stream, "a", "c1", 1)
+			deliverTo(t, rdb, stream, "b", "c1", 1)
+			other := redistest.Client(t)
+			h := &beforeCommand{name: tc.cmd, sub: tc.sub, fn: func() {
+				if tc.groups == nil {
+					require.NoError(t, other.Del(ctx, stream).Err())
+				} else {
+					require.NoError(t, other.XGroupDestroy(ctx, stream, "a").Err())
+				}
+			}}
+			if tc.sub == "" {
+				h.sub = stream // XPENDING's first argument is the stream
+			}
+			rdb.AddHook(h)
+
+			info, err := Inspect(ctx, rdb, stream)
+			if tc.groups == nil {
+				require.ErrorIs(t, err, ErrNoStream)
+				return
+			}
+			require.NoError(t, err)
+			var names []string
+			for _, g := range info.Groups {
+				names = append(names, g.Name)
+			}
+			assert.Equal(t, tc.groups, names)
+		})
+	}
 }

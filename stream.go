@@ -230,50 +230,73 @@ func Inspect(ctx context.Context, rdb redis.UniversalClient, stream string) (*St
 	}
 	groups, err := rdb.XInfoGroups(ctx, stream).Result()
 	if err != nil {
-		return nil, fmt.Errorf("redstream: inspect %s: groups: %w", stream, err)
+		return nil, inspectErr(stream, "groups", err)
 	}
 	now := time.Now()
 	for _, g := range groups {
-		gi := GroupInfo{Name: g.Name, LastDeliveredID: g.LastDeliveredID, Pending: g.Pending, Lag: g.Lag, LagKnown: serverinfo.LagReported(g.Lag, xinfo.EntriesAdded, xinfo.Length)}
-		if !gi.LagKnown {
-			gi.Lag, gi.LagKnown, err = countAfter(ctx, rdb, stream, g.LastDeliveredID)
-			if err != nil {
-				return nil, fmt.Errorf("redstream: inspect %s: lag of %s: %w", stream, g.Name, err)
-			}
-		}
-		if g.Pending > 0 {
-			oldest, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: g.Name, Start: "-", End: "+", Count: 1}).Result()
-			if err != nil {
-				return nil, fmt.Errorf("redstream: inspect %s: pending of %s: %w", stream, g.Name, err)
-			}
-			if len(oldest) == 1 {
-				gi.OldestPendingID = oldest[0].ID
-				gi.OldestPendingIdle = oldest[0].Idle
-				if id, err := streamid.Parse(oldest[0].ID); err == nil {
-					gi.OldestPendingAge = max(0, now.Sub(id.Time()))
-				}
-			}
-		}
-		switch gi.Paused, gi.PausedSince, err = PausedSince(ctx, rdb, stream, g.Name); {
-		case err == nil:
-			gi.PausedKnown = true
-		case !redis.HasErrorPrefix(errors.Unwrap(err), "NOPERM"):
-			return nil, fmt.Errorf("redstream: inspect %s: %w", stream, err)
-		}
-		consumers, err := rdb.XInfoConsumers(ctx, stream, g.Name).Result()
-		if err != nil {
-			return nil, fmt.Errorf("redstream: inspect %s: consumers of %s: %w", stream, g.Name, err)
-		}
-		for _, c := range consumers {
-			inactive := c.Inactive
-			if inactive == 0 && c.Idle > 0 {
-				inactive = -1 // Redis before 7.2 has no inactive time
-			}
-			gi.Consumers = append(gi.Consumers, ConsumerInfo{Name: c.Name, Pending: c.Pending, Idle: c.Idle, Inactive: inactive})
+		gi, err := inspectGroup(ctx, rdb, stream, xinfo, g, now)
+		switch {
+		case redis.HasErrorPrefix(err, "NOGROUP"):
+			continue // deleted since XINFO GROUPS
+		case err != nil:
+			return nil, err
 		}
 		info.Groups = append(info.Groups, gi)
 	}
 	return info, nil
+}
+
+// inspectErr wraps an error of Inspect's step: the stream deleted since
+// Inspect began is ErrNoStream.
+func inspectErr(stream, step string, err error) error {
+	if redis.HasErrorPrefix(err, "no such key") {
+		return fmt.Errorf("%w: %s (deleted while inspected)", ErrNoStream, stream)
+	}
+	return fmt.Errorf("redstream: inspect %s: %s: %w", stream, step, err)
+}
+
+// inspectGroup reads Inspect's figures of group g. An error for a group
+// deleted meanwhile wraps the NOGROUP reply.
+func inspectGroup(ctx context.Context, rdb redis.UniversalClient, stream string, xinfo *redis.XInfoStream, g redis.XInfoGroup, now time.Time) (GroupInfo, error) {
+	var err error
+	gi := GroupInfo{Name: g.Name, LastDeliveredID: g.LastDeliveredID, Pending: g.Pending, Lag: g.Lag, LagKnown: serverinfo.LagReported(g.Lag, xinfo.EntriesAdded, xinfo.Length)}
+	if !gi.LagKnown {
+		gi.Lag, gi.LagKnown, err = countAfter(ctx, rdb, stream, g.LastDeliveredID)
+		if err != nil {
+			return gi, inspectErr(stream, "lag of "+g.Name, err)
+		}
+	}
+	if g.Pending > 0 {
+		oldest, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: g.Name, Start: "-", End: "+", Count: 1}).Result()
+		if err != nil {
+			return gi, inspectErr(stream, "pending of "+g.Name, err)
+		}
+		if len(oldest) == 1 {
+			gi.OldestPendingID = oldest[0].ID
+			gi.OldestPendingIdle = oldest[0].Idle
+			if id, err := streamid.Parse(oldest[0].ID); err == nil {
+				gi.OldestPendingAge = max(0, now.Sub(id.Time()))
+			}
+		}
+	}
+	switch gi.Paused, gi.PausedSince, err = PausedSince(ctx, rdb, stream, g.Name); {
+	case err == nil:
+		gi.PausedKnown = true
+	case !redis.HasErrorPrefix(errors.Unwrap(err), "NOPERM"):
+		return gi, fmt.Errorf("redstream: inspect %s: %w", stream, err)
+	}
+	consumers, err := rdb.XInfoConsumers(ctx, stream, g.Name).Result()
+	if err != nil {
+		return gi, inspectErr(stream, "consumers of "+g.Name, err)
+	}
+	for _, c := range consumers {
+		inactive := c.Inactive
+		if inactive == 0 && c.Idle > 0 {
+			inactive = -1 // Redis before 7.2 has no inactive time
+		}
+		gi.Consumers = append(gi.Consumers, ConsumerInfo{Name: c.Name, Pending: c.Pending, Idle: c.Idle, Inactive: inactive})
+	}
+	return gi, nil
 }
 
 // countAfter counts the entries with IDs above after, up to lagCountLimit.

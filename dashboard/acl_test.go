@@ -77,8 +77,12 @@ func TestAWrongPasswordIsAnError(t *testing.T) {
 	wrong := redis.NewClient(&redis.Options{Addr: r.Client().Options().Addr, Username: name, Password: "not-it", MaxRetries: -1})
 	t.Cleanup(func() { _ = wrong.Close() })
 	s := newSite(t, wrong, dashboard.WithStreams(stream))
-	code, body := s.get("")
-	assert.Equal(t, http.StatusBadGateway, code, body)
-	assert.Contains(t, body, "WRONGPASS")
-	assert.NotContains(t, body, "not-it")
+	q := url.QueryEscape(stream)
+	// The tail page said "is a , not a stream" (400): TYPE had failed.
+	for _, path := range []string{"", "stream?s=" + q, "tail?s=" + q, "deadletters?s=" + q, "pending?s=" + q + "&g=billing"} {
+		code, body := s.get(path)
+		assert.Equal(t, http.StatusBadGateway, code, "%s: %s", path, body)
+		assert.Contains(t, body, "WRONGPASS", path)
+		assert.NotContains(t, body, "not-it", path)
+	}
 }

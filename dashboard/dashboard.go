@@ -281,7 +281,9 @@ func statusOf(err error) int {
 	case errors.Is(err, redstream.ErrInvalidID), errors.Is(err, redstream.ErrInvalidOption),
 		errors.Is(err, redstream.ErrInvalidStreamName), errors.Is(err, errBadRequest):
 		return http.StatusBadRequest
-	case errors.As(err, &notPending):
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		return http.StatusBadRequest // the key is not a stream
+	case errors.As(err, &notPending), errors.Is(err, redstream.ErrNotReplayable):
 		return http.StatusConflict
 	case isConnErr(err), errors.Is(err, context.DeadlineExceeded), errors.As(err, new(redis.Error)):
 		// Redis is down or refused: the dashboard's upstream failed.

@@ -121,13 +121,14 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	t.Parallel()
 	r := redstreamtest.New(t, redstreamtest.Miniredis())
 	for name, opt := range map[string]dashboard.Option{
-		"interval": dashboard.WithSampleInterval(0),
-		"ring":     dashboard.WithRingSize(1),
-		"page":     dashboard.WithPageSize(0),
-		"rate":     dashboard.WithReplayRate(-1),
-		"refresh":  dashboard.WithRefresh(-1),
-		"stream":   dashboard.WithStreams("a}b"),
-		"mw":       dashboard.WithMiddleware(nil),
+		"interval":  dashboard.WithSampleInterval(0),
+		"ring":      dashboard.WithRingSize(1),
+		"page":      dashboard.WithPageSize(0),
+		"rate":      dashboard.WithReplayRate(-1),
+		"huge rate": dashboard.WithReplayRate(2e9),
+		"refresh":   dashboard.WithRefresh(-1),
+		"stream":    dashboard.WithStreams("a}b"),
+		"mw":        dashboard.WithMiddleware(nil),
 	} {
 		_, err := dashboard.New(r.Client(), opt)
 		assert.ErrorIs(t, err, dashboard.ErrInvalidOption, name)
@@ -151,6 +152,33 @@ func TestNamedStreamsWithoutScan(t *testing.T) {
 	assert.Contains(t, body, `data-stream="`+missing+`"`)
 	assert.Contains(t, body, "missing: no such stream yet")
 	assert.NotContains(t, body, `data-stream="`+other+`"`, "not named, not scanned")
+}
+
+// The overview sums partitions under their base only when they start at p0
+// and the base is no stream itself; it shows a user's stream whose name
+// starts like a dead-letter key's but is none, and leaves out keys
+// redstream cannot use as streams (their pages refuse them).
+func TestOverviewTellsStreamsFromPartitionsAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	r := redstreamtest.New(t)
+	rdb := r.Client()
+	shop, x, part := r.Stream(t, "shop"), r.Stream(t, "x"), r.Stream(t, "part")
+	mine := redstream.DeadLetterPrefix + r.Stream(t, "mine")
+	unusable := r.Stream(t, "a") + "}b"
+	for _, s := range []string{shop + ":p3", x, x + ":p0", part + ":p0", part + ":p1", mine, unusable} {
+		require.NoError(t, rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: s, Values: map[string]any{"a": "1"}}).Err())
+	}
+	s := newSite(t, rdb)
+	code, body := s.get("")
+	require.Equal(t, http.StatusOK, code, body)
+	for _, row := range []string{shop + ":p3", x, x + ":p0", part, mine} {
+		assert.Contains(t, body, `data-stream="`+row+`"`, "a row of its own")
+	}
+	for _, row := range []string{shop, part + ":p0", unusable} {
+		assert.NotContains(t, body, `data-stream="`+row+`"`, "no row")
+	}
+	assert.Contains(t, body, "2 partitions")
+	assert.NotContains(t, body, "4 partitions", "shop:p3 alone is no partition set")
 }
 
 // miniredis, like Redis 6.2, sends no lag of its own that can be trusted

@@ -183,12 +183,16 @@ func (d *Dashboard) replayAction(w http.ResponseWriter, r *http.Request) {
 	case all:
 		rate := d.cfg.replayRate
 		if v := r.PostForm.Get("rate"); v != "" {
-			if rate, err = strconv.ParseFloat(v, 64); err != nil || !(rate > 0) {
-				d.failErr(w, r, badRequest("rate %q: want a positive number of entries a second", v))
+			if rate, err = strconv.ParseFloat(v, 64); err != nil {
+				d.failErr(w, r, badRequest("rate %q: want a number of entries a second", v))
+				return
+			}
+			if err := redstream.CheckReplayRate(rate); err != nil {
+				d.failErr(w, r, badRequest("rate %q: %v", v, err))
 				return
 			}
 		}
-		if !d.confirmed(w, r, fmt.Sprintf("Replay every dead letter of %s, at %s a second?", s, fmtValue(rate))) {
+		if !d.confirmed(w, r, fmt.Sprintf("Replay every dead letter of %s, at %s a second?", s, strconv.FormatFloat(rate, 'g', 4, 64))) {
 			return
 		}
 		opts = append(opts, redstream.ReplayAll(), redstream.ReplayRate(rate))

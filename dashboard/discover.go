@@ -18,6 +18,7 @@ import (
 	"github.com/redstream/redstream"
 	"github.com/redstream/redstream/internal/keys"
 	"github.com/redstream/redstream/internal/serverinfo"
+	"github.com/redstream/redstream/internal/slot"
 )
 
 // figures are one overview row: a stream, or a partitioned stream summed
@@ -63,19 +64,49 @@ func (d *Dashboard) discoverScan(ctx context.Context, scan bool) (streamSet, err
 	}
 	set := streamSet{partitioned: map[string]int{}}
 	seen := map[string]bool{}
+	parts := map[string][]string{} // by base
 	for _, n := range names {
-		if seen[n] || strings.HasPrefix(n, redstream.DeadLetterPrefix) {
+		// A key redstream cannot use as a stream (its pages would refuse
+		// it) is not shown; neither is a dead-letter stream, shown with
+		// its stream.
+		if seen[n] || isDeadLetterKey(n) || redstream.ValidateStream(n) != nil {
 			continue
 		}
 		seen[n] = true
 		if m := partitionName.FindStringSubmatch(n); m != nil {
-			i, _ := strconv.Atoi(m[2])
-			set.partitioned[m[1]] = max(set.partitioned[m[1]], i+1)
+			parts[m[1]] = append(parts[m[1]], n)
 			continue
 		}
 		set.plain = append(set.plain, n)
 	}
+	// Partitions are summed under their base when they start at p0 and
+	// the base is no stream of its own: "shop:p3" alone, or "x:p0" beside
+	// a stream "x", are streams of their own.
+	for base, names := range parts {
+		if !seen[base+":p0"] || seen[base] {
+			set.plain = append(set.plain, names...)
+			continue
+		}
+		for _, n := range names {
+			i, _ := strconv.Atoi(partitionName.FindStringSubmatch(n)[2])
+			set.partitioned[base] = max(set.partitioned[base], i+1)
+		}
+	}
+	slices.Sort(set.plain)
 	return set, nil
+}
+
+// isDeadLetterKey reports whether key is the dead-letter stream of some
+// stream ([redstream.DeadLetterKey]): the prefix, then a name with a hash
+// tag. "dead-letter:mine" is no stream's: DeadLetterKey("mine") is
+// "dead-letter:{mine}".
+func isDeadLetterKey(key string) bool {
+	rest, ok := strings.CutPrefix(key, redstream.DeadLetterPrefix)
+	if !ok {
+		return false
+	}
+	_, tagged := slot.Tag(rest)
+	return tagged
 }
 
 // errNoScan says the scan failed: the page names what it shows instead.

@@ -160,11 +160,13 @@ func WithPageSize(n int) Option {
 
 // WithReplayRate sets the rate, in entries a second, of a replay of every
 // dead letter when the form leaves the rate empty (default
-// [DefaultReplayRate]). It must be positive.
+// [DefaultReplayRate]). It must lie between [redstream.MinReplayRate]
+// and [redstream.MaxReplayRate]; else New returns an error wrapping
+// [ErrInvalidOption].
 func WithReplayRate(perSecond float64) Option {
 	return func(c *config) error {
-		if !(perSecond > 0) {
-			return fmt.Errorf("%w: WithReplayRate(%v): must be positive", ErrInvalidOption, perSecond)
+		if err := redstream.CheckReplayRate(perSecond); err != nil {
+			return fmt.Errorf("%w: WithReplayRate(%v): %w", ErrInvalidOption, perSecond, err)
 		}
 		c.replayRate = perSecond
 		return nil

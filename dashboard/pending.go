@@ -83,7 +83,12 @@ func (d *Dashboard) readPending(r *http.Request, data *pendingData) error {
 	ctx := r.Context()
 	start := "-"
 	if data.After != "" {
-		start = "(" + data.After
+		after, _ := streamid.Parse(data.After) // checked by cursorArg
+		next, ok := after.Next()
+		if !ok {
+			return nil // nothing comes after the greatest ID
+		}
+		start = next.String()
 	}
 	n := d.cfg.pageSize
 	pend, err := d.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{

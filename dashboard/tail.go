@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"net/http"
 
 	"github.com/redis/go-redis/v9"
@@ -35,8 +36,10 @@ func (d *Dashboard) tailPage(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	switch t := typ.Val(); {
-	case isConnErr(err):
-		d.failErr(w, r, err)
+	case typ.Err() != nil || (err != nil && t == ""):
+		// Redis down, a wrong password: TYPE answered nothing (when no
+		// connection was had, only the pipeline's error says why).
+		d.failErr(w, r, cmp.Or(typ.Err(), err))
 		return
 	case t == "none":
 		d.failErr(w, r, redstream.ErrNoStream)

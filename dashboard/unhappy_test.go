@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redstream/redstream"
 	"github.com/redstream/redstream/dashboard"
 	"github.com/redstream/redstream/redstreamtest"
 )
@@ -23,6 +24,10 @@ func TestUnhappyPaths(t *testing.T) {
 	lagging(t, rdb, stream, 3)
 	plain, nope := r.Stream(t, "plain"), r.Stream(t, "nope")
 	require.NoError(t, rdb.Set(context.Background(), plain, "x", 0).Err())
+	// A dead letter that says it came from another stream: not replayable
+	// onto this one (a conflict, not Redis failing: it was 502).
+	forged, err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: redstream.DeadLetterKey(stream), Values: []string{"dead-letter:stream", "victim", "k", "v"}}).Result()
+	require.NoError(t, err)
 	s := newSite(t, rdb, dashboard.WithActions())
 	q := url.QueryEscape(stream)
 	gets := []struct {
@@ -39,6 +44,8 @@ func TestUnhappyPaths(t *testing.T) {
 		{"pending: unknown group", "pending?s=" + q + "&g=nope", http.StatusNotFound},
 		{"pending: unknown stream", "pending?s=" + url.QueryEscape(nope) + "&g=billing", http.StatusNotFound},
 		{"pending: bad cursor", "pending?s=" + q + "&g=billing&after=yesterday", http.StatusBadRequest},
+		// "(" + the greatest ID was a Redis error: 502.
+		{"pending: after the greatest ID", "pending?s=" + q + "&g=billing&after=18446744073709551615-18446744073709551615", http.StatusOK},
 		{"dead letters: bad cursor", "deadletters?s=" + q + "&after=1-x", http.StatusBadRequest},
 		{"dead letters: bad time", "deadletters?s=" + q + "&from=monday", http.StatusBadRequest},
 		{"tail: unknown stream", "tail?s=" + url.QueryEscape(nope), http.StatusNotFound},
@@ -65,6 +72,14 @@ func TestUnhappyPaths(t *testing.T) {
 		{"replay: bad ID", "actions/replay", url.Values{"s": {stream}, "id": {"1-0", "x"}}, http.StatusBadRequest},
 		{"replay: nothing selected", "actions/replay", url.Values{"s": {stream}}, http.StatusBadRequest},
 		{"replay all: bad rate", "actions/replay", url.Values{"s": {stream}, "all": {"1"}, "rate": {"-3"}}, http.StatusBadRequest},
+		// Rates whose pacing interval is 0 or overflows panicked in
+		// time.NewTicker: the connection was dropped.
+		{"replay all: rate too high", "actions/replay", url.Values{"s": {stream}, "all": {"1"}, "rate": {"2e9"}, "confirm": {"yes"}}, http.StatusBadRequest},
+		{"replay all: rate too low", "actions/replay", url.Values{"s": {stream}, "all": {"1"}, "rate": {"1e-300"}, "confirm": {"yes"}}, http.StatusBadRequest},
+		{"replay all: infinite rate", "actions/replay", url.Values{"s": {stream}, "all": {"1"}, "rate": {"Inf"}, "confirm": {"yes"}}, http.StatusBadRequest},
+		{"replay all: rate not a number", "actions/replay", url.Values{"s": {stream}, "all": {"1"}, "rate": {"NaN"}, "confirm": {"yes"}}, http.StatusBadRequest},
+		{"replay: from another stream", "actions/replay", url.Values{"s": {stream}, "one": {forged}}, http.StatusConflict},
+		{"ack: not a stream", "actions/ack", url.Values{"s": {plain}, "g": {"billing"}, "id": {"1-0"}, "confirm": {"yes"}}, http.StatusBadRequest},
 		{"delete: bad ID", "actions/delete", url.Values{"s": {stream}, "id": {"x"}, "confirm": {"yes"}}, http.StatusBadRequest},
 		{"pause: bad op", "actions/pause", url.Values{"s": {stream}, "g": {"billing"}, "op": {"stop"}}, http.StatusBadRequest},
 		{"pause: unknown group", "actions/pause", url.Values{"s": {stream}, "g": {"nope"}, "op": {"pause"}}, http.StatusNotFound},

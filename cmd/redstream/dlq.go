@@ -131,7 +131,7 @@ redstream dlq replay orders:order:created:p3 -id 1700000000000-0`,
 		var ids idList
 		fs.Var(&ids, "id", "replay dead letter `ID`; repeat for several")
 		all := fs.Bool("all", false, "replay every dead letter")
-		rate := fs.Float64("rate", 0, "replay at most `N` entries a second (default: no limit)")
+		rate := fs.Float64("rate", 0, "replay at most `N` entries a second (default 0: no limit)")
 		partitions := partitionsVar(fs)
 		return func(ctx context.Context, a *app, args []string) error {
 			if *all == (len(ids) > 0) {
@@ -140,8 +140,10 @@ redstream dlq replay orders:order:created:p3 -id 1700000000000-0`,
 			if *partitions > 0 && len(ids) > 0 {
 				return usagef("dlq replay: a dead letter's ID belongs to one partition: name the partition stream (such as %s:p0) instead of giving -partitions, or replay them all with -all", args[0])
 			}
-			if *rate < 0 {
-				return usagef("-rate must be positive, got %v", *rate)
+			if *rate != 0 { // 0, the default: no limit
+				if err := redstream.CheckReplayRate(*rate); err != nil {
+					return usagef("-rate %v: %v (0 for no limit)", *rate, err)
+				}
 			}
 			opts := []redstream.ReplayOption{redstream.ReplayAll()}
 			if !*all {

@@ -537,6 +537,10 @@ func TestErrors(t *testing.T) {
 		{"bad -from", []string{"tail", s.stream, "-from", "now"}, 2, `-from "now" is not a stream entry ID`},
 		{"replay needs a choice", []string{"dlq", "replay", s.stream}, 2, "give either -id ID (one or more) or -all"},
 		{"replay -id and -all", []string{"dlq", "replay", s.stream, "-all", "-id", "1-0"}, 2, "give either"},
+		// Rates whose pacing interval overflowed panicked in time.NewTicker.
+		{"replay rate too high", []string{"dlq", "replay", s.stream, "-all", "-rate", "2e9"}, 2, "a replay rate must be between"},
+		{"replay rate too low", []string{"dlq", "replay", s.stream, "-all", "-rate", "1e-300"}, 2, "a replay rate must be between"},
+		{"replay rate negative", []string{"dlq", "replay", s.stream, "-all", "-rate", "-1"}, 2, "a replay rate must be between"},
 		{"delete needs -id", []string{"dlq", "delete", s.stream}, 2, "give the dead letters to delete with -id"},
 		{"bad duration", []string{"trim", s.stream, "-max-age", "3days"}, 2, `invalid value "3days" for flag -max-age: want a duration`},
 		{"bad count", []string{"pending", s.stream, "billing", "-n", "0"}, 2, "-n must be positive"},

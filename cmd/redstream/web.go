@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redstream/redstream"
 	"github.com/redstream/redstream/dashboard"
 )
 
@@ -21,7 +22,7 @@ const webPasswordEnv = "REDSTREAM_WEB_PASSWORD"
 
 var webCommand = &command{
 	name:     "web",
-	synopsis: "[-addr HOST:PORT] [-allow-actions] [-user NAME]",
+	synopsis: "[-addr HOST:PORT] [-allow-actions] [-user NAME] [-stream NAME ...] [-no-scan]",
 	summary:  "serve the web dashboard: streams, lag charts, pending entries, dead letters",
 	about: `Serves the web dashboard (the Go package github.com/redstream/redstream/dashboard,
 which services can mount themselves) on -addr until interrupted: every
@@ -29,7 +30,9 @@ stream found by SCAN with its length, groups, lag, pending entries, oldest
 pending age, dead letters, scheduled messages and paused groups, worst lag
 first; a page per stream with its groups, consumers and charts of lag,
 pending and throughput sampled every -sample; pending entries; dead letters
-with filters; the newest entries. Pages update themselves.
+with filters; the newest entries. Pages update themselves. -stream names
+streams to show whatever SCAN finds (a Redis user without SCAN permission
+sees only these); -no-scan shows only them.
 
 -addr here is where the dashboard listens; the Redis server is named by the
 global flags before 'web' (redstream -addr redis:6379 web -addr :8080).
@@ -53,8 +56,11 @@ REDSTREAM_WEB_PASSWORD=... redstream web -addr :8080 -user ops -allow-actions`,
 		user := fs.String("user", "", "ask for HTTP basic authentication as `name`, with the password in $"+webPasswordEnv)
 		var sample time.Duration
 		durationFlag(fs, &sample, "sample", dashboard.DefaultSampleInterval, "sample every stream's figures for the charts every `duration`")
+		var streams streamList
+		fs.Var(&streams, "stream", "show the stream `NAME` too, whatever SCAN finds (repeatable)")
+		noScan := fs.Bool("no-scan", false, "do not SCAN for streams: show only the -stream ones")
 		return func(ctx context.Context, a *app, _ []string) error {
-			return a.web(ctx, webConfig{addr: *addr, actions: *actions, user: *user, sample: sample})
+			return a.web(ctx, webConfig{addr: *addr, actions: *actions, user: *user, sample: sample, streams: streams, noScan: *noScan})
 		}
 	},
 }
@@ -64,13 +70,34 @@ type webConfig struct {
 	actions bool
 	user    string
 	sample  time.Duration
+	streams []string
+	noScan  bool
+}
+
+// streamList is a repeatable -stream flag.
+type streamList []string
+
+func (l *streamList) String() string { return strings.Join(*l, ",") }
+
+func (l *streamList) Set(name string) error {
+	if err := redstream.ValidateStream(name); err != nil {
+		return err
+	}
+	*l = append(*l, name)
+	return nil
 }
 
 func (a *app) web(ctx context.Context, c webConfig) error {
 	if c.sample <= 0 {
 		return usagef("-sample must be positive, got %v", c.sample)
 	}
-	opts := []dashboard.Option{dashboard.WithSampleInterval(c.sample)}
+	if c.noScan && len(c.streams) == 0 {
+		return usagef("-no-scan needs the streams to show, given with -stream")
+	}
+	opts := []dashboard.Option{dashboard.WithSampleInterval(c.sample), dashboard.WithStreams(c.streams...)}
+	if c.noScan {
+		opts = append(opts, dashboard.WithoutScan())
+	}
 	if c.user != "" {
 		password := a.getenv(webPasswordEnv)
 		if password == "" {

@@ -136,4 +136,27 @@ func TestWebRefusals(t *testing.T) {
 	r = cli(t, "-addr", redistest.Addr(t), "web", "-addr", "nope")
 	requireOneErrorLine(t, r)
 	assert.Equal(t, exitRuntime, r.code)
+
+	r = cli(t, "-addr", redistest.Addr(t), "web", "-no-scan")
+	requireOneErrorLine(t, r)
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "-no-scan needs the streams to show")
+
+	r = cli(t, "-addr", redistest.Addr(t), "web", "-stream", "a}b")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "invalid stream name")
+}
+
+// -stream and -no-scan: the dashboard shows the named streams only.
+func TestWebNamedStreamsWithoutScan(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	other := newScenario(t)
+	base, _, _, stop := startWeb(t, nil, "-stream", s.stream, "-no-scan")
+	req, _ := http.NewRequest(http.MethodGet, base, nil)
+	code, body := fetch(t, req)
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `data-stream="`+s.stream+`"`)
+	assert.NotContains(t, body, `data-stream="`+other.stream+`"`, "not named, not scanned")
+	assert.Equal(t, 0, stop())
 }
