@@ -248,9 +248,6 @@ type runner struct {
 	retry   backoff.Policy // between deliveries of a failed message
 
 	held *heldSet
-	// leasesRenewedAt is when (monoNow) the lease keeper's last round that
-	// renewed every held message's lease began: see entry.leasedAt.
-	leasesRenewedAt atomic.Int64
 	// work carries messages to the workers, acks to the acknowledger,
 	// retries to the retry scheduler; leftRoutes tells the retry scheduler
 	// of exclusive routes given up, whose waiting retries are let go.

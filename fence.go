@@ -31,7 +31,10 @@ import (
 // after it (its message's own lease is then taken by the next owner's
 // claim, and the consumer's lease keeper cancels it, as for any lost
 // lease), and an acknowledgement of a message handled in time may reach
-// Redis after the next owner claimed the message.
+// Redis after the next owner claimed the message: the next owner records
+// its claims (markClaimed), and an acknowledgement sent past the deadline
+// or after the partition was given up goes by acklapsed.lua, which tells
+// the next owner that the message was finished.
 
 // monoBase anchors route.leaseUntil and monoNow on the monotonic clock.
 var monoBase = time.Now()

@@ -2,6 +2,7 @@ package redstream
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -49,11 +50,16 @@ type entry struct {
 	// batch, set only on a unit of work of a batch route (batch.go), holds
 	// the batch's entries; such a unit is never held itself.
 	batch []*entry
-	// leasedAt is when (monoNow) the entry was read, claimed or reclaimed
-	// for a retry: its lease was fresh then, and again at each lease
-	// keeper's round that renewed every lease (runner.leasesRenewedAt).
-	// The acknowledger tells from both whether the lease may have lapsed.
+	// leasedAt is when (monoNow) the entry's lease was last known fresh:
+	// when it was read or claimed (a read of the consumer's own pending
+	// entries: less its idle time), reclaimed for a retry, or renewed by
+	// the lease keeper (when the renewal was sent). The acknowledger tells
+	// from it whether the lease may have lapsed. 0 until it is read.
 	leasedAt atomic.Int64
+	// ackLapsed is set, before the entry is queued for acknowledgement,
+	// when its handler finished after its lease was found lost: another
+	// consumer holds it, which must learn that it was finished.
+	ackLapsed bool
 	// spare is the *Message[T] allocated with the entry
 	// (allocWithMessage), for its first decode; nil once taken.
 	spare any
@@ -388,6 +394,19 @@ func (h *heldSet) markVanished(rt *route, id string) bool {
 	}
 	e.vanished = true
 	return true
+}
+
+// renewed records that the renewal of the held ids of rt sent at sent
+// (monoNow) renewed the leases of all but those res lists.
+func (h *heldSet) renewed(rt *route, ids []string, res leaseResult, sent int64) {
+	notRenewed := slices.Concat(res.lost, res.deleted, res.vanished, res.unrecorded)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range ids {
+		if e, ok := h.entries[heldKey{rt, id}]; ok && !slices.Contains(notRenewed, id) {
+			e.leasedAt.Store(max(e.leasedAt.Load(), sent))
+		}
+	}
 }
 
 // markTrimmed records that the held id of rt was deleted from the stream,

@@ -23,14 +23,17 @@ import (
 // ages are measured on it, which wall clock steps do not move.
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
-// leaseMayHaveLapsed reports whether another consumer's reaper may have
-// claimed e: its lease was last known fresh (e.leasedAt, or the last lease
-// keeper's round that renewed all) half of minIdle or more ago. The half
-// leaves room for the clocks' and the round trips' drift; a false alarm
-// costs one script call (ackLapsed) instead of a bare XACK.
+// leaseMayHaveLapsed reports whether another consumer may have claimed e:
+// its handler finished after its lease was found lost; its lease was last
+// known fresh (e.leasedAt) half of minIdle or more ago, for a reaper; or
+// it is of an exclusive partition whose lease may have lapsed or was
+// given up, which the next owner claims whatever the entries' idle time.
+// The half leaves room for the clocks' and the round trips' drift; a false
+// alarm costs one script call (ackLapsed) instead of a bare XACK.
 func (r *runner) leaseMayHaveLapsed(e *entry, now int64) bool {
-	fresh := max(e.leasedAt.Load(), r.leasesRenewedAt.Load())
-	return time.Duration(now-fresh) >= r.c.cfg.minIdle/2
+	return e.ackLapsed ||
+		time.Duration(now-e.leasedAt.Load()) >= r.c.cfg.minIdle/2 ||
+		leaseExpired(e.route) || givenUp(e.route)
 }
 
 // leaseBatch caps the IDs renewed by one script call.
@@ -53,22 +56,17 @@ func (r *runner) keepLeases(stop <-chan struct{}) {
 }
 
 func (r *runner) renewOnce() {
-	start, renewedAll := monoNow(), true
-	defer func() {
-		if renewedAll {
-			r.leasesRenewedAt.Store(start)
-		}
-	}()
 	for rt, ids := range r.held.ids() {
 		for chunk := range slices.Chunk(ids, leaseBatch) {
+			sent := monoNow()
 			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
 			res, err := renewLeases(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, 0, 0, chunk)
 			cancel()
 			if err != nil {
 				r.report(&OpError{Op: "lease", Stream: rt.stream, Group: r.c.group, Err: err})
-				renewedAll = false
 				break
 			}
+			r.held.renewed(rt, chunk, res, sent)
 			for _, id := range res.lost {
 				r.held.markLost(rt, id)
 			}

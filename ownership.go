@@ -394,6 +394,11 @@ func (r *runner) claimLeftovers(ctx context.Context, rt *route) error {
 			if err != nil {
 				return err
 			}
+			// Recorded, for the owner they were taken from, should it look
+			// again (a stalled owner): it lets them go.
+			if err := markClaimed(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, claimed); err != nil {
+				return err
+			}
 			r.log.Info("redstream: claimed entries left pending on a partition it took", slog.String("stream", rt.stream), slog.String("from", name), slog.Int("count", len(claimed)))
 			if len(pending) < claimBatch {
 				break

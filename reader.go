@@ -212,8 +212,12 @@ func (r *runner) pendingEntries(ctx context.Context, rt *route, pending []redis.
 		return nil, "", nil
 	}
 	entries := make([]*entry, len(pending))
+	now := monoNow()
 	for i, p := range pending {
 		entries[i] = rt.newEntry(p.ID, nil, max(1, p.RetryCount))
+		// Read without a claim: the lease is as old as the entry's idle
+		// time (a reaper may take it meanwhile: handOff set it to a year).
+		entries[i].leasedAt.Store(now - int64(p.Idle))
 	}
 	if err := r.fillEntries(ctx, rt.stream, entries, false); err != nil {
 		return nil, "", err

@@ -38,7 +38,9 @@ import (
 func (r *runner) dispatch(ctx context.Context, entries []*entry, since *uint64) {
 	now := monoNow()
 	for _, e := range entries {
-		e.leasedAt.Store(now)
+		if e.leasedAt.Load() == 0 { // else read with its age (pendingEntries)
+			e.leasedAt.Store(now)
+		}
 		if !r.held.hold(e, since) {
 			r.held.giveRoom(1)
 			continue
@@ -238,6 +240,7 @@ func withHandlerTimeout(ctx context.Context, timeout time.Duration) (context.Con
 // only this consumer's memory has it, so it is dead-lettered from there.
 func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost, vanished bool) {
 	if err == nil {
+		e.ackLapsed = lost
 		r.acknowledge(e)
 		return
 	}
