@@ -355,7 +355,7 @@ func (d *DeadLetters) Replay(ctx context.Context, opts ...ReplayOption) (int, er
 		}
 	}
 	if len(refused) > 0 {
-		return replayed, fmt.Errorf("%w: %d dead letters not replayed: %w", ErrNotReplayable, len(refused), errors.Join(refused...))
+		return replayed, fmt.Errorf("%w: %d left in place: %w", ErrNotReplayable, len(refused), errors.Join(refused...))
 	}
 	return replayed, nil
 }

@@ -131,7 +131,16 @@ var funcs = template.FuncMap{
 		}
 		return opsview.Duration(time.Since(t)) + " ago"
 	},
-	"ms": func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) },
+	"ms":    func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) },
+	"count": count,
+}
+
+// count is n and noun, with an s unless n is 1: "1 stream", "2 streams".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // shown is err's message for a page: where Redis is (an address, a host
