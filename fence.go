@@ -59,6 +59,7 @@ var errNotLeaseHolder = errors.New("redstream: partition lease not held: read re
 // while this consumer holds its lease; when there are none, it waits up to
 // the block time for new ones without reading them, and returns none.
 func (r *runner) readFenced(ctx context.Context, rt *route, n int) ([]*entry, error) {
+	sent := monoNow()
 	res, err := evalOnce(ctx, r.c.rdb, scripts.FencedRead.Hash(), scripts.FencedReadSource(),
 		[]string{rt.stream, rt.lease}, r.c.group, r.c.cfg.name, n).Slice()
 	if err != nil {
@@ -77,6 +78,7 @@ func (r *runner) readFenced(ctx context.Context, rt *route, n int) ([]*entry, er
 			}
 			entries = append(entries, rt.newEntry(id, values, 1))
 		}
+		stampLeases(entries, sent)
 		return entries, nil
 	}
 	last, _ := res[2].(string)

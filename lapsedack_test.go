@@ -50,7 +50,7 @@ func TestAckAfterTheLeaseKeeperFoundTheEntryLostTellsTheTaker(t *testing.T) {
 	}))
 	startReady(t, c)
 	stallWhileTakenOver(t, stall, rdb, stream, id, running, release)
-	time.Sleep(600 * time.Millisecond) // a's lease has lapsed, for all a can tell
+	time.Sleep(800 * time.Millisecond) // a's lease has lapsed, for all a can tell
 	stall.on.Store(false)
 	eventually(t, 10*time.Second, func() bool { return cause.Load() != nil }, "a's lease keeper finds the message lost")
 	require.ErrorIs(t, cause.Load().(error), ErrLeaseLost)

@@ -23,17 +23,34 @@ import (
 // ages are measured on it, which wall clock steps do not move.
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
+// stampLeases sets the lease time of entries just read or claimed to
+// sent, when (monoNow) the read or claim was sent: Redis delivered them
+// after, and a stall between its reply and the entries' dispatch must
+// count. A read that blocked W before entries came makes them look W older
+// than they are: at worst an acknowledgement by script (ackLapsed) until
+// the lease keeper's next round, for entries of a stream quiet enough to
+// block on.
+func stampLeases(entries []*entry, sent int64) {
+	for _, e := range entries {
+		e.leasedAt.Store(sent)
+	}
+}
+
 // leaseMayHaveLapsed reports whether another consumer may have claimed e:
 // its handler finished after its lease was found lost; its lease was last
-// known fresh (e.leasedAt) half of minIdle or more ago, for a reaper; or
-// it is of an exclusive partition whose lease may have lapsed or was
-// given up, which the next owner claims whatever the entries' idle time.
-// The half leaves room for the clocks' and the round trips' drift; a false
-// alarm costs one script call (ackLapsed) instead of a bare XACK.
+// known fresh (e.leasedAt, taken before the command that refreshed it was
+// sent, so never later than Redis's own) three quarters of minIdle or more
+// ago, for a reaper; or it is of an exclusive partition whose lease may
+// have lapsed, which the next owner claims whatever the entries' idle
+// time. The quarter is room for the acknowledgement's own way to Redis; a
+// healthy consumer renews every minIdle/3, so its leases are younger than
+// the threshold by more than a third of minIdle. A false alarm costs one
+// script call (ackLapsed) instead of a bare XACK. (A partition given up
+// keeps its lease until nothing of it is held: no script needed.)
 func (r *runner) leaseMayHaveLapsed(e *entry, now int64) bool {
 	return e.ackLapsed ||
-		time.Duration(now-e.leasedAt.Load()) >= r.c.cfg.minIdle/2 ||
-		leaseExpired(e.route) || givenUp(e.route)
+		time.Duration(now-e.leasedAt.Load()) >= r.c.cfg.minIdle*3/4 ||
+		leaseExpired(e.route)
 }
 
 // leaseBatch caps the IDs renewed by one script call.

@@ -238,6 +238,7 @@ func (g *groupReader) readPending(ctx, redisCtx context.Context) bool {
 	gen := g.r.held.beginPendingRead()
 	defer g.r.held.endPendingRead()
 	cmds := make([]*redis.XPendingExtCmd, len(ms))
+	sent := monoNow()
 	_, err := g.r.c.rdb.Pipelined(redisCtx, func(pipe redis.Pipeliner) error {
 		for i, m := range ms {
 			if args, more := g.r.pendingArgs(m.rt, m.cursor, shares[i]); more {
@@ -265,7 +266,7 @@ func (g *groupReader) readPending(ctx, redisCtx context.Context) bool {
 		if cmds[i] != nil {
 			var pending []redis.XPendingExt
 			if pending, err = cmds[i].Result(); err == nil {
-				got, next, err = g.r.pendingEntries(redisCtx, m.rt, pending)
+				got, next, err = g.r.pendingEntries(redisCtx, m.rt, pending, sent)
 			}
 		}
 		if err != nil {

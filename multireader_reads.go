@@ -82,6 +82,7 @@ func (g *groupReader) readAll(redisCtx, ctx context.Context, ms []*member, n int
 	for range ms {
 		keys = append(keys, ">")
 	}
+	sent := monoNow()
 	got, err := xreadGroup(redisCtx, g.r.c.rdb, &redis.XReadGroupArgs{
 		Group: g.r.c.group, Consumer: g.r.c.cfg.name, Streams: keys, Count: int64(count), Block: block,
 	})
@@ -127,6 +128,7 @@ func (g *groupReader) readAll(redisCtx, ctx context.Context, ms []*member, n int
 		}
 	}
 	g.r.held.giveRoom(n - len(entries))
+	stampLeases(entries, sent)
 	g.r.dispatch(ctx, entries, nil)
 	return nil
 }
@@ -264,6 +266,7 @@ func (g *groupReader) readReady(ctx, redisCtx context.Context) error {
 	reads := make([]*redis.XStreamSliceCmd, len(ready))
 	var probe *redis.XStreamSliceCmd
 	group, name := g.r.c.group, g.r.c.cfg.name
+	sent := monoNow()
 	_, err := g.r.c.rdb.Pipelined(redisCtx, func(pipe redis.Pipeliner) error {
 		for i, m := range ready {
 			read := xreadGroupCmd(redisCtx, g.r.c.rdb, &redis.XReadGroupArgs{
@@ -320,6 +323,7 @@ func (g *groupReader) readReady(ctx, redisCtx context.Context) error {
 		}
 	}
 	g.r.held.giveRoom(n - len(entries))
+	stampLeases(entries, sent)
 	g.r.dispatch(ctx, entries, nil)
 	g.refreshStale(redisCtx)
 	return nil

@@ -149,6 +149,7 @@ func (r *runner) readNew(ctx context.Context, rt *route, n int) ([]*entry, error
 // a negative block does not block. Entries read with ">" are on their
 // first delivery.
 func (r *runner) readGroup(ctx context.Context, rt *route, id string, n int, block time.Duration) ([]*entry, error) {
+	sent := monoNow()
 	streams, err := xreadGroup(ctx, r.c.rdb, &redis.XReadGroupArgs{
 		Group:    r.c.group,
 		Consumer: r.c.cfg.name,
@@ -171,6 +172,7 @@ func (r *runner) readGroup(ctx context.Context, rt *route, id string, n int, blo
 			entries = append(entries, rt.newEntry(m.ID, m.Values, 1))
 		}
 	}
+	stampLeases(entries, sent)
 	return entries, nil
 }
 
@@ -187,11 +189,12 @@ func (r *runner) readPending(ctx context.Context, rt *route, cursor string, n in
 	if !more {
 		return nil, "", nil
 	}
+	sent := monoNow()
 	pending, err := r.c.rdb.XPendingExt(ctx, args).Result()
 	if err != nil {
 		return nil, "", err
 	}
-	return r.pendingEntries(ctx, rt, pending)
+	return r.pendingEntries(ctx, rt, pending, sent)
 }
 
 // pendingArgs is the XPENDING of up to n of this consumer's own pending
@@ -207,17 +210,17 @@ func (r *runner) pendingArgs(rt *route, cursor string, n int) (*redis.XPendingEx
 }
 
 // pendingEntries reads the entries XPENDING listed (readPending).
-func (r *runner) pendingEntries(ctx context.Context, rt *route, pending []redis.XPendingExt) ([]*entry, string, error) {
+// sent is when (monoNow) the XPENDING was sent.
+func (r *runner) pendingEntries(ctx context.Context, rt *route, pending []redis.XPendingExt, sent int64) ([]*entry, string, error) {
 	if len(pending) == 0 {
 		return nil, "", nil
 	}
 	entries := make([]*entry, len(pending))
-	now := monoNow()
 	for i, p := range pending {
 		entries[i] = rt.newEntry(p.ID, nil, max(1, p.RetryCount))
 		// Read without a claim: the lease is as old as the entry's idle
 		// time (a reaper may take it meanwhile: handOff set it to a year).
-		entries[i].leasedAt.Store(now - int64(p.Idle))
+		entries[i].leasedAt.Store(sent - int64(p.Idle))
 	}
 	if err := r.fillEntries(ctx, rt.stream, entries, false); err != nil {
 		return nil, "", err

@@ -104,6 +104,7 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 			return cursor
 		}
 		since := r.held.beginPendingRead()
+		sent := monoNow()
 		msgs, next, deleted, err := r.c.rdb.XAutoClaimWithDeleted(context.WithoutCancel(ctx), &redis.XAutoClaimArgs{
 			Stream:   rt.stream,
 			Group:    r.c.group,
@@ -125,7 +126,7 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 			r.log.Warn("redstream: reaper cleared pending entries that were deleted from the stream", slog.String("stream", rt.stream), slog.Int("count", len(deleted)))
 		}
 		r.held.giveRoom(n - len(msgs))
-		ok := len(msgs) == 0 || r.claimed(ctx, rt, msgs, since)
+		ok := len(msgs) == 0 || r.claimed(ctx, rt, msgs, since, sent)
 		r.held.endPendingRead()
 		if !ok {
 			return cursor // retry the same entries next round
@@ -142,7 +143,8 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 // It reports false, having given the tokens back, when their delivery
 // counts or recorded failures could not be read: they stay pending (now this consumer's) and are
 // claimed again once idle, rather than handled with a wrong count.
-func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, since uint64) bool {
+// sent is when (monoNow) the claim was sent.
+func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, since uint64, sent int64) bool {
 	entries := make([]*entry, 0, len(msgs))
 	var ownHeld []string
 	for _, m := range msgs {
@@ -190,6 +192,7 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, 
 	if obs := r.c.cfg.observer; obs != nil {
 		obs.Claimed(rt.stream, r.c.group, len(entries))
 	}
+	stampLeases(entries, sent)
 	r.dispatch(ctx, entries, &since)
 	return true
 }

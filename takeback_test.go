@@ -168,9 +168,9 @@ func TestAcknowledgementAfterALapsedLeaseTellsTheTaker(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, int64(1), n)
 			}
-			// More than half of MinIdle with no lease renewed: a's lease
+			// More than 3/4 of MinIdle with no lease renewed: a's lease
 			// may have lapsed, for all a can tell.
-			time.Sleep(600 * time.Millisecond)
+			time.Sleep(800 * time.Millisecond)
 			close(release)
 			eventually(t, 10*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 }, "a acknowledges it")
 			stall.on.Store(false)
