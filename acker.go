@@ -150,9 +150,9 @@ func (r *runner) flushAcks(ctx, runCtx context.Context, round *ackRound) error {
 		if err == nil {
 			return nil
 		}
-		for _, rt := range round.routes() {
-			r.report(&OpError{Op: "ack", Stream: rt.stream, Group: r.c.group, Err: fmt.Errorf("%d IDs: %w", len(round.plain[rt])+len(round.lapsed[rt]), err)})
-		}
+		round.eachRoute(func(rt *route, n int) {
+			r.report(&OpError{Op: "ack", Stream: rt.stream, Group: r.c.group, Err: fmt.Errorf("%d IDs: %w", n, err)})
+		})
 		if runCtx.Err() == nil && !isPermanent(err) {
 			// A shutdown cuts the wait short.
 			sleepCtx(runCtx, r.backoff.Delay(attempt))
@@ -166,18 +166,17 @@ func (r *runner) flushAcks(ctx, runCtx context.Context, round *ackRound) error {
 	}
 }
 
-// routes lists the round's routes once each.
-func (a *ackRound) routes() []*route {
-	rts := make([]*route, 0, len(a.plain)+len(a.lapsed))
-	for rt := range a.plain {
-		rts = append(rts, rt)
+// eachRoute calls fn with each of the round's routes once, and the number
+// of its IDs acknowledged either way.
+func (a *ackRound) eachRoute(fn func(rt *route, n int)) {
+	for rt, ids := range a.plain {
+		fn(rt, len(ids)+len(a.lapsed[rt]))
 	}
-	for rt := range a.lapsed {
+	for rt, ids := range a.lapsed {
 		if _, ok := a.plain[rt]; !ok {
-			rts = append(rts, rt)
+			fn(rt, len(ids))
 		}
 	}
-	return rts
 }
 
 // sendAcks sends the round's XACKs, one per stream, deleting the failed
@@ -206,9 +205,7 @@ func (r *runner) sendAcks(round *ackRound) error {
 		})
 	}
 	if obs := r.c.cfg.observer; obs != nil && err == nil {
-		for _, rt := range round.routes() {
-			obs.Acked(rt.stream, r.c.group, len(round.plain[rt])+len(round.lapsed[rt]))
-		}
+		round.eachRoute(func(rt *route, n int) { obs.Acked(rt.stream, r.c.group, n) })
 	}
 	return err
 }

@@ -52,8 +52,9 @@ type entry struct {
 	// leasedAt is when (monoNow) the entry's lease was last known fresh:
 	// when it was read or claimed (a read of the consumer's own pending
 	// entries: less its idle time), reclaimed for a retry, or renewed by
-	// the lease keeper (when the renewal was sent). The acknowledger tells
-	// from it whether the lease may have lapsed. 0 until it is read.
+	// the lease keeper (when the renewal was sent): every read and claim
+	// stamps it (stampLeases) before dispatch. The acknowledger tells from
+	// it whether the lease may have lapsed.
 	leasedAt atomic.Int64
 	// ackLapsed is set, before the entry is queued for acknowledgement,
 	// when its handler finished after its lease was found lost: another

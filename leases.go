@@ -158,11 +158,7 @@ type leaseResult struct {
 // idle, it sets their idle time to that instead, handing them to the next
 // reaper. It returns the IDs it left untouched, sorted by why.
 func renewLeases(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, deliveries int64, idle time.Duration, ids []string) (leaseResult, error) {
-	args := make([]any, 0, 4+len(ids))
-	args = append(args, group, consumer, deliveries, idle.Milliseconds())
-	for _, id := range ids {
-		args = append(args, id)
-	}
+	args := scripts.WithIDs(ids, group, consumer, deliveries, idle.Milliseconds())
 	res, err := scripts.ClaimOwn.Run(ctx, rdb, []string{stream, attemptsKey(stream, group), takenKey(stream, group)}, args...).Slice()
 	if err != nil {
 		return leaseResult{}, err

@@ -67,11 +67,7 @@ func runMarkTaken(ctx context.Context, rdb redis.UniversalClient, stream, group,
 	if len(ids) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 3+len(ids))
-	args = append(args, taker, takenFor.Milliseconds(), checkGroup)
-	for _, id := range ids {
-		args = append(args, id)
-	}
+	args := scripts.WithIDs(ids, taker, takenFor.Milliseconds(), checkGroup)
 	keys := []string{takenKey(stream, group), takenAgesKey(stream, group), stream}
 	return scripts.MarkTaken.Run(ctx, rdb, keys, args...).Err()
 }
@@ -84,11 +80,7 @@ func runMarkTaken(ctx context.Context, rdb redis.UniversalClient, stream, group,
 // sends the script's source (EVAL), so it works in a pipeline, where
 // EVALSHA's fallback cannot; it is sent rarely.
 func ackLapsed(ctx context.Context, rdb redis.Scripter, stream, group, consumer string, ids []string) *redis.Cmd {
-	args := make([]any, 0, 3+len(ids))
-	args = append(args, group, consumer, takenFor.Milliseconds())
-	for _, id := range ids {
-		args = append(args, id)
-	}
+	args := scripts.WithIDs(ids, group, consumer, takenFor.Milliseconds())
 	keys := []string{stream, attemptsKey(stream, group), takenKey(stream, group), takenAgesKey(stream, group)}
 	return scripts.AckLapsed.Eval(ctx, rdb, keys, args...)
 }

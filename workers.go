@@ -36,11 +36,7 @@ import (
 // list, it is the generation of finished entries when the read began:
 // those finished after it are not taken back.
 func (r *runner) dispatch(ctx context.Context, entries []*entry, since *uint64) {
-	now := monoNow()
 	for _, e := range entries {
-		if e.leasedAt.Load() == 0 { // else read with its age (pendingEntries)
-			e.leasedAt.Store(now)
-		}
 		if !r.held.hold(e, since) {
 			r.held.giveRoom(1)
 			continue

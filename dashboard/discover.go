@@ -65,6 +65,7 @@ func (d *Dashboard) discoverScan(ctx context.Context, scan bool) (streamSet, err
 	set := streamSet{partitioned: map[string]int{}}
 	seen := map[string]bool{}
 	parts := map[string][]string{} // by base
+	counts := map[string]int{}     // by base: the highest partition + 1
 	for _, n := range names {
 		// A key redstream cannot use as a stream (its pages would refuse
 		// it) is not shown; neither is a dead-letter stream, shown with
@@ -74,7 +75,9 @@ func (d *Dashboard) discoverScan(ctx context.Context, scan bool) (streamSet, err
 		}
 		seen[n] = true
 		if m := partitionName.FindStringSubmatch(n); m != nil {
+			i, _ := strconv.Atoi(m[2])
 			parts[m[1]] = append(parts[m[1]], n)
+			counts[m[1]] = max(counts[m[1]], i+1)
 			continue
 		}
 		set.plain = append(set.plain, n)
@@ -87,10 +90,7 @@ func (d *Dashboard) discoverScan(ctx context.Context, scan bool) (streamSet, err
 			set.plain = append(set.plain, names...)
 			continue
 		}
-		for _, n := range names {
-			i, _ := strconv.Atoi(partitionName.FindStringSubmatch(n)[2])
-			set.partitioned[base] = max(set.partitioned[base], i+1)
-		}
+		set.partitioned[base] = counts[base]
 	}
 	slices.Sort(set.plain)
 	return set, nil

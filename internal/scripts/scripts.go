@@ -119,3 +119,14 @@ return reply
 // server has not cached it, neither resent by the client), since a resend
 // would deliver more entries while the first run's stay pending unseen.
 func FencedReadSource() string { return fencedReadSrc }
+
+// WithIDs returns a script's ARGV: fixed, then ids, as most of these
+// scripts take them.
+func WithIDs(ids []string, fixed ...any) []any {
+	args := make([]any, 0, len(fixed)+len(ids))
+	args = append(args, fixed...)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return args
+}
