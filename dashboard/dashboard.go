@@ -270,6 +270,7 @@ func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, status int, err
 
 // failErr renders err with the status its kind calls for.
 func (d *Dashboard) failErr(w http.ResponseWriter, r *http.Request, err error) {
+	err = notStream(err)
 	d.fail(w, r, statusOf(err), err)
 }
 
@@ -281,8 +282,6 @@ func statusOf(err error) int {
 	case errors.Is(err, redstream.ErrInvalidID), errors.Is(err, redstream.ErrInvalidOption),
 		errors.Is(err, redstream.ErrInvalidStreamName), errors.Is(err, errBadRequest):
 		return http.StatusBadRequest
-	case redis.HasErrorPrefix(err, "WRONGTYPE"):
-		return http.StatusBadRequest // the key is not a stream
 	case errors.As(err, &notPending), errors.Is(err, redstream.ErrNotReplayable):
 		return http.StatusConflict
 	case isConnErr(err), errors.Is(err, context.DeadlineExceeded), errors.As(err, new(redis.Error)):

@@ -98,7 +98,7 @@ func (d *Dashboard) readPending(r *http.Request, data *pendingData) error {
 	case redis.HasErrorPrefix(err, "NOGROUP"):
 		return fmt.Errorf("%w: no group %s on stream %s", redstream.ErrNoGroup, data.Group, data.Stream)
 	case err != nil:
-		return notStream(err)
+		return err
 	}
 	if len(pend) > n {
 		pend = pend[:n]

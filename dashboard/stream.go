@@ -55,7 +55,7 @@ func (d *Dashboard) streamPage(w http.ResponseWriter, r *http.Request) {
 	if n > 0 {
 		p, err := redstream.InspectPartitions(ctx, d.rdb, s, n)
 		if err != nil {
-			d.failErr(w, r, notStream(err))
+			d.failErr(w, r, err)
 			return
 		}
 		data.Info = &p.Total
@@ -71,7 +71,7 @@ func (d *Dashboard) streamPage(w http.ResponseWriter, r *http.Request) {
 	} else {
 		info, err := redstream.Inspect(ctx, d.rdb, s)
 		if err != nil {
-			d.failErr(w, r, notStream(err))
+			d.failErr(w, r, err)
 			return
 		}
 		data.Info = info
@@ -85,7 +85,8 @@ func (d *Dashboard) streamPage(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, http.StatusOK, "stream", s, true, data)
 }
 
-// notStream turns a WRONGTYPE reply into a bad request.
+// notStream turns a WRONGTYPE reply (the key is not a stream) into a bad
+// request, for every page and action (failErr).
 func notStream(err error) error {
 	if redis.HasErrorPrefix(err, "WRONGTYPE") {
 		return badRequest("the key is not a stream")
