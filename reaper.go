@@ -145,24 +145,27 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 // claimed again once idle, rather than handled with a wrong count.
 // sent is when (monoNow) the claim was sent.
 func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, since uint64, sent int64) bool {
+	// Recorded, for the consumer they were taken from, should it look
+	// again: it lets them go instead of finishing them from memory. Those
+	// this consumer holds already too: it stalled, another consumer took
+	// them over and stalled or died in turn, and this one took them back;
+	// should Redis forget them (this consumer deleted), a record naming the
+	// other would make this one, their only holder, let them go. Only the
+	// IDs still pending for this consumer are recorded (markClaimed).
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	if err := markClaimed(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ids); err != nil {
+		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
+	}
 	entries := make([]*entry, 0, len(msgs))
-	var ownHeld []string
 	for _, m := range msgs {
 		if r.held.holds(heldKey{rt, m.ID}) {
-			// Already this consumer's: it stalled, another consumer took
-			// the entry over and stalled or died in turn, and this one
-			// took it back. Recorded as taken by this consumer again, so
-			// that, should Redis forget the entry (its consumer deleted),
-			// the stale record does not make this consumer, its only
-			// holder, let it go as finished elsewhere.
-			ownHeld = append(ownHeld, m.ID)
-			r.held.giveRoom(1)
+			r.held.giveRoom(1) // already this consumer's: see above
 			continue
 		}
 		entries = append(entries, rt.newEntry(m.ID, m.Values, 0))
-	}
-	if err := markClaimed(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ownHeld); err != nil {
-		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
 	}
 	if len(entries) == 0 {
 		return true
@@ -179,15 +182,6 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, 
 		}
 		return false
 	})
-	// Recorded, for the consumer they were taken from, should it look
-	// again: it lets them go instead of finishing them from memory.
-	ids := make([]string, len(entries))
-	for i, e := range entries {
-		ids[i] = e.id
-	}
-	if err := markClaimed(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ids); err != nil {
-		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
-	}
 	r.log.Info("redstream: reclaimed idle pending entries", slog.String("stream", rt.stream), slog.Int("count", len(entries)))
 	if obs := r.c.cfg.observer; obs != nil {
 		obs.Claimed(rt.stream, r.c.group, len(entries))

@@ -92,6 +92,7 @@ func (r *runner) scheduleRetries(ctx context.Context) {
 func (r *runner) reclaimForRetry(handlerCtx context.Context, e *entry) bool {
 	ctx, cancel := context.WithTimeout(handlerCtx, ackFlushTimeout)
 	defer cancel()
+	sent := monoNow()
 	res, err := renewLeases(ctx, r.c.rdb, e.route.stream, r.c.group, r.c.cfg.name, e.deliveries, 0, []string{e.id})
 	if err != nil {
 		r.report(&OpError{Op: "lease", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
@@ -120,7 +121,7 @@ func (r *runner) reclaimForRetry(handlerCtx context.Context, e *entry) bool {
 		r.deadLetter(handlerCtx, e, ReasonTrimmed, errors.New("trimmed from the stream while waiting for a retry"))
 		return false
 	}
-	e.leasedAt.Store(monoNow())
+	e.leasedAt.Store(sent)
 	e.retry = false
 	return true
 }
