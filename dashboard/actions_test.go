@@ -67,14 +67,26 @@ func TestPendingActions(t *testing.T) {
 	require.Len(t, dl, 1)
 	assert.Equal(t, ids[2], dl[0].OriginID)
 
-	f = form(ids[3])
+	// From the page filtered by consumer, back to it (it went back to
+	// the whole group), and a claim of an entry not pending says why.
+	f = form(ids[3], ids[0])
 	f.Set("consumer", "c2")
-	code, _, _ = s.post("actions/claim", f)
+	f.Set("held-by", "c1")
+	code, _, hdr = s.post("actions/claim", f)
 	require.Equal(t, http.StatusSeeOther, code)
 	owned, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: "billing", Start: ids[3], End: ids[3], Count: 1}).Result()
 	require.NoError(t, err)
 	require.Len(t, owned, 1)
 	assert.Equal(t, "c2", owned[0].Consumer)
+	back, err := url.Parse(hdr.Get("Location"))
+	require.NoError(t, err)
+	assert.Equal(t, "c1", back.Query().Get("consumer"), "back to the filtered page")
+	code, body = s.get("pending?" + back.RawQuery)
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "claimed 1 of 2 for c2")
+	assert.Contains(t, body, "not pending", "says why one was not claimed")
+	assert.Contains(t, body, "held by c1")
+	assert.Contains(t, body, `name="held-by" value="c1"`, "the next action returns here too")
 
 	// Pause and resume.
 	code, _, _ = s.post("actions/pause", url.Values{"csrf": {token}, "s": {stream}, "g": {"billing"}, "op": {"pause"}})

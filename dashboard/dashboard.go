@@ -238,7 +238,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, n
 
 func (d *Dashboard) newPage(r *http.Request, title string, data any) page {
 	return page{
-		Base: basePath(r), Title: title, CSRF: d.csrf, Actions: d.cfg.actions,
+		Base: basePath(r), Title: clipKey(title), CSRF: d.csrf, Actions: d.cfg.actions,
 		Now: time.Now(), Data: data, Flash: d.flash(r.URL.Query()),
 	}
 }

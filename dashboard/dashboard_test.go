@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -193,4 +194,27 @@ func TestOverviewCountsTheLagOnAServerThatSendsNone(t *testing.T) {
 	code, body := s.get("")
 	require.Equal(t, http.StatusOK, code, body)
 	assert.Equal(t, "8", cell(t, body, orders, "lag"), "miniredis says 10")
+}
+
+// A stream named with thousands of bytes filled the overview's row and
+// every page's heading; it is shown cut, with an ellipsis, and the whole
+// name stays in the links (and, on the overview, its title attribute).
+func TestALongStreamNameIsShownShortened(t *testing.T) {
+	t.Parallel()
+	r := redstreamtest.New(t)
+	rdb := r.Client()
+	long := r.Stream(t, strings.Repeat("n", 5000))
+	lagging(t, rdb, long, 2)
+	s := newSite(t, rdb)
+	q := url.QueryEscape(long)
+	for _, page := range []string{"", "stream?s=" + q, "pending?s=" + q + "&g=billing", "deadletters?s=" + q, "tail?s=" + q} {
+		name, _, _ := strings.Cut(page, "?")
+		code, body := s.get(page)
+		require.Equal(t, http.StatusOK, code, "page %q", name)
+		assert.True(t, strings.Contains(body, "nnnnn…"), "page %q: shortened", name)
+		text := regexp.MustCompile(`(?s)<[^>]*>`).ReplaceAllString(body, "")
+		assert.False(t, strings.Contains(text, strings.Repeat("n", 200)), "page %q: the whole name in the page's text", name)
+	}
+	_, body := s.get("")
+	assert.True(t, strings.Contains(body, `title="`+long+`"`), "the whole name in the title attribute")
 }

@@ -107,6 +107,14 @@ func (d *Dashboard) readDeadLetters(r *http.Request, data *deadLettersData) erro
 	if err != nil {
 		return err
 	}
+	// A stream's dead letters outlive it: a missing stream is no error
+	// here, a key of another type is (its "dead letters" would be none).
+	switch t, err := d.rdb.Type(ctx, data.Stream).Result(); {
+	case err != nil:
+		return err
+	case t != "none" && t != "stream":
+		return badRequest("%s is a %s, not a stream", data.Stream, t)
+	}
 	if data.Total, err = dl.Len(ctx); err != nil {
 		return err
 	}

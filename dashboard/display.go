@@ -37,6 +37,7 @@ type fieldList struct {
 // [WithPageSize] entries.
 const (
 	maxShownName   = 256     // bytes of a field's name
+	maxShownKey    = 120     // bytes of a stream's or group's name in a heading or a list
 	maxShownValue  = 2 << 10 // bytes of one value
 	maxShownEntry  = 4 << 10 // bytes of all the names and values of an entry
 	maxShownFields = 32
@@ -95,6 +96,19 @@ func clipText(s string) string {
 	return s
 }
 
+// keyName shows a stream's name binary-safe and, when long, cut with an
+// ellipsis: a key of thousands of bytes would fill the page (the full name
+// is in the page's links and, in lists, the title attribute).
+func keyName(s string) string { return clipKey(binarySafe(s)) }
+
+// clipKey cuts s to maxShownKey bytes, marked when cut.
+func clipKey(s string) string {
+	if c := clip(s, maxShownKey); len(c) < len(s) {
+		return c + "…"
+	}
+	return s
+}
+
 // binarySafe shows s as it is when it is valid UTF-8, Go-quoted otherwise.
 func binarySafe(s string) string {
 	if utf8.ValidString(s) {
@@ -111,6 +125,7 @@ var funcs = template.FuncMap{
 	"shown":    shown,
 	"clip":     clipText,
 	"bin":      binarySafe,
+	"key":      keyName,
 	"sorted":   sortedFields,
 	"duration": opsview.Duration,
 	"idtime": func(id string) string {

@@ -176,11 +176,25 @@ func (d *Dashboard) pendingAction(w http.ResponseWriter, r *http.Request, verb s
 		d.failErr(w, r, err)
 		return
 	}
-	flash := fmt.Sprintf("%s: %d of %d done", verb, n, len(ids))
+	d.redirect(w, r, "pending", pendingPage(r.PostForm, s, g), withReason(fmt.Sprintf("%s: %d of %d done", verb, n, len(ids)), notPending))
+}
+
+// pendingPage is the query of the pending page an action on it returns to:
+// its stream, group, and the consumer it was filtered by, if any.
+func pendingPage(form url.Values, s, g string) url.Values {
+	q := url.Values{"s": {s}, "g": {g}}
+	if c := form.Get("held-by"); c != "" {
+		q.Set("consumer", c)
+	}
+	return q
+}
+
+// withReason adds to flash why some of the entries were skipped.
+func withReason(flash string, notPending *redstream.NotPendingError) string {
 	if notPending != nil {
 		flash += " (" + notPending.Error() + ")"
 	}
-	d.redirect(w, r, "pending", url.Values{"s": {s}, "g": {g}}, flash)
+	return flash
 }
 
 func (d *Dashboard) claimAction(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +214,7 @@ func (d *Dashboard) claimAction(w http.ResponseWriter, r *http.Request) {
 		d.failErr(w, r, err)
 		return
 	}
-	d.redirect(w, r, "pending", url.Values{"s": {s}, "g": {g}}, fmt.Sprintf("claimed %d of %d for %s", n, len(ids), consumer))
+	d.redirect(w, r, "pending", pendingPage(r.PostForm, s, g), withReason(fmt.Sprintf("claimed %d of %d for %s", n, len(ids), consumer), notPending))
 }
 
 func (d *Dashboard) pauseAction(w http.ResponseWriter, r *http.Request) {

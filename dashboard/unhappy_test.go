@@ -48,6 +48,10 @@ func TestUnhappyPaths(t *testing.T) {
 		{"pending: after the greatest ID", "pending?s=" + q + "&g=billing&after=18446744073709551615-18446744073709551615", http.StatusOK},
 		{"dead letters: bad cursor", "deadletters?s=" + q + "&after=1-x", http.StatusBadRequest},
 		{"dead letters: bad time", "deadletters?s=" + q + "&from=monday", http.StatusBadRequest},
+		// Was 200 with "0 in all"; a missing stream is no error there (its
+		// dead letters outlive it).
+		{"dead letters: not a stream", "deadletters?s=" + url.QueryEscape(plain), http.StatusBadRequest},
+		{"dead letters: no such stream", "deadletters?s=" + url.QueryEscape(nope), http.StatusOK},
 		{"tail: unknown stream", "tail?s=" + url.QueryEscape(nope), http.StatusNotFound},
 		{"tail: not a stream", "tail?s=" + url.QueryEscape(plain), http.StatusBadRequest},
 		{"unknown page", "nope", http.StatusNotFound},
