@@ -49,39 +49,36 @@ const deleteConsumerRounds = 5
 // [ErrInvalidOption] (no IDs, or an empty group), [ErrInvalidStreamName],
 // [ErrNoStream] or [ErrNoGroup], or [ErrUncertain] when the connection
 // failed after the acknowledgements may have been applied (acknowledging
-// again is safe).
+// again is safe). IDs go to Redis up to 1,000 per call, each call atomic:
+// on an error, the count is of the calls that succeeded before it.
 func AckPending(ctx context.Context, rdb redis.UniversalClient, stream, group string, ids ...string) (int, error) {
 	if err := checkPendingAction(ctx, rdb, "ack", stream, group, ids); err != nil {
 		return 0, err
 	}
-	acks := make([]*redis.IntCmd, len(ids))
-	// One transaction: an entry's failed attempts are forgotten with it.
-	// Sent once: a resend after a lost reply would count every entry as
-	// not pending.
-	_, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		for i, id := range ids {
-			ack := onceIntCmd{redis.NewIntCmd(ctx, "xack", stream, group, id)}
-			_ = pipe.Process(ctx, ack)
-			acks[i] = ack.IntCmd
-		}
-		pipe.HDel(ctx, attemptsKey(stream, group), ids...)
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("redstream: ack %s group %s: %w", stream, group, uncertain(groupErr(stream, group, err)))
-	}
+	// One script per chunk: the entries are recorded as taken by an
+	// operator, and their failed attempts forgotten, in the step that
+	// acknowledges them, so a consumer still holding one never finds it
+	// pending for no one and unrecorded. Sent once: a resend after a lost
+	// reply would count every entry as not pending.
+	keys := []string{stream, attemptsKey(stream, group), takenKey(stream, group), takenAgesKey(stream, group)}
 	done := 0
-	var skipped, acked []string
-	for i, id := range ids {
-		if acks[i].Val() == 1 {
-			done++
-			acked = append(acked, id)
-		} else {
-			skipped = append(skipped, id)
+	var skipped []string
+	for chunk := range slices.Chunk(ids, scriptIDsMax) {
+		args := scripts.WithIDs(chunk, group, "", takenFor.Milliseconds())
+		acks, err := evalOnce(ctx, rdb, scripts.AckLapsed.Hash(), scripts.AckLapsedSource(), keys, args...).Int64Slice()
+		if err == nil && len(acks) != len(chunk) {
+			err = fmt.Errorf("unexpected reply of %d results for %d IDs", len(acks), len(chunk))
 		}
-	}
-	if err := markTaken(ctx, rdb, stream, group, "", acked); err != nil {
-		return done, fmt.Errorf("redstream: ack %s group %s: record the acknowledged entries as taken from their consumers: %w", stream, group, err)
+		if err != nil {
+			return done, fmt.Errorf("redstream: ack %s group %s: %w", stream, group, uncertain(groupErr(stream, group, err)))
+		}
+		for i, id := range chunk {
+			if acks[i] == 1 {
+				done++
+			} else {
+				skipped = append(skipped, id)
+			}
+		}
 	}
 	return done, notPendingErr(stream, group, skipped)
 }
@@ -148,7 +145,7 @@ func ClaimPending(ctx context.Context, rdb redis.UniversalClient, stream, group,
 	}
 	claimed, err := claimTo(ctx, rdb, stream, group, consumer, ids)
 	if err != nil {
-		return 0, err
+		return len(claimed), err
 	}
 	got := make(map[string]bool, len(claimed))
 	for _, id := range claimed {
@@ -164,35 +161,19 @@ func ClaimPending(ctx context.Context, rdb redis.UniversalClient, stream, group,
 }
 
 // claimTo moves the pending entries ids to consumer and returns the IDs
-// it moved. It claims only the IDs it finds pending: XCLAIM on Valkey
-// creates the consumer even when it claims nothing, and an action that
-// does nothing must change nothing.
+// it moved, recording each claim for the consumer it was taken from in the
+// same step (claim.lua). It claims only the IDs it finds pending: XCLAIM
+// on Valkey creates the consumer even when it claims nothing, and an
+// action that does nothing must change nothing.
 func claimTo(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, ids []string) ([]string, error) {
-	cmds := make([]*redis.XPendingExtCmd, len(ids))
-	_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: group, Start: id, End: id, Count: 1})
+	var claimed []string
+	for chunk := range slices.Chunk(ids, scriptIDsMax) {
+		got, err := scripts.Claim.Run(ctx, rdb, []string{stream, takenKey(stream, group), takenAgesKey(stream, group)},
+			scripts.WithIDs(chunk, group, consumer, takenFor.Milliseconds())...).StringSlice()
+		if err != nil {
+			return claimed, fmt.Errorf("redstream: claim %s group %s for %s: %w", stream, group, consumer, groupErr(stream, group, err))
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("redstream: claim %s group %s for %s: %w", stream, group, consumer, groupErr(stream, group, err))
-	}
-	pending := make([]string, 0, len(ids))
-	for i, cmd := range cmds {
-		if len(cmd.Val()) == 1 {
-			pending = append(pending, ids[i])
-		}
-	}
-	if len(pending) == 0 {
-		return nil, nil
-	}
-	claimed, err := rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: group, Consumer: consumer, Messages: pending}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("redstream: claim %s group %s for %s: %w", stream, group, consumer, groupErr(stream, group, err))
-	}
-	if err := markClaimed(ctx, rdb, stream, group, consumer, claimed); err != nil {
-		return claimed, fmt.Errorf("redstream: claim %s group %s for %s: record the claimed entries as taken from their consumers: %w", stream, group, consumer, err)
+		claimed = append(claimed, got...)
 	}
 	return claimed, nil
 }

@@ -32,9 +32,9 @@ import (
 // claim, and the consumer's lease keeper cancels it, as for any lost
 // lease), and an acknowledgement of a message handled in time may reach
 // Redis after the next owner claimed the message: the next owner records
-// its claims (markClaimed), and an acknowledgement sent past the deadline
-// or after the partition was given up goes by acklapsed.lua, which tells
-// the next owner that the message was finished.
+// its claims (markClaimed), and an acknowledgement sent within a quarter
+// of the lease's TTL of the deadline, or past it, goes by acklapsed.lua,
+// which tells the next owner that the message was finished.
 
 // monoBase anchors route.leaseUntil and monoNow on the monotonic clock.
 var monoBase = time.Now()
@@ -49,6 +49,17 @@ func setLeaseUntil(rt *route, sent time.Time, ttl time.Duration) {
 // expired: nothing of it may be started.
 func leaseExpired(rt *route) bool {
 	return rt.exclusive && monoNow() >= rt.leaseUntil.Load()
+}
+
+// partitionLeaseEnding reports whether rt is exclusive and its lease, of
+// ttl, ends within a quarter of ttl after now (monoNow), or has ended: an
+// acknowledgement sent now may reach Redis after the next owner took the
+// lease and claimed the partition's pending entries. It leaves the same
+// quarter of room as an entry's own lease (leaseMayHaveLapsed); a healthy
+// owner renews every ttl/3, so its deadline is at least two thirds of ttl
+// away.
+func partitionLeaseEnding(rt *route, now int64, ttl time.Duration) bool {
+	return rt.exclusive && now >= rt.leaseUntil.Load()-int64(ttl/4)
 }
 
 // errNotLeaseHolder is what a fenced read finds when the lease names

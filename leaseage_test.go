@@ -84,3 +84,49 @@ func TestStallBetweenReadAndDispatchIsNotAFreshLease(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool { return pendingCount(t, other, stream, "g") == 0 }, "a acknowledges it")
 	assertBLetsGo(t, other, stream, id)
 }
+
+// An exclusive partition's owner sorts an acknowledgement as a bare XACK
+// while its lease still has a moment to run; the XACK then takes longer to
+// reach Redis than that moment (a stall, a slow network), the lease
+// expires, and the next owner takes it and claims the message: the XACK
+// arrives after the claim, unrecorded, and the next owner dead-letters a
+// handled message as vanished. The partition's deadline was checked with
+// no margin (now >= deadline); an acknowledgement sorted within a quarter
+// of the lease's TTL of its deadline now goes by script (ackLapsed), the
+// margin an entry's own lease has.
+func TestAckNearThePartitionLeaseDeadlineGoesByScript(t *testing.T) {
+	const ttl = time.Second
+	c := &Consumer{}
+	c.cfg.minIdle = ttl
+	r := &runner{c: c}
+	rt := &route{stream: "s", exclusive: true}
+	shared := &route{stream: "t"}
+	now := monoNow()
+	for _, tc := range []struct {
+		name     string
+		rt       *route
+		deadline time.Duration // from now
+		lapsed   bool
+	}{
+		{"deadline passed", rt, -time.Millisecond, true},
+		{"deadline a tenth of the TTL away", rt, ttl / 10, true},
+		{"deadline just inside the margin", rt, ttl/4 - time.Millisecond, true},
+		{"deadline two thirds of the TTL away (a healthy owner's least)", rt, ttl * 2 / 3, false},
+		{"shared stream, whatever its deadline", shared, -time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.rt.leaseUntil.Store(now + int64(tc.deadline))
+			e := &entry{id: "1-0", route: tc.rt}
+			e.leasedAt.Store(now) // the entry's own lease is fresh
+			round := &ackRound{plain: map[*route][]string{}, failed: map[*route][]string{}, lapsed: map[*route][]string{}, entries: []*entry{e}}
+			round.sort(r)
+			if tc.lapsed {
+				require.Equal(t, []string{"1-0"}, round.lapsed[tc.rt], "sent by script")
+				require.Empty(t, round.plain[tc.rt])
+			} else {
+				require.Equal(t, []string{"1-0"}, round.plain[tc.rt], "a bare XACK")
+				require.Empty(t, round.lapsed[tc.rt])
+			}
+		})
+	}
+}

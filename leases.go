@@ -41,16 +41,17 @@ func stampLeases(entries []*entry, sent int64) {
 // known fresh (e.leasedAt, taken before the command that refreshed it was
 // sent, so never later than Redis's own) three quarters of minIdle or more
 // ago, for a reaper; or it is of an exclusive partition whose lease may
-// have lapsed, which the next owner claims whatever the entries' idle
-// time. The quarter is room for the acknowledgement's own way to Redis; a
-// healthy consumer renews every minIdle/3, so its leases are younger than
-// the threshold by more than a third of minIdle. A false alarm costs one
+// have lapsed by the time the acknowledgement reaches Redis (partitionLeaseEnding),
+// which the next owner claims whatever the entries' idle time. The
+// quarter is room for the acknowledgement's own way to Redis; a healthy
+// consumer renews every minIdle/3, so its leases are younger than the
+// threshold by more than a third of minIdle. A false alarm costs one
 // script call (ackLapsed) instead of a bare XACK. (A partition given up
 // keeps its lease until nothing of it is held: no script needed.)
 func (r *runner) leaseMayHaveLapsed(e *entry, now int64) bool {
 	return e.ackLapsed ||
 		time.Duration(now-e.leasedAt.Load()) >= r.c.cfg.minIdle*3/4 ||
-		leaseExpired(e.route)
+		partitionLeaseEnding(e.route, now, r.c.cfg.minIdle)
 }
 
 // leaseBatch caps the IDs renewed by one script call.

@@ -105,8 +105,8 @@ type scheduleRetryCall struct {
 func newScheduleRetryCall(stream, group, consumer, id string, delay time.Duration, attempts int64) *scheduleRetryCall {
 	ms := int64((delay + time.Millisecond - 1) / time.Millisecond)
 	return &scheduleRetryCall{
-		keys: []string{stream, scheduledKey(stream), scheduledDataKey(stream), attemptsKey(stream, group), onceKey(stream)},
-		args: []any{group, consumer, id, ms, attempts, newRetryID()},
+		keys: []string{stream, scheduledKey(stream), scheduledDataKey(stream), attemptsKey(stream, group), takenKey(stream, group), takenAgesKey(stream, group), onceKey(stream)},
+		args: []any{group, consumer, id, ms, attempts, newRetryID(), takenFor.Milliseconds()},
 	}
 }
 
@@ -179,7 +179,9 @@ func (r *runner) moveRetry(handlerCtx context.Context, e *entry, cause error) bo
 		r.report(&OpError{Op: "schedule-retry", Stream: e.route.stream, Group: r.c.group, ID: e.id, Err: err})
 		if attempt == scheduleRetryAttempts || isPermanent(err) || !sleepCtx(handlerCtx, r.backoff.Delay(attempt)) {
 			// Kept in memory: if a send ran after all, the retry's
-			// lease renewal finds the entry pending for no one.
+			// lease renewal finds the entry pending for no one and
+			// taken (the script records it), and lets it go: the
+			// schedule delivers it.
 			return false
 		}
 	}

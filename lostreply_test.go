@@ -43,10 +43,13 @@ func isScript(cmd redis.Cmder, script *redis.Script) bool {
 }
 
 // loseReply runs one script on the client it is added to and then loses
-// its first reply (an i/o timeout after Redis ran it), as a cut connection
-// does; it counts the script's calls that returned.
+// its first reply, or its first times replies (an i/o timeout after Redis
+// ran it), as a cut connection does; it counts the script's calls that
+// returned.
 type loseReply struct {
 	script *redis.Script
+	times  int64 // replies to lose; 0 is 1
+	losses atomic.Int64
 	lost   atomic.Bool
 	done   atomic.Int64
 }
@@ -63,7 +66,8 @@ func (h *loseReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return err // go-redis sends it again with EVAL
 		}
 		defer h.done.Add(1)
-		if err == nil && h.lost.CompareAndSwap(false, true) {
+		if err == nil && h.losses.Add(1) <= max(h.times, 1) {
+			h.lost.Store(true)
 			err = errors.New("i/o timeout (test: the reply was lost)")
 			cmd.SetErr(err)
 		}
@@ -133,4 +137,43 @@ func TestLostReplyOfARetryMoveNeitherDeadLettersNorRetriesTwice(t *testing.T) {
 		n, _ := rdb.XLen(ctx, DeadLetterKey(stream)).Result()
 		return n > 0 || calls.Load() > 2
 	}, time.Second, 20*time.Millisecond, "dead-lettered, or handled a third time")
+}
+
+// The same, when every send of the move loses its reply
+// (scheduleRetryAttempts): the consumer keeps the retry in memory, while
+// Redis ran the first send, which scheduled the message and acknowledged
+// it. The in-memory retry found the entry pending for no one, with no
+// takeover or failure recorded, took it for forgotten by Redis and ran the
+// handler from memory: the message handled twice (and dead-lettered as
+// vanished had that run failed), the schedule delivering it once more.
+// The move now records the entry as taken (by no consumer) in the step
+// that acknowledges it: the consumer lets its in-memory retry go, and the
+// schedule's delivery is the retry.
+func TestEveryReplyOfARetryMoveLostLeavesTheRetryToTheSchedule(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx, stream := testCtx(t), uniqueStream(t)
+	publishOrders(t, rdb, stream, 1)
+
+	lose := &loseReply{script: scripts.ScheduleRetry, times: scheduleRetryAttempts}
+	rdb.AddHook(lose)
+	var calls, retries atomic.Int64
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithLongRetryAfter(100*time.Millisecond))
+	require.NoError(t, Handle(c, stream, func(_ context.Context, m *Message[Order]) error {
+		if m.RetryOf() != "" {
+			retries.Add(1)
+		}
+		if calls.Add(1) == 1 {
+			return RetryAfter(300*time.Millisecond, errors.New("fails once"))
+		}
+		return nil
+	}))
+	startReady(t, c)
+	eventually(t, 10*time.Second, func() bool { return retries.Load() == 1 }, "the schedule delivers the retry")
+	require.Equal(t, int64(scheduleRetryAttempts), lose.losses.Load(), "every send lost its reply")
+	assert.Never(t, func() bool {
+		n, _ := rdb.XLen(ctx, DeadLetterKey(stream)).Result()
+		return n > 0 || calls.Load() > 2
+	}, time.Second, 20*time.Millisecond, "dead-lettered, or handled a third time")
+	assert.Equal(t, int64(2), calls.Load(), "the first run and the schedule's retry")
 }

@@ -390,13 +390,10 @@ func (r *runner) claimLeftovers(ctx context.Context, rt *route) error {
 			for i, p := range pending {
 				ids[i] = p.ID
 			}
-			claimed, err := r.c.rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: rt.stream, Group: r.c.group, Consumer: r.c.cfg.name, Messages: ids}).Result()
+			// Recorded in the same step, for the owner they were taken
+			// from, should it look again (a stalled owner): it lets them go.
+			claimed, err := claimTo(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ids)
 			if err != nil {
-				return err
-			}
-			// Recorded, for the owner they were taken from, should it look
-			// again (a stalled owner): it lets them go.
-			if err := markClaimed(ctx, r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, claimed); err != nil {
 				return err
 			}
 			r.log.Info("redstream: claimed entries left pending on a partition it took", slog.String("stream", rt.stream), slog.String("from", name), slog.Int("count", len(claimed)))

@@ -38,6 +38,11 @@ import (
 // takenFor is how long a takeover is remembered.
 const takenFor = time.Hour
 
+// scriptIDsMax caps the entry IDs one script call takes: Lua's unpack,
+// which the scripts use to pass IDs on to Redis commands, fails past about
+// 8,000 values, and an operator may name more.
+const scriptIDsMax = 1000
+
 // takenKey and takenAgesKey are the keys of the taken record of stream's
 // entries in group, in stream's hash slot: a hash of entry ID to the
 // consumer that took it ("" for an operator or a reaper that is no
@@ -50,24 +55,16 @@ func takenAgesKey(stream, group string) string {
 	return slotted(stream) + ":redstream-taken-at:" + group
 }
 
-// markTaken records ids of stream as taken over in group by taker (a
-// consumer's name, or "" for an operator) now.
-func markTaken(ctx context.Context, rdb redis.UniversalClient, stream, group, taker string, ids []string) error {
-	return runMarkTaken(ctx, rdb, stream, group, taker, "", ids)
-}
-
 // markClaimed records, of ids of stream claimed by consumer in group, those
 // still pending for it: one acknowledged since by the consumer it was
-// taken from keeps that consumer's record (ackLapsed).
+// taken from keeps that consumer's record (ackLapsed). The reaper calls it
+// right after its XAUTOCLAIM; an operator's claim (claimTo) records in the
+// claim's own step.
 func markClaimed(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, ids []string) error {
-	return runMarkTaken(ctx, rdb, stream, group, consumer, group, ids)
-}
-
-func runMarkTaken(ctx context.Context, rdb redis.UniversalClient, stream, group, taker, checkGroup string, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	args := scripts.WithIDs(ids, taker, takenFor.Milliseconds(), checkGroup)
+	args := scripts.WithIDs(ids, consumer, takenFor.Milliseconds(), group)
 	keys := []string{takenKey(stream, group), takenAgesKey(stream, group), stream}
 	return scripts.MarkTaken.Run(ctx, rdb, keys, args...).Err()
 }

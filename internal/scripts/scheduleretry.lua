@@ -10,6 +10,8 @@
 -- KEYS[3]  the hash of schedule records (same hash slot)
 -- KEYS[4]  the group's failed-attempts hash (same hash slot): the entry's
 --          field is deleted with the acknowledgement
+-- KEYS[5]  the group's takers hash (same hash slot)
+-- KEYS[6]  the group's takeover times (same hash slot)
 -- ARGV[1]  group
 -- ARGV[2]  consumer that must own the entry
 -- ARGV[3]  entry ID
@@ -17,6 +19,12 @@
 -- ARGV[5]  failed handler attempts, this one included: the record
 --          carries the higher of it and the count in KEYS[4]
 -- ARGV[6]  schedule ID for the retry
+-- ARGV[7]  how long to remember a takeover, in ms
+--
+-- The entry is recorded as taken by no consumer (taken.lua): a consumer
+-- that sent the move and lost every reply keeps the retry in memory, and
+-- finding the entry pending for no one, lets it go (the schedule delivers
+-- it) instead of running it again from memory.
 --
 -- Returns {"ok", due ms, attempts carried}, {"not-pending"} (acknowledged
 -- or gone meanwhile), {"not-owner"} (another consumer took it) or
@@ -59,6 +67,7 @@ local t = redis.call('TIME')
 local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
 redis.call('HSET', KEYS[3], ARGV[6], table.concat(head) .. table.concat(rec))
 redis.call('ZADD', KEYS[2], due, ARGV[6])
+markTaken(KEYS[5], KEYS[6], '', tonumber(ARGV[7]), {id})
 redis.call('XACK', stream, group, id)
 redis.call('HDEL', KEYS[4], id)
 return {'ok', string.format('%d', due), attempts}

@@ -50,6 +50,8 @@ var (
 	markTakenSrc string
 	//go:embed acklapsed.lua
 	ackLapsedSrc string
+	//go:embed claim.lua
+	claimSrc string
 )
 
 // Scripts run with EVALSHA, falling back to EVAL when the server has not
@@ -64,6 +66,7 @@ var (
 	ClaimOwn    = redis.NewScript(takenSrc + claimOwnSrc)
 	MarkTaken   = redis.NewScript(takenSrc + markTakenSrc)
 	AckLapsed   = redis.NewScript(takenSrc + ackLapsedSrc)
+	Claim       = redis.NewScript(takenSrc + claimSrc)
 	Replay      = redis.NewScript(once(replaySrc))
 	DelConsumer = redis.NewScript(delConsumerSrc)
 	Trim        = redis.NewScript(once(trimSrc))
@@ -75,7 +78,7 @@ var (
 
 	Schedule        = redis.NewScript(once(scheduleSrc))
 	CancelScheduled = redis.NewScript(once(cancelScheduledSrc))
-	ScheduleRetry   = redis.NewScript(once(scheduleRetrySrc))
+	ScheduleRetry   = redis.NewScript(once(takenSrc + scheduleRetrySrc))
 	// MoveDue needs no marker: it removes what it moves in the same run,
 	// so a resend moves nothing twice.
 	MoveDue       = redis.NewScript(recordSrc + moveDueSrc)
@@ -119,6 +122,12 @@ return reply
 // server has not cached it, neither resent by the client), since a resend
 // would deliver more entries while the first run's stay pending unseen.
 func FencedReadSource() string { return fencedReadSrc }
+
+// AckLapsedSource is AckLapsed's source, for a caller that sends the
+// script once (an operator's acknowledgement, whose resend would find
+// every entry not pending) or in a pipeline, where EVALSHA's fallback to
+// EVAL cannot run.
+func AckLapsedSource() string { return takenSrc + ackLapsedSrc }
 
 // WithIDs returns a script's ARGV: fixed, then ids, as most of these
 // scripts take them.
