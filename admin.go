@@ -310,7 +310,13 @@ func CreateGroup(ctx context.Context, rdb redis.UniversalClient, stream, group, 
 // already; moving forward skips entries it was not delivered. Its pending
 // entries stay pending, and a running consumer keeps reading from the new
 // position. Redis's lag count for the group is unknown afterwards
-// ([Inspect] counts it).
+// ([Inspect] counts it). A rewind also forgets the group's takeover record
+// (which consumer took which entry over, kept an hour; see the README's
+// delivery promise): an entry delivered again is a new delivery, and a
+// record of its last one could make a consumer that stalls holding it let
+// it go. A consumer stalled across the rewind, holding an entry another
+// consumer finished, then finishes it again from memory: a duplicate,
+// never a loss.
 //
 // Errors wrap [ErrNoStream], [ErrNoGroup], [ErrInvalidID],
 // [ErrInvalidOption] or [ErrInvalidStreamName].
@@ -321,13 +327,39 @@ func SetGroupID(ctx context.Context, rdb redis.UniversalClient, stream, group, i
 	if err := checkStart("set group ID", id); err != nil {
 		return err
 	}
-	if _, err := groupInfo(ctx, rdb, stream, group); err != nil {
+	g, err := groupInfo(ctx, rdb, stream, group)
+	if err != nil {
 		return err
 	}
-	if err := rdb.XGroupSetID(ctx, stream, group, id).Err(); err != nil {
+	_, err = rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.XGroupSetID(ctx, stream, group, id)
+		if rewinds(g.LastDeliveredID, id) {
+			pipe.Del(ctx, takenKey(stream, group), takenAgesKey(stream, group))
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("redstream: set ID of group %s of %s: %w", group, stream, groupErr(stream, group, err))
 	}
 	return nil
+}
+
+// rewinds reports whether moving a group whose last delivered entry is
+// last to id ("$", "0" or an entry ID) delivers entries again. When last
+// cannot be read, it says yes.
+func rewinds(last, id string) bool {
+	if id == "$" {
+		return false
+	}
+	from, err := streamid.Parse(last)
+	if err != nil {
+		return true
+	}
+	if id == "0" {
+		return from != streamid.ID{}
+	}
+	to, err := streamid.Parse(id)
+	return err != nil || to.Compare(from) < 0
 }
 
 // DestroyGroup deletes consumer group group of stream with its consumers,

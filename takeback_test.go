@@ -199,3 +199,44 @@ func TestAClaimRecordYieldsToTheAcknowledgementOfTheHolder(t *testing.T) {
 
 	assertBLetsGo(t, rdb, stream, id)
 }
+
+// A group rewound (SetGroupID) within the hour a takeover is remembered:
+// an entry that b took over and finished is delivered again, to c, which
+// then stalls and is deleted by hand (XGROUP DELCONSUMER). c finds the
+// entry pending for no one, and the stale record of b's takeover told it
+// to let the entry go as finished elsewhere: the rewind's delivery was
+// lost. A rewind now forgets the group's takeover record; moving forward
+// keeps it (nothing is delivered again).
+func TestRewoundGroupForgetsItsTakeoverRecord(t *testing.T) {
+	for _, tc := range []struct {
+		to      string
+		forgets bool
+	}{{"0", true}, {"$", false}} {
+		t.Run("to "+tc.to, func(t *testing.T) {
+			t.Parallel()
+			rdb := redistest.Client(t)
+			ctx, stream := testCtx(t), uniqueStream(t)
+			id := publishOrders(t, rdb, stream, 1)[0]
+			require.NoError(t, rdb.XGroupCreate(ctx, stream, "g", "0").Err())
+			require.Equal(t, []string{id}, deliverTo(t, rdb, stream, "g", "a", 1))
+			claimed, err := claimTo(ctx, rdb, stream, "g", "b", []string{id})
+			require.NoError(t, err)
+			require.Equal(t, []string{id}, claimed)
+			require.NoError(t, rdb.XAck(ctx, stream, "g", id).Err(), "b finishes it")
+			require.Equal(t, "b", takerOf(t, rdb, stream, id))
+
+			require.NoError(t, SetGroupID(ctx, rdb, stream, "g", tc.to))
+			if !tc.forgets {
+				assert.Equal(t, "b", takerOf(t, rdb, stream, id), "kept")
+				return
+			}
+			assert.Empty(t, takerOf(t, rdb, stream, id), "forgotten")
+			require.Equal(t, []string{id}, deliverTo(t, rdb, stream, "g", "c", 1), "delivered again")
+			require.NoError(t, rdb.XGroupDelConsumer(ctx, stream, "g", "c").Err())
+			res, err := renewLeases(ctx, rdb, stream, "g", "c", 0, 0, []string{id})
+			require.NoError(t, err)
+			assert.Empty(t, res.lost, "c lets the rewind's delivery go: %+v", res)
+			assert.Equal(t, []string{id}, append(res.unrecorded, res.vanished...), "c finishes it from memory: %+v", res)
+		})
+	}
+}
