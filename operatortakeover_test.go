@@ -43,11 +43,8 @@ func TestOperatorTakeoverIsRecordedHoweverTheCallFails(t *testing.T) {
 		for _, cut := range []string{"exec", "xack", "xclaim", "evalsha"} {
 			t.Run(tc.name+"/"+cut, func(t *testing.T) {
 				t.Parallel()
-				rdb := redistest.Client(t)
-				ctx, stream := testCtx(t), uniqueStream(t)
-				id := publishOrders(t, rdb, stream, 1)[0]
-				require.NoError(t, rdb.XGroupCreate(ctx, stream, "g", "0").Err())
-				require.Equal(t, []string{id}, deliverTo(t, rdb, stream, "g", "a", 1))
+				rdb, stream, id := heldByA(t)
+				ctx := testCtx(t)
 				// Cached, so that a script is one EVALSHA.
 				for _, s := range []*redis.Script{scripts.AckLapsed, scripts.Claim, scripts.MarkTaken} {
 					require.NoError(t, s.Load(ctx, rdb).Err())

@@ -214,11 +214,8 @@ func TestRewoundGroupForgetsItsTakeoverRecord(t *testing.T) {
 	}{{"0", true}, {"$", false}} {
 		t.Run("to "+tc.to, func(t *testing.T) {
 			t.Parallel()
-			rdb := redistest.Client(t)
-			ctx, stream := testCtx(t), uniqueStream(t)
-			id := publishOrders(t, rdb, stream, 1)[0]
-			require.NoError(t, rdb.XGroupCreate(ctx, stream, "g", "0").Err())
-			require.Equal(t, []string{id}, deliverTo(t, rdb, stream, "g", "a", 1))
+			rdb, stream, id := heldByA(t)
+			ctx := testCtx(t)
 			claimed, err := claimTo(ctx, rdb, stream, "g", "b", []string{id})
 			require.NoError(t, err)
 			require.Equal(t, []string{id}, claimed)
@@ -239,4 +236,17 @@ func TestRewoundGroupForgetsItsTakeoverRecord(t *testing.T) {
 			assert.Equal(t, []string{id}, append(res.unrecorded, res.vanished...), "c finishes it from memory: %+v", res)
 		})
 	}
+}
+
+// heldByA publishes one entry to a new stream and delivers it to consumer
+// "a" of group "g", on the shared server: a consumer that then stalls (or
+// dies) holding it.
+func heldByA(t *testing.T) (rdb *redis.Client, stream, id string) {
+	t.Helper()
+	rdb = redistest.Client(t)
+	stream = uniqueStream(t)
+	id = publishOrders(t, rdb, stream, 1)[0]
+	require.NoError(t, rdb.XGroupCreate(testCtx(t), stream, "g", "0").Err())
+	require.Equal(t, []string{id}, deliverTo(t, rdb, stream, "g", "a", 1))
+	return rdb, stream, id
 }
