@@ -306,9 +306,15 @@ func CheckReplayRate(perSecond float64) error {
 // optionally [ReplayRate]. It returns how many entries were replayed. An
 // entry that cannot be replayed (see [DeadLetter.FieldsOmitted]) is left in
 // place and reported in an error wrapping [ErrNotReplayable] while the
-// others are replayed; a rate out of bounds is an [ErrInvalidOption]; a Redis
-// failure or the end of ctx stops the replay, and what was replayed before
-// stays replayed.
+// others are replayed; a rate out of bounds is an [ErrInvalidOption]; a
+// stream that does not exist (deleted since) is an [ErrNoStream], and
+// nothing is replayed to it (appended, the entries would make a stream
+// with no group, which a consumer starting at "$" would never read: start
+// a consumer of the stream first, which creates both); a Redis failure or the end of ctx
+// stops the replay, and what was replayed before stays replayed. A message
+// dead-lettered after long retries ([WithLongRetryAfter]) is replayed
+// without their count of failed attempts, and still only for the group it
+// failed in.
 func (d *DeadLetters) Replay(ctx context.Context, opts ...ReplayOption) (int, error) {
 	cfg := replayConfig{batch: 100}
 	for _, o := range opts {
@@ -336,6 +342,8 @@ func (d *DeadLetters) Replay(ctx context.Context, opts ...ReplayOption) (int, er
 			replayed++
 		case errors.Is(err, redis.Nil):
 			// Replayed or deleted already.
+		case redis.HasErrorPrefix(err, "NOSTREAM"):
+			return fmt.Errorf("%w: replay to %s: the stream does not exist; start a consumer of it first (it creates the stream and its group), then replay", ErrNoStream, d.stream)
 		case redis.HasErrorPrefix(err, "redstream:"):
 			refused = append(refused, err)
 		default:

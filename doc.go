@@ -63,8 +63,8 @@
 // dead-letters at once, [ErrDrop] acknowledges without handling, and
 // entries that cannot be decoded are dead-lettered at once. [DeadLetters]
 // lists, replays (at a [ReplayRate] between [MinReplayRate] and
-// [MaxReplayRate]; [ErrNotReplayable] for those left in place) and deletes
-// dead letters. [WithHandlerTimeout] bounds a
+// [MaxReplayRate]; [ErrNotReplayable] for those left in place,
+// [ErrNoStream] when their stream is gone) and deletes dead letters. [WithHandlerTimeout] bounds a
 // handler call; a handler's context tells why it ended ([context.Cause]):
 // [ErrHandlerTimeout], [ErrShutdownTimeout] or [ErrLeaseLost].
 // [WithRateLimit] limits a registration's handler starts across the whole
@@ -184,7 +184,8 @@
 // ("payload" unless [WithPayloadField] says otherwise). Header fields can be
 // written next to it with [WithHeader] or by a payload type that implements
 // [HeaderSource]. For untyped use, [Fields] writes and reads the entry's
-// fields as a map.
+// fields as a map. Names starting with [ReservedFieldPrefix]
+// ("redstream-") are the library's own and refused as headers and fields.
 //
 // # Testing handlers
 //

@@ -3,6 +3,7 @@ package redstream
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Encoding one publish into the fields of a stream entry: headers, the
@@ -88,7 +89,26 @@ func appendUserHeader(values []any, seen map[string]struct{}, name, value, paylo
 	if name == KeyField {
 		return nil, fmt.Errorf("%w: header %q would overwrite the message key field: set the key with WithKey or WithKeyFunc", ErrInvalidOption, name)
 	}
+	if err := checkNotReserved("header", name); err != nil {
+		return nil, err
+	}
 	return appendHeader(values, seen, name, value, payloadField)
+}
+
+// ReservedFieldPrefix starts the names of the fields redstream writes and
+// reads itself ([RetryGroupField], [AttemptsField], [RetryOfField],
+// [ScheduleIDField], [DueField]): a producer refuses headers and [Fields]
+// named with it. A user's field of that name could make the stream's
+// groups acknowledge a message without handling it, or count attempts it
+// never had.
+const ReservedFieldPrefix = "redstream-"
+
+// checkNotReserved refuses a field name under ReservedFieldPrefix.
+func checkNotReserved(what, name string) error {
+	if strings.HasPrefix(name, ReservedFieldPrefix) {
+		return fmt.Errorf("%w: %s %q: names starting with %q are redstream's own (drop it when copying an entry from a stream)", ErrInvalidOption, what, name, ReservedFieldPrefix)
+	}
+	return nil
 }
 
 // encodeFields writes an untyped payload as the entry's fields. Its own
@@ -101,6 +121,9 @@ func (p *Producer[T]) encodeFields(f Fields, extra []string, pc *publishConfig) 
 	for name, value := range f {
 		if name == "" {
 			return nil, fmt.Errorf("%w: empty field name", ErrInvalidOption)
+		}
+		if err := checkNotReserved("field", name); err != nil {
+			return nil, err
 		}
 		seen[name] = struct{}{}
 		values = append(values, name, value)

@@ -7,7 +7,14 @@
 --
 -- Returns the new entry's ID, or false when the dead-letter entry does not
 -- exist (already replayed or deleted). Errors when the entry came from
--- another stream or has no fields of its own.
+-- another stream or has no fields of its own, and (NOSTREAM) when the
+-- stream does not exist: appended, the entry would create a stream with no
+-- group, which a consumer starting at "$" never reads.
+--
+-- The failed attempts a long retry carried (redstream-attempts) are left
+-- out: a replayed message starts with a fresh count. The group a long
+-- retry was for (redstream-retry-group) is kept: the other groups of the
+-- stream handled the message already.
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then
   return false
@@ -24,7 +31,7 @@ for i = 1, #fields, 2 do
     origin = fields[i + 1]
   elseif name == 'dead-letter:fields-omitted' then
     return redis.error_reply('ERR redstream: dead-letter entry ' .. ARGV[1] .. ' was recorded without its ' .. fields[i + 1] .. ' fields (too many to copy); read them from its origin entry')
-  elseif string.sub(name, 1, 12) ~= 'dead-letter:' then
+  elseif string.sub(name, 1, 12) ~= 'dead-letter:' and name ~= 'redstream-attempts' then
     args[#args + 1] = name
     args[#args + 1] = fields[i + 1]
   end
@@ -37,6 +44,9 @@ if origin ~= KEYS[2] then
 end
 if #args == 2 then
   return redis.error_reply('ERR redstream: dead-letter entry ' .. ARGV[1] .. ' holds no fields to replay')
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.error_reply('NOSTREAM redstream: ' .. KEYS[2] .. ' does not exist')
 end
 local id = redis.call('XADD', unpack(args))
 redis.call('XDEL', KEYS[1], ARGV[1])
