@@ -251,13 +251,7 @@ func TestTakeoversAreRecorded(t *testing.T) {
 		assert.Equal(t, want, by, "taker of %s", id)
 	}
 
-	var handled atomic.Int64
-	c := newTestConsumer(t, rdb, "g", append(fastReclaim(100*time.Millisecond), WithConsumerName("a"))...)
-	require.NoError(t, Handle(c, stream, func(context.Context, *Message[Order]) error {
-		handled.Add(1)
-		return nil
-	}))
-	startReady(t, c)
+	handled := startCounting(t, rdb, stream, "a", 100*time.Millisecond)
 	eventually(t, 10*time.Second, func() bool { return pendingCount(t, rdb, stream, "g") == 0 && handled.Load() == 3 },
 		"the dead consumer's and the heir's messages reclaimed, and the one never delivered read")
 	for _, id := range dead[:2] {

@@ -89,7 +89,15 @@ const (
 // Redis, and returns it with what it did and, when it scheduled, the due
 // time.
 func scheduleRetry(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer, id string, delay time.Duration, attempts int64) (res retryResult, counted int64, due time.Time, err error) {
-	return newScheduleRetryCall(stream, group, consumer, id, delay, attempts).run(ctx, rdb)
+	return newScheduleRetryCall(stream, group, consumer, id, delay, attempts, DefaultMinIdle).run(ctx, rdb)
+}
+
+// retryRecordFor is how long a long retry's move records its entry as
+// taken (scheduleretry.lua): long enough for a consumer that lost every
+// reply of the move to look again (its lease keeper runs every MinIdle/3),
+// much shorter than a takeover's hour.
+func retryRecordFor(minIdle time.Duration) time.Duration {
+	return min(max(2*time.Minute, 2*minIdle), takenFor)
 }
 
 // scheduleRetryCall is one move of a retry to the schedule, which may be
@@ -102,11 +110,11 @@ type scheduleRetryCall struct {
 	args []any
 }
 
-func newScheduleRetryCall(stream, group, consumer, id string, delay time.Duration, attempts int64) *scheduleRetryCall {
+func newScheduleRetryCall(stream, group, consumer, id string, delay time.Duration, attempts int64, minIdle time.Duration) *scheduleRetryCall {
 	ms := int64((delay + time.Millisecond - 1) / time.Millisecond)
 	return &scheduleRetryCall{
 		keys: []string{stream, scheduledKey(stream), scheduledDataKey(stream), attemptsKey(stream, group), takenKey(stream, group), takenAgesKey(stream, group), onceKey(stream)},
-		args: []any{group, consumer, id, ms, attempts, newRetryID(), takenFor.Milliseconds()},
+		args: []any{group, consumer, id, ms, attempts, newRetryID(), takenFor.Milliseconds(), retryRecordFor(minIdle).Milliseconds()},
 	}
 }
 
@@ -162,7 +170,7 @@ func (r *runner) moveRetry(handlerCtx context.Context, e *entry, cause error) bo
 	if !r.longRetry(e, delay) {
 		return false
 	}
-	call := newScheduleRetryCall(e.route.stream, r.c.group, r.c.cfg.name, e.id, delay, e.attempts+1)
+	call := newScheduleRetryCall(e.route.stream, r.c.group, r.c.cfg.name, e.id, delay, e.attempts+1, r.c.cfg.minIdle)
 	var (
 		res     retryResult
 		counted int64

@@ -334,6 +334,18 @@ func TestScheduleRetryScript(t *testing.T) {
 	left, err := rdb.HExists(ctx, attemptsKey(stream, "g"), mine).Result()
 	require.NoError(t, err)
 	assert.False(t, left, "its failed-attempts field deleted with the move")
+	// Recorded as taken (a consumer that lost every reply of the move lets
+	// its in-memory retry go), for retryRecordFor only: a record dated
+	// back so that it is forgotten then, not after a takeover's hour (long
+	// retries can be many).
+	assert.Equal(t, "", takerOf(t, rdb, stream, mine), "recorded, by no consumer")
+	assert.Equal(t, 1, int(rdb.HLen(ctx, takenKey(stream, "g")).Val()))
+	at, err := rdb.ZScore(ctx, takenAgesKey(stream, "g"), mine).Result()
+	require.NoError(t, err)
+	now, err := rdb.Time(ctx).Result()
+	require.NoError(t, err)
+	forgottenIn := time.Duration(int64(at)-now.UnixMilli())*time.Millisecond + takenFor
+	assert.InDelta(t, retryRecordFor(DefaultMinIdle).Seconds(), forgottenIn.Seconds(), 5, "forgotten after retryRecordFor, not takenFor")
 
 	eventually(t, 5*time.Second, func() bool {
 		n, err := MoveDue(ctx, rdb, stream)

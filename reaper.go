@@ -140,9 +140,10 @@ func (r *runner) reapStream(ctx context.Context, rt *route, cursor string) strin
 }
 
 // claimed handles entries the reaper took over: each holds one room token.
-// It reports false, having given the tokens back, when their delivery
-// counts or recorded failures could not be read: they stay pending (now this consumer's) and are
-// claimed again once idle, rather than handled with a wrong count.
+// It reports false, having given the tokens back, when the takeover could
+// not be recorded or their delivery counts or recorded failures could not
+// be read: they stay pending (now this consumer's) and are claimed again
+// once idle, rather than handled unrecorded or with a wrong count.
 // sent is when (monoNow) the claim was sent.
 func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, since uint64, sent int64) bool {
 	// Recorded, for the consumer they were taken from, should it look
@@ -156,8 +157,14 @@ func (r *runner) claimed(ctx context.Context, rt *route, msgs []redis.XMessage, 
 	for i, m := range msgs {
 		ids[i] = m.ID
 	}
+	// A claim that could not be recorded is not handled: the consumer it
+	// was taken from would find it pending for no one, unrecorded, and
+	// run it again from memory. It stays pending (this consumer's) and is
+	// claimed again, and recorded, once idle.
 	if err := markClaimed(context.WithoutCancel(ctx), r.c.rdb, rt.stream, r.c.group, r.c.cfg.name, ids); err != nil {
+		r.held.giveRoom(len(msgs))
 		r.report(&OpError{Op: "reap", Stream: rt.stream, Group: r.c.group, Err: err})
+		return false
 	}
 	entries := make([]*entry, 0, len(msgs))
 	for _, m := range msgs {

@@ -20,11 +20,14 @@
 --          carries the higher of it and the count in KEYS[4]
 -- ARGV[6]  schedule ID for the retry
 -- ARGV[7]  how long to remember a takeover, in ms
+-- ARGV[8]  how long to remember this one, in ms (shorter)
 --
 -- The entry is recorded as taken by no consumer (taken.lua): a consumer
 -- that sent the move and lost every reply keeps the retry in memory, and
 -- finding the entry pending for no one, lets it go (the schedule delivers
--- it) instead of running it again from memory.
+-- it) instead of running it again from memory. It looks again within
+-- MinIdle: the record is kept for ARGV[8] only, not for the hour a
+-- takeover is, since long retries can be many.
 --
 -- Returns {"ok", due ms, attempts carried}, {"not-pending"} (acknowledged
 -- or gone meanwhile), {"not-owner"} (another consumer took it) or
@@ -67,7 +70,7 @@ local t = redis.call('TIME')
 local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
 redis.call('HSET', KEYS[3], ARGV[6], table.concat(head) .. table.concat(rec))
 redis.call('ZADD', KEYS[2], due, ARGV[6])
-markTaken(KEYS[5], KEYS[6], '', tonumber(ARGV[7]), {id})
+markTaken(KEYS[5], KEYS[6], '', tonumber(ARGV[7]), {id}, tonumber(ARGV[8]))
 redis.call('XACK', stream, group, id)
 redis.call('HDEL', KEYS[4], id)
 return {'ok', string.format('%d', due), attempts}

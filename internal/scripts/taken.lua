@@ -13,12 +13,17 @@ local function takenFrom(takers, id, consumer)
 end
 
 -- markTaken records ids as taken over by taker now and forgets takeovers
--- older than keepMs.
-local function markTaken(takers, ages, taker, keepMs, ids)
+-- older than keepMs. With lifeMs (shorter than keepMs), these records are
+-- forgotten sooner: after lifeMs (they are dated back by keepMs - lifeMs).
+local function markTaken(takers, ages, taker, keepMs, ids, lifeMs)
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local at = now
+  if lifeMs and lifeMs < keepMs then
+    at = now - keepMs + lifeMs
+  end
   for _, id in ipairs(ids) do
-    redis.call('ZADD', ages, now, id)
+    redis.call('ZADD', ages, at, id)
     redis.call('HSET', takers, id, taker)
   end
   local old = redis.call('ZRANGEBYSCORE', ages, '-inf', '(' .. (now - keepMs), 'LIMIT', 0, 1000)
