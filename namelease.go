@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,9 +48,14 @@ func newNameLease(r *runner) *nameLease {
 }
 
 // nameLeaseKey is the key of the lease on consumer's name in group on
-// stream, in stream's hash slot.
+// stream, in stream's hash slot. No two groups' consumers share one: a
+// group named with a colon would ("a" with consumer "b:c", "a:b" with
+// "c"), so its key names the group's length, under a name of its own.
 func nameLeaseKey(stream, group, consumer string) string {
-	return slotted(stream) + ":redstream-consumer:" + group + ":" + consumer
+	if !strings.Contains(group, ":") {
+		return slotted(stream) + ":redstream-consumer:" + group + ":" + consumer
+	}
+	return slotted(stream) + ":redstream-consumer-in:" + strconv.Itoa(len(group)) + ":" + group + ":" + consumer
 }
 
 // acquire takes the lease on every stream, then starts renewing them. A

@@ -91,14 +91,21 @@ func StreamName(service, entity, action string) (string, error) {
 // ValidateStream reports whether redstream can use stream as a stream key:
 // it must be non-empty, and braces in it must either form a Redis Cluster
 // hash tag ("{...}" with text inside) or be only opening braces, so that
-// [DeadLetterKey] can put the dead-letter stream in the same hash slot. The
-// error wraps [ErrInvalidStreamName].
+// [DeadLetterKey] can put the dead-letter stream in the same hash slot; and
+// it must not be only a hash tag ("{x}"), whose keys (dead letters,
+// schedule, dedupe, leases) would be those of the stream named by the tag
+// ("x"), which redstream keeps in the slot of "{x}". The error wraps
+// [ErrInvalidStreamName].
 func ValidateStream(stream string) error {
 	if stream == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidStreamName)
 	}
-	if _, ok := slot.Tag(stream); !ok && strings.ContainsRune(stream, '}') {
+	tag, ok := slot.Tag(stream)
+	if !ok && strings.ContainsRune(stream, '}') {
 		return fmt.Errorf("%w: %q has a '}' but no non-empty {hash tag}, so no dead-letter key can share its cluster slot", ErrInvalidStreamName, stream)
+	}
+	if ok && stream == "{"+tag+"}" {
+		return fmt.Errorf("%w: %q is only a hash tag: its dead letters, schedule and other keys would be those of stream %q; name it %q or add to it, as in %q", ErrInvalidStreamName, stream, tag, tag, stream+":events")
 	}
 	return nil
 }
