@@ -51,8 +51,8 @@ var aclCommands = []string{
 	"+evalsha", "+eval", "+xclaim", "+xdel", "+xtrim", "+xlen", "+xinfo|groups", "+xgroup|delconsumer",
 	// Inspect and DeadLetters.List.
 	"+xinfo|stream", "+xrevrange",
-	// DeadLetters.Purge.
-	"+multi", "+exec", "+del",
+	// DeadLetters.Purge; Replay checks that the stream exists.
+	"+multi", "+exec", "+del", "+exists",
 	// Scheduled delivery (schedule, move when due by the server's TIME,
 	// cancel, list, Inspect's count), keys {stream}:redstream-scheduled*.
 	"+time", "+zadd", "+zscore", "+zrangebyscore", "+zrange", "+zrem", "+zcard",
