@@ -104,7 +104,8 @@
 // Redis (a sorted set and a hash in the stream's hash slot) and is
 // appended when due, by the Redis server's clock, never before, exactly
 // once, by whichever Consumer or standalone [Reaper] of the stream polls
-// first ([WithSchedulePoll], default 250ms). The publish returns a
+// first ([WithSchedulePoll], default 250ms); a wait beyond [MaxDelay]
+// (100 years) is refused. The publish returns a
 // schedule ID that [Producer.Cancel] takes; [Message.ScheduleID] and
 // [Message.ScheduledFor] tell a handler what it was. [WithDedupeKey]
 // publishes once per business key within a window ([WithDedupeWindow],

@@ -78,6 +78,14 @@ const (
 	DefaultDedupeWindow = 24 * time.Hour
 )
 
+// MaxDelay is the longest wait redstream schedules: 100 years (of 365
+// days), far beyond any real delay yet well inside what a time.Duration
+// and a due time in Unix milliseconds can hold. [WithDelay] and
+// [WithDeliverAt] refuse a wait beyond it with an error wrapping
+// [ErrInvalidOption]; a retry delay beyond it ([RetryAfter],
+// [RateLimited], [WithRetryBackoff]) is cut to it.
+const MaxDelay = 100 * 365 * 24 * time.Hour
+
 // Defaults of [HandleBatch] without [WithBatch].
 const (
 	// DefaultBatchMaxSize is the most messages of one batch.

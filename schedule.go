@@ -52,15 +52,15 @@ type scheduleAt struct {
 // takes it, and the entry carries it ([Message.ScheduleID]).
 //
 // d is rounded up to a whole millisecond; zero is due at once (still
-// through the schedule); negative is an error wrapping [ErrInvalidOption],
-// as is giving WithDelay or [WithDeliverAt] twice, or with [WithID] or
-// [WithDedupeKey]. Nothing moves a due message unless a Consumer or Reaper
+// through the schedule); negative, or more than [MaxDelay] (100 years), is
+// an error wrapping [ErrInvalidOption], as is giving WithDelay or
+// [WithDeliverAt] twice, or with [WithID] or [WithDedupeKey]. Nothing moves a due message unless a Consumer or Reaper
 // of its stream runs. The entry is appended without the producer's trim
 // ([WithMaxLen], [WithMaxAge]).
 func WithDelay(d time.Duration) PublishOption {
 	return publishOption(func(c *publishConfig) error {
-		if d < 0 {
-			return fmt.Errorf("%w: WithDelay(%v): must not be negative", ErrInvalidOption, d)
+		if d < 0 || d > MaxDelay {
+			return fmt.Errorf("%w: WithDelay(%v): must be from 0 to MaxDelay (%v)", ErrInvalidOption, d, MaxDelay)
 		}
 		if c.schedule != nil {
 			return fmt.Errorf("%w: WithDelay or WithDeliverAt given twice", ErrInvalidOption)
@@ -73,13 +73,18 @@ func WithDelay(d time.Duration) PublishOption {
 // WithDeliverAt publishes the message at t instead of at once, as
 // [WithDelay] does: t is compared with the Redis server's clock, to the
 // millisecond, so a producer whose clock is off shifts it by as much. A t
-// in the past is due at once. The zero Time is an error wrapping
+// in the past is due at once. The zero Time, or a t more than [MaxDelay]
+// (100 years) from now by the producer's clock, is an error wrapping
 // [ErrInvalidOption], as is giving WithDeliverAt or WithDelay twice, or
 // with [WithID] or [WithDedupeKey].
 func WithDeliverAt(t time.Time) PublishOption {
 	return publishOption(func(c *publishConfig) error {
 		if t.IsZero() {
 			return fmt.Errorf("%w: WithDeliverAt: zero time", ErrInvalidOption)
+		}
+		if time.Until(t) > MaxDelay {
+			// Further out, its Unix milliseconds may not fit an int64.
+			return fmt.Errorf("%w: WithDeliverAt(%v): more than MaxDelay (%v) from now", ErrInvalidOption, t, MaxDelay)
 		}
 		if c.schedule != nil {
 			return fmt.Errorf("%w: WithDelay or WithDeliverAt given twice", ErrInvalidOption)
