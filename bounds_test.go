@@ -1,10 +1,14 @@
 package redstream
 
 import (
+	"context"
+	"errors"
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -53,4 +57,47 @@ func TestScheduleAtMaxDelayIsDueThen(t *testing.T) {
 	n, err := MoveDue(ctx, rdb, stream)
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing due")
+}
+
+func TestHugeRetryDelayIsCutToMaxDelay(t *testing.T) {
+	t.Parallel()
+	for _, d := range []time.Duration{MaxDelay, MaxDelay + time.Millisecond, 1 << 62, math.MaxInt64 - time.Millisecond, math.MaxInt64} {
+		call := newScheduleRetryCall("s", "g", "c", "1-1", d, 1)
+		assert.Equal(t, MaxDelay.Milliseconds(), call.args[3], "delay %v in ms", d)
+		for name, err := range map[string]error{"RetryAfter": RetryAfter(d, nil), "RateLimited": RateLimited(d, nil)} {
+			var re *RetryError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, MaxDelay, re.Delay, "%s(%v)", name, d)
+		}
+	}
+}
+
+// A huge RetryAfter on the long-retry path waits in the schedule, due
+// MaxDelay from now, instead of overflowing into a retry at once.
+func TestHugeRetryAfterWaitsInSchedule(t *testing.T) {
+	t.Parallel()
+	rdb, ctx, stream := mustRedis(t), testCtx(t), uniqueStream(t)
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithLongRetryAfter(time.Millisecond),
+		WithSchedulePoll(10*time.Millisecond), WithMaxDeliveries(3))
+	var calls atomic.Int64
+	require.NoError(t, Handle(c, stream, func(ctx context.Context, m *Message[Order]) error {
+		calls.Add(1)
+		return &RetryError{Delay: math.MaxInt64, Err: errors.New("later")}
+	}))
+	_, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{DefaultPayloadField, `{"id":"1"}`}}).Result()
+	require.NoError(t, err)
+	r := startReady(t, c)
+	var list []ScheduledMessage
+	eventually(t, 10*time.Second, func() bool {
+		list, err = ListScheduled(ctx, rdb, stream, 0, 10)
+		return err == nil && len(list) == 1
+	}, "the retry is scheduled")
+	// Polls of the schedule pass; none may find the retry due.
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, r.stop(t))
+	assert.Equal(t, int64(1), calls.Load(), "handled once")
+	assert.True(t, list[0].Due.After(time.Now().Add(MaxDelay-time.Hour)), "due %v", list[0].Due)
+	n, err := rdb.XLen(ctx, DeadLetterKey(stream)).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "no dead letter")
 }

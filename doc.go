@@ -51,7 +51,8 @@
 //
 // A handler's error leaves its message pending; the consumer delivers it
 // again after an exponential backoff with jitter ([WithRetryBackoff]), or
-// after the delay of a [RetryAfter] error, renewing its lease meanwhile;
+// after the delay of a [RetryAfter] error (either at most [MaxDelay]),
+// renewing its lease meanwhile;
 // a retry due [WithLongRetryAfter] or more from now (default MinIdle) waits
 // in the stream's schedule instead, freeing its in-flight room.
 // After MaxDeliveries failed handler attempts ([WithMaxDeliveries],

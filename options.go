@@ -389,7 +389,8 @@ func WithGroupStart(id string) ConsumerOption {
 // in the stream's schedule. A handler can ask
 // for its own delay with [RetryAfter]. Defaults: [DefaultRetryBackoffMin],
 // [DefaultRetryBackoffMax]; minDelay must be positive and maxDelay at least
-// minDelay.
+// minDelay, or the option is an error wrapping [ErrInvalidOption]; a delay
+// beyond [MaxDelay] (100 years) waits MaxDelay.
 func WithRetryBackoff(minDelay, maxDelay time.Duration) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error {
 		if minDelay <= 0 || maxDelay < minDelay {

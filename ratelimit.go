@@ -79,9 +79,10 @@ func WithRateLimit(perSecond float64, burst int) HandleOption {
 // starts another handler of the stream for d. Unlike [RetryAfter], the
 // attempt does not count towards MaxDeliveries: the message is not at
 // fault (so a handler that always returns it retries the message forever).
-// err, which may be nil, says why, and is logged.
+// err, which may be nil, says why, and is logged. A negative d is taken
+// as 0, and one beyond [MaxDelay] as MaxDelay.
 func RateLimited(d time.Duration, err error) error {
-	return &RetryError{Delay: max(d, 0), Err: err, rateLimited: true}
+	return &RetryError{Delay: min(max(d, 0), MaxDelay), Err: err, rateLimited: true}
 }
 
 // rateKey and rateHoldKey are the keys of stream's rate limit in group.

@@ -141,6 +141,14 @@ func scheduleIDPartition(id string) (int, bool) {
 	return part, err == nil && part >= 0
 }
 
+// delayMillis is d rounded up to whole milliseconds, d taken as at most
+// MaxDelay: rounding d itself up would overflow within 1ms of
+// math.MaxInt64, into a due time in the past.
+func delayMillis(d time.Duration) int64 {
+	d = min(d, MaxDelay)
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
 // scheduleCall is the schedule script's call for one publish to stream
 // with XADD arguments a, under schedule ID id.
 func scheduleCall(part int, a *redis.XAddArgs, at *scheduleAt, id string) *scriptCall {
@@ -149,8 +157,7 @@ func scheduleCall(part int, a *redis.XAddArgs, at *scheduleAt, id string) *scrip
 	if at.abs {
 		argv = append(argv, id, at.at.UnixMilli(), 0)
 	} else {
-		ms := (at.delay + time.Millisecond - 1) / time.Millisecond
-		argv = append(argv, id, "", int64(ms))
+		argv = append(argv, id, "", delayMillis(at.delay))
 	}
 	argv = append(argv, values...)
 	return &scriptCall{
