@@ -101,3 +101,54 @@ func TestHugeRetryAfterWaitsInSchedule(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "no dead letter")
 }
+
+func TestConcurrencyAndInFlightBounds(t *testing.T) {
+	t.Parallel()
+	_, rdb := newMiniredis(t)
+	for name, opt := range map[string]ConsumerOption{
+		"concurrency over":   WithConcurrency(ConcurrencyLimit + 1),
+		"concurrency maxint": WithConcurrency(math.MaxInt),
+		"in-flight over":     WithMaxInFlight(MaxInFlightLimit + 1),
+		"in-flight maxint":   WithMaxInFlight(math.MaxInt),
+	} {
+		_, err := NewConsumer(rdb, "g", opt)
+		assert.ErrorIs(t, err, ErrInvalidOption, name)
+	}
+	_, err := NewConsumer(rdb, "g", WithConcurrency(ConcurrencyLimit), WithMaxInFlight(MaxInFlightLimit))
+	assert.NoError(t, err, "the limits themselves")
+}
+
+// The room of a consumer costs nothing up front, whatever its size: a
+// Run must not spend its start filling it.
+func TestHeldSetRoomIsFreeUpFront(t *testing.T) {
+	t.Parallel()
+	made := make(chan *heldSet, 1)
+	go func() { made <- newHeldSet(math.MaxInt) }()
+	select {
+	case h := <-made:
+		ctx := testCtx(t)
+		assert.Equal(t, 3, h.takeRoom(ctx, 3))
+		h.giveRoom(3)
+	case <-time.After(time.Second):
+		t.Fatal("newHeldSet(math.MaxInt) still filling its room after 1s")
+	}
+}
+
+// A consumer at both limits handles a message and stops promptly.
+func TestConsumerAtLimitsRunsAndStops(t *testing.T) {
+	t.Parallel()
+	rdb, ctx, stream := mustRedis(t), testCtx(t), uniqueStream(t)
+	c := newTestConsumer(t, rdb, "g", WithGroupStart("0"), WithConcurrency(ConcurrencyLimit), WithMaxInFlight(MaxInFlightLimit))
+	var calls atomic.Int64
+	require.NoError(t, Handle(c, stream, func(ctx context.Context, m *Message[Order]) error {
+		calls.Add(1)
+		return nil
+	}))
+	_, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{DefaultPayloadField, `{"id":"1"}`}}).Result()
+	require.NoError(t, err)
+	r := startReady(t, c)
+	eventually(t, 5*time.Second, func() bool { return calls.Load() == 1 }, "handled")
+	began := time.Now()
+	require.NoError(t, r.stop(t))
+	assert.Less(t, time.Since(began), 2*time.Second, "Run returned promptly")
+}

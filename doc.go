@@ -201,7 +201,8 @@
 // [Producer], [DeadLetters] and [Reaper] are safe for concurrent use, and
 // so are the operator actions, also while consumers of the group run. A
 // [Consumer] runs its handlers on up to [WithConcurrency] goroutines at
-// once, with at most [WithMaxInFlight] messages held (read, waiting for a
-// retry, or in a handler). None of them ever closes the Redis client it was
+// once (at most [ConcurrencyLimit]), with at most [WithMaxInFlight]
+// messages held (read, waiting for a retry, or in a handler; at most
+// [MaxInFlightLimit]). None of them ever closes the Redis client it was
 // given.
 package redstream
