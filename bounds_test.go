@@ -152,3 +152,36 @@ func TestConsumerAtLimitsRunsAndStops(t *testing.T) {
 	require.NoError(t, r.stop(t))
 	assert.Less(t, time.Since(began), 2*time.Second, "Run returned promptly")
 }
+
+// A listing asked for more than there is returns all there is, however
+// large the count (a count+1 once overflowed into a Redis error).
+func TestListingsTakeAnyCount(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, rdb *redis.Client) {
+		ctx, stream := testCtx(t), uniqueStream(t)
+		dl, err := NewDeadLetters(rdb, stream)
+		require.NoError(t, err)
+		p, err := NewProducer[Order](rdb, stream)
+		require.NoError(t, err)
+		for range 3 {
+			_, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: DeadLetterKey(stream), Values: []any{"payload", "1"}}).Result()
+			require.NoError(t, err)
+			_, err = p.Publish(ctx, Order{}, WithDelay(time.Hour))
+			require.NoError(t, err)
+		}
+		for _, n := range []int{4, math.MaxInt - 1, math.MaxInt} {
+			for _, newest := range []bool{false, true} {
+				l, next, err := dl.List(ctx, ListOptions{Count: n, NewestFirst: newest})
+				require.NoError(t, err, "List Count %d newest-first %v", n, newest)
+				assert.Len(t, l, 3, "List Count %d newest-first %v", n, newest)
+				assert.Empty(t, next)
+			}
+			list, err := ListScheduled(ctx, rdb, stream, 0, n)
+			require.NoError(t, err, "ListScheduled n %d", n)
+			assert.Len(t, list, 3, "ListScheduled n %d", n)
+			list, err = ListScheduled(ctx, rdb, stream, n, n)
+			require.NoError(t, err, "ListScheduled offset %d", n)
+			assert.Empty(t, list, "ListScheduled offset %d", n)
+		}
+	})
+}

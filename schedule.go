@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -233,7 +234,11 @@ func ListScheduled(ctx context.Context, rdb redis.UniversalClient, stream string
 	if n <= 0 || offset < 0 {
 		return nil, fmt.Errorf("%w: ListScheduled(offset %d, n %d): need n > 0 and offset >= 0", ErrInvalidOption, offset, n)
 	}
-	reply, err := scripts.ListScheduled.Run(ctx, rdb, []string{scheduledKey(stream), scheduledDataKey(stream)}, offset, n).Slice()
+	stop := -1 // the last: offset+n-1 would overflow
+	if n <= math.MaxInt-offset {
+		stop = offset + n - 1
+	}
+	reply, err := scripts.ListScheduled.Run(ctx, rdb, []string{scheduledKey(stream), scheduledDataKey(stream)}, offset, stop).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redstream: list scheduled of %s: %w", stream, err)
 	}
