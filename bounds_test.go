@@ -185,3 +185,33 @@ func TestListingsTakeAnyCount(t *testing.T) {
 		}
 	})
 }
+
+func TestRateLimitWindowBounds(t *testing.T) {
+	t.Parallel()
+	_, rdb := newMiniredis(t)
+	c, err := NewConsumer(rdb, "g")
+	require.NoError(t, err)
+	h := func(ctx context.Context, m *Message[Order]) error { return nil }
+	tests := []struct {
+		rate  float64
+		burst int
+		want  string // in the error; "" for none
+	}{
+		{5000, 5, ""},
+		{1000, 1, ""},
+		{1.0 / (99 * 365 * 24 * 3600), 1, ""},
+		{5000, 1, "under 1ms"},
+		{1e-12, 1, "over MaxDelay"},
+		{1, math.MaxInt, "over MaxDelay"},
+		{math.SmallestNonzeroFloat64, math.MaxInt, "over MaxDelay"},
+	}
+	for _, tt := range tests {
+		err := Handle(c, uniqueStream(t)+":"+time.Now().String(), h, WithRateLimit(tt.rate, tt.burst))
+		if tt.want == "" {
+			assert.NoError(t, err, "WithRateLimit(%v, %d)", tt.rate, tt.burst)
+			continue
+		}
+		assert.ErrorIs(t, err, ErrInvalidOption, "WithRateLimit(%v, %d)", tt.rate, tt.burst)
+		assert.ErrorContains(t, err, tt.want, "WithRateLimit(%v, %d)", tt.rate, tt.burst)
+	}
+}
