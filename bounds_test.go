@@ -215,3 +215,40 @@ func TestRateLimitWindowBounds(t *testing.T) {
 		assert.ErrorContains(t, err, tt.want, "WithRateLimit(%v, %d)", tt.rate, tt.burst)
 	}
 }
+
+// An error about MinIdle names the option the caller gave, not one left
+// at its default.
+func TestMinIdleErrorsNameWhatWasGiven(t *testing.T) {
+	t.Parallel()
+	_, rdb := newMiniredis(t)
+	tests := []struct {
+		name string
+		opts []ReclaimOption
+		want string // in the error; "" for none
+	}{
+		{"beyond MaxDelay", []ReclaimOption{WithMinIdle(math.MaxInt64)}, "WithMinIdle(2562047h47m16.854775807s): must be from 30ms to MaxDelay"},
+		{"over the default TTL", []ReclaimOption{WithMinIdle(48 * time.Hour)}, "WithMinIdle(48h0m0s) is longer than the default IdleConsumerTTL (24h0m0s)"},
+		{"TTL given shorter", []ReclaimOption{WithIdleConsumerTTL(time.Second)}, "WithIdleConsumerTTL(1s) is shorter than MinIdle (30s)"},
+		{"TTL off", []ReclaimOption{WithMinIdle(48 * time.Hour), WithIdleConsumerTTL(0)}, ""},
+		{"TTL raised", []ReclaimOption{WithMinIdle(48 * time.Hour), WithIdleConsumerTTL(72 * time.Hour)}, ""},
+	}
+	for _, tt := range tests {
+		var (
+			copts []ConsumerOption
+			ropts []ReaperOption
+		)
+		for _, o := range tt.opts {
+			copts, ropts = append(copts, o), append(ropts, o)
+		}
+		_, cerr := NewConsumer(rdb, "g", copts...)
+		_, rerr := NewReaper(rdb, "g", []string{"s"}, ropts...)
+		for _, err := range []error{cerr, rerr} {
+			if tt.want == "" {
+				assert.NoError(t, err, tt.name)
+				continue
+			}
+			assert.ErrorIs(t, err, ErrInvalidOption, tt.name)
+			assert.ErrorContains(t, err, tt.want, tt.name)
+		}
+	}
+}
