@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -197,7 +198,7 @@ func (d *DeadLetters) List(ctx context.Context, opts ListOptions) ([]DeadLetter,
 			end, ok = endBefore(opts.After)
 		}
 		if ok {
-			msgs, err = d.rdb.XRevRangeN(ctx, d.key, end, "-", int64(count)+1).Result()
+			msgs, err = d.rdb.XRevRangeN(ctx, d.key, end, "-", pageAndOne(count)).Result()
 		}
 	default:
 		start, ok := "-", true
@@ -205,7 +206,7 @@ func (d *DeadLetters) List(ctx context.Context, opts ListOptions) ([]DeadLetter,
 			start, ok = startAfter(opts.After)
 		}
 		if ok {
-			msgs, err = d.rdb.XRangeN(ctx, d.key, start, "+", int64(count)+1).Result()
+			msgs, err = d.rdb.XRangeN(ctx, d.key, start, "+", pageAndOne(count)).Result()
 		}
 	}
 	if err != nil {
@@ -222,6 +223,13 @@ func (d *DeadLetters) List(ctx context.Context, opts ListOptions) ([]DeadLetter,
 		letters[i] = parseDeadLetter(m.ID, m.Values)
 	}
 	return letters, next, nil
+}
+
+// pageAndOne is the COUNT that reads a page of count and one more, to
+// tell whether a next page exists: count+1, which overflowed into a
+// negative COUNT (a nil reply) at math.MaxInt.
+func pageAndOne(count int) int64 {
+	return int64(min(count, math.MaxInt-1)) + 1
 }
 
 // ReplayOption selects what [DeadLetters.Replay] replays and how fast.

@@ -51,7 +51,8 @@
 //
 // A handler's error leaves its message pending; the consumer delivers it
 // again after an exponential backoff with jitter ([WithRetryBackoff]), or
-// after the delay of a [RetryAfter] error, renewing its lease meanwhile;
+// after the delay of a [RetryAfter] error (either at most [MaxDelay]),
+// renewing its lease meanwhile;
 // a retry due [WithLongRetryAfter] or more from now (default MinIdle) waits
 // in the stream's schedule instead, freeing its in-flight room.
 // After MaxDeliveries failed handler attempts ([WithMaxDeliveries],
@@ -104,7 +105,8 @@
 // Redis (a sorted set and a hash in the stream's hash slot) and is
 // appended when due, by the Redis server's clock, never before, exactly
 // once, by whichever Consumer or standalone [Reaper] of the stream polls
-// first ([WithSchedulePoll], default 250ms). The publish returns a
+// first ([WithSchedulePoll], default 250ms); a wait beyond [MaxDelay]
+// (100 years) is refused. The publish returns a
 // schedule ID that [Producer.Cancel] takes; [Message.ScheduleID] and
 // [Message.ScheduledFor] tell a handler what it was. [WithDedupeKey]
 // publishes once per business key within a window ([WithDedupeWindow],
@@ -200,7 +202,8 @@
 // [Producer], [DeadLetters] and [Reaper] are safe for concurrent use, and
 // so are the operator actions, also while consumers of the group run. A
 // [Consumer] runs its handlers on up to [WithConcurrency] goroutines at
-// once, with at most [WithMaxInFlight] messages held (read, waiting for a
-// retry, or in a handler). None of them ever closes the Redis client it was
+// once (at most [ConcurrencyLimit]), with at most [WithMaxInFlight]
+// messages held (read, waiting for a retry, or in a handler; at most
+// [MaxInFlightLimit]). None of them ever closes the Redis client it was
 // given.
 package redstream

@@ -388,7 +388,8 @@ var ErrDeadLetter = errors.New("redstream: dead-letter this message")
 var ErrDrop = errors.New("redstream: drop this message")
 
 // RetryError asks for the message to be delivered again after Delay instead
-// of after the consumer's retry backoff. Create it with [RetryAfter]. The
+// of after the consumer's retry backoff (a Delay beyond [MaxDelay] waits
+// MaxDelay). Create it with [RetryAfter]. The
 // delivery still counts towards the maximum ([WithMaxDeliveries]).
 type RetryError struct {
 	Delay time.Duration
@@ -400,14 +401,15 @@ type RetryError struct {
 }
 
 // RetryAfter returns an error that, returned by a handler, has the message
-// delivered again after about d (at least 0) instead of after the retry
-// backoff. err, which may be nil, says why; it is what gets logged and,
+// delivered again after about d instead of after the retry backoff: a
+// negative d is taken as 0, and one beyond [MaxDelay] (100 years) as
+// MaxDelay. err, which may be nil, says why; it is what gets logged and,
 // after the last delivery, recorded in the dead-letter entry. A d of at
 // least [WithLongRetryAfter]'s threshold (default MinIdle) waits in the
 // stream's schedule, the consumer's in-flight room freed, as any long
 // retry does.
 func RetryAfter(d time.Duration, err error) error {
-	return &RetryError{Delay: max(d, 0), Err: err}
+	return &RetryError{Delay: min(max(d, 0), MaxDelay), Err: err}
 }
 
 func (e *RetryError) Error() string {

@@ -95,9 +95,11 @@ func (e *entry) heldKey() heldKey { return heldKey{e.route, e.id} }
 // heldSet is every message a consumer holds, the key turns of its ordered
 // routes, and its room tokens.
 type heldSet struct {
-	// room holds one token per message the consumer may still take in. A
-	// message holds its token from its read until it is acknowledged,
-	// dead-lettered or given up, retries included.
+	// room holds one token per message the consumer holds, up to its
+	// capacity: a message puts its token in at its read and takes it out
+	// when it is acknowledged, dead-lettered or given up, retries
+	// included. Tokens taken in, not tokens free, so that a room of any
+	// size costs nothing to set up.
 	room chan struct{}
 
 	mu      sync.Mutex
@@ -147,7 +149,6 @@ func newHeldSet(capacity int) *heldSet {
 		perRoute: make(map[*route]int),
 		freed:    make(chan struct{}, 1),
 	}
-	h.giveRoom(capacity)
 	return h
 }
 
@@ -160,7 +161,7 @@ func (h *heldSet) takeRoom(ctx context.Context, want int) int {
 		return 0
 	}
 	select {
-	case <-h.room:
+	case h.room <- struct{}{}:
 	case <-ctx.Done():
 		return 0
 	}
@@ -172,7 +173,7 @@ func (h *heldSet) takeRoomNow(want int) int {
 	n := 0
 	for n < want {
 		select {
-		case <-h.room:
+		case h.room <- struct{}{}:
 			n++
 		default:
 			return n
@@ -185,7 +186,7 @@ func (h *heldSet) takeRoomNow(want int) int {
 // given back.
 func (h *heldSet) giveRoom(n int) {
 	for range n {
-		h.room <- struct{}{}
+		<-h.room
 	}
 }
 

@@ -111,7 +111,7 @@ type scheduleRetryCall struct {
 }
 
 func newScheduleRetryCall(stream, group, consumer, id string, delay time.Duration, attempts int64, minIdle time.Duration) *scheduleRetryCall {
-	ms := int64((delay + time.Millisecond - 1) / time.Millisecond)
+	ms := delayMillis(delay)
 	return &scheduleRetryCall{
 		keys: []string{stream, scheduledKey(stream), scheduledDataKey(stream), attemptsKey(stream, group), takenKey(stream, group), takenAgesKey(stream, group), onceKey(stream)},
 		args: []any{group, consumer, id, ms, attempts, newRetryID(), takenFor.Milliseconds(), retryRecordFor(minIdle).Milliseconds()},

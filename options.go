@@ -78,6 +78,27 @@ const (
 	DefaultDedupeWindow = 24 * time.Hour
 )
 
+// MaxDelay is the longest wait redstream schedules: 100 years (of 365
+// days), far beyond any real delay yet well inside what a time.Duration
+// and a due time in Unix milliseconds can hold. [WithDelay] and
+// [WithDeliverAt] refuse a wait beyond it with an error wrapping
+// [ErrInvalidOption]; a retry delay beyond it ([RetryAfter],
+// [RateLimited], [WithRetryBackoff]) is cut to it.
+const MaxDelay = 100 * 365 * 24 * time.Hour
+
+// Upper bounds of a Consumer's sizes; an option above one is an error
+// wrapping [ErrInvalidOption]. Both are far above what a real service
+// needs: handlers of I/O-bound work saturate a process's connections and
+// CPU well below ConcurrencyLimit (every worker goroutine is started by
+// Run), and MaxInFlightLimit held messages is already a memory budget of
+// its own.
+const (
+	// ConcurrencyLimit is the most [WithConcurrency] takes.
+	ConcurrencyLimit = 10_000
+	// MaxInFlightLimit is the most [WithMaxInFlight] takes.
+	MaxInFlightLimit = 1_000_000
+)
+
 // Defaults of [HandleBatch] without [WithBatch].
 const (
 	// DefaultBatchMaxSize is the most messages of one batch.
@@ -243,11 +264,13 @@ func WithConsumerName(name string) ConsumerOption {
 }
 
 // WithConcurrency sets how many handlers run at once, over all streams of
-// the consumer. The default is [DefaultConcurrency]; n must be positive.
+// the consumer: Run starts that many worker goroutines. The default is
+// [DefaultConcurrency]; n must be from 1 to [ConcurrencyLimit] (10,000),
+// or the option is an error wrapping [ErrInvalidOption].
 func WithConcurrency(n int) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error {
-		if n <= 0 {
-			return fmt.Errorf("%w: WithConcurrency(%d): must be positive", ErrInvalidOption, n)
+		if n <= 0 || n > ConcurrencyLimit {
+			return fmt.Errorf("%w: WithConcurrency(%d): must be from 1 to ConcurrencyLimit (%d)", ErrInvalidOption, n, ConcurrencyLimit)
 		}
 		c.concurrency = n
 		return nil
@@ -269,12 +292,13 @@ func WithBatchSize(n int) ConsumerOption {
 // WithMaxInFlight bounds the messages the consumer holds at once (read and
 // not yet finished), over all its streams. A read asks for no more than the
 // free room, so memory stays bounded however long the backlog. The default
-// is [DefaultMaxInFlight]; n must be positive, and is raised to the
-// concurrency if lower.
+// is [DefaultMaxInFlight]; n must be from 1 to [MaxInFlightLimit]
+// (1,000,000), or the option is an error wrapping [ErrInvalidOption], and
+// is raised to the concurrency if lower.
 func WithMaxInFlight(n int) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error {
-		if n <= 0 {
-			return fmt.Errorf("%w: WithMaxInFlight(%d): must be positive", ErrInvalidOption, n)
+		if n <= 0 || n > MaxInFlightLimit {
+			return fmt.Errorf("%w: WithMaxInFlight(%d): must be from 1 to MaxInFlightLimit (%d)", ErrInvalidOption, n, MaxInFlightLimit)
 		}
 		c.maxInFlight = n
 		return nil
@@ -381,7 +405,8 @@ func WithGroupStart(id string) ConsumerOption {
 // in the stream's schedule. A handler can ask
 // for its own delay with [RetryAfter]. Defaults: [DefaultRetryBackoffMin],
 // [DefaultRetryBackoffMax]; minDelay must be positive and maxDelay at least
-// minDelay.
+// minDelay, or the option is an error wrapping [ErrInvalidOption]; a delay
+// beyond [MaxDelay] (100 years) waits MaxDelay.
 func WithRetryBackoff(minDelay, maxDelay time.Duration) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error {
 		if minDelay <= 0 || maxDelay < minDelay {

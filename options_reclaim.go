@@ -16,6 +16,7 @@ type reclaimConfig struct {
 	reapBatch       int
 	maxDeliveries   int
 	idleConsumerTTL time.Duration
+	idleTTLSet      bool // WithIdleConsumerTTL given: whose error a TTL under MinIdle is
 	errorBackoffMin time.Duration
 	errorBackoffMax time.Duration
 	onError         func(error)
@@ -38,6 +39,9 @@ func defaultReclaim() reclaimConfig {
 }
 
 func (c reclaimConfig) validate() error {
+	if c.idleConsumerTTL > 0 && c.idleConsumerTTL < c.minIdle && !c.idleTTLSet {
+		return fmt.Errorf("%w: WithMinIdle(%v) is longer than the default IdleConsumerTTL (%v): a consumer would be deleted before its entries can be reclaimed; give WithIdleConsumerTTL of at least MinIdle, or 0", ErrInvalidOption, c.minIdle, c.idleConsumerTTL)
+	}
 	if c.idleConsumerTTL > 0 && c.idleConsumerTTL < c.minIdle {
 		return fmt.Errorf("%w: WithIdleConsumerTTL(%v) is shorter than MinIdle (%v): a consumer would be deleted before its entries can be reclaimed", ErrInvalidOption, c.idleConsumerTTL, c.minIdle)
 	}
@@ -54,11 +58,14 @@ func (o reclaimOption) applyReaper(c *reaperConfig) error     { return o(&c.recl
 // crashed mid-handler has its message handled elsewhere after about this
 // long. Live consumers renew the leases of the entries they hold every
 // MinIdle/3, so a handler may run longer than MinIdle. The default is
-// [DefaultMinIdle]; d must be at least 30ms.
+// [DefaultMinIdle]; d must be from 30ms to [MaxDelay] (100 years), or the
+// option is an error wrapping [ErrInvalidOption]. A d above
+// [DefaultIdleConsumerTTL] (24h) needs [WithIdleConsumerTTL] of at least d,
+// or 0.
 func WithMinIdle(d time.Duration) ReclaimOption {
 	return reclaimOption(func(c *reclaimConfig) error {
-		if d < 30*time.Millisecond {
-			return fmt.Errorf("%w: WithMinIdle(%v): must be at least 30ms", ErrInvalidOption, d)
+		if d < 30*time.Millisecond || d > MaxDelay {
+			return fmt.Errorf("%w: WithMinIdle(%v): must be from 30ms to MaxDelay (%v)", ErrInvalidOption, d, MaxDelay)
 		}
 		c.minIdle = d
 		return nil
@@ -117,7 +124,7 @@ func WithIdleConsumerTTL(d time.Duration) ReclaimOption {
 		if d < 0 {
 			return fmt.Errorf("%w: WithIdleConsumerTTL(%v): must not be negative", ErrInvalidOption, d)
 		}
-		c.idleConsumerTTL = d
+		c.idleConsumerTTL, c.idleTTLSet = d, true
 		return nil
 	})
 }

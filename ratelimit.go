@@ -54,8 +54,11 @@ func (l *rateLimit) forRoute() *rateLimit {
 // consumer acknowledges without a handler call does not. A handler can
 // also hold the whole group back for a while with [RateLimited].
 //
-// perSecond must be above 0 and burst at least 1; otherwise [Handle]
-// returns an error wrapping [ErrInvalidOption]. The limit is keyed by
+// perSecond must be above 0 and finite, burst at least 1, and the window
+// burst/perSecond seconds from 1ms to [MaxDelay] (100 years): above 1,000
+// starts a second the burst must be at least perSecond/1000
+// (WithRateLimit(5000, 5), not (5000, 1)); otherwise [Handle] returns an
+// error wrapping [ErrInvalidOption]. The limit is keyed by
 // stream (each partition has its own) and group, in
 // {stream}:redstream-rate:<group> (a sorted set of at most burst members)
 // and {stream}:redstream-rate-hold:<group>.
@@ -64,11 +67,15 @@ func WithRateLimit(perSecond float64, burst int) HandleOption {
 		if !(perSecond > 0) || math.IsInf(perSecond, 0) || burst < 1 {
 			return fmt.Errorf("%w: WithRateLimit(%v, %d): need a rate above 0 and a burst of at least 1", ErrInvalidOption, perSecond, burst)
 		}
-		window := time.Duration(float64(burst) / perSecond * float64(time.Second))
-		if window < time.Millisecond {
+		// In float64 first: the window may be beyond what a Duration holds.
+		window := float64(burst) / perSecond * float64(time.Second)
+		if window > float64(MaxDelay) {
+			return fmt.Errorf("%w: WithRateLimit(%v, %d): a window of burst/rate over MaxDelay (%v); raise the rate or lower the burst", ErrInvalidOption, perSecond, burst, MaxDelay)
+		}
+		if window < float64(time.Millisecond) {
 			return fmt.Errorf("%w: WithRateLimit(%v, %d): a window of burst/rate under 1ms; raise the burst", ErrInvalidOption, perSecond, burst)
 		}
-		c.limit = &rateLimit{window: window, burst: burst}
+		c.limit = &rateLimit{window: time.Duration(window), burst: burst}
 		return nil
 	})
 }
@@ -79,9 +86,10 @@ func WithRateLimit(perSecond float64, burst int) HandleOption {
 // starts another handler of the stream for d. Unlike [RetryAfter], the
 // attempt does not count towards MaxDeliveries: the message is not at
 // fault (so a handler that always returns it retries the message forever).
-// err, which may be nil, says why, and is logged.
+// err, which may be nil, says why, and is logged. A negative d is taken
+// as 0, and one beyond [MaxDelay] as MaxDelay.
 func RateLimited(d time.Duration, err error) error {
-	return &RetryError{Delay: max(d, 0), Err: err, rateLimited: true}
+	return &RetryError{Delay: min(max(d, 0), MaxDelay), Err: err, rateLimited: true}
 }
 
 // rateKey and rateHoldKey are the keys of stream's rate limit in group.

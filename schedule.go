@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -52,15 +53,15 @@ type scheduleAt struct {
 // takes it, and the entry carries it ([Message.ScheduleID]).
 //
 // d is rounded up to a whole millisecond; zero is due at once (still
-// through the schedule); negative is an error wrapping [ErrInvalidOption],
-// as is giving WithDelay or [WithDeliverAt] twice, or with [WithID] or
-// [WithDedupeKey]. Nothing moves a due message unless a Consumer or Reaper
+// through the schedule); negative, or more than [MaxDelay] (100 years), is
+// an error wrapping [ErrInvalidOption], as is giving WithDelay or
+// [WithDeliverAt] twice, or with [WithID] or [WithDedupeKey]. Nothing moves a due message unless a Consumer or Reaper
 // of its stream runs. The entry is appended without the producer's trim
 // ([WithMaxLen], [WithMaxAge]).
 func WithDelay(d time.Duration) PublishOption {
 	return publishOption(func(c *publishConfig) error {
-		if d < 0 {
-			return fmt.Errorf("%w: WithDelay(%v): must not be negative", ErrInvalidOption, d)
+		if d < 0 || d > MaxDelay {
+			return fmt.Errorf("%w: WithDelay(%v): must be from 0 to MaxDelay (%v)", ErrInvalidOption, d, MaxDelay)
 		}
 		if c.schedule != nil {
 			return fmt.Errorf("%w: WithDelay or WithDeliverAt given twice", ErrInvalidOption)
@@ -73,13 +74,18 @@ func WithDelay(d time.Duration) PublishOption {
 // WithDeliverAt publishes the message at t instead of at once, as
 // [WithDelay] does: t is compared with the Redis server's clock, to the
 // millisecond, so a producer whose clock is off shifts it by as much. A t
-// in the past is due at once. The zero Time is an error wrapping
+// in the past is due at once. The zero Time, or a t more than [MaxDelay]
+// (100 years) from now by the producer's clock, is an error wrapping
 // [ErrInvalidOption], as is giving WithDeliverAt or WithDelay twice, or
 // with [WithID] or [WithDedupeKey].
 func WithDeliverAt(t time.Time) PublishOption {
 	return publishOption(func(c *publishConfig) error {
 		if t.IsZero() {
 			return fmt.Errorf("%w: WithDeliverAt: zero time", ErrInvalidOption)
+		}
+		if time.Until(t) > MaxDelay {
+			// Further out, its Unix milliseconds may not fit an int64.
+			return fmt.Errorf("%w: WithDeliverAt(%v): more than MaxDelay (%v) from now", ErrInvalidOption, t, MaxDelay)
 		}
 		if c.schedule != nil {
 			return fmt.Errorf("%w: WithDelay or WithDeliverAt given twice", ErrInvalidOption)
@@ -136,6 +142,14 @@ func scheduleIDPartition(id string) (int, bool) {
 	return part, err == nil && part >= 0
 }
 
+// delayMillis is d rounded up to whole milliseconds, d taken as at most
+// MaxDelay: rounding d itself up would overflow within 1ms of
+// math.MaxInt64, into a due time in the past.
+func delayMillis(d time.Duration) int64 {
+	d = min(d, MaxDelay)
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
 // scheduleCall is the schedule script's call for one publish to stream
 // with XADD arguments a, under schedule ID id.
 func scheduleCall(part int, a *redis.XAddArgs, at *scheduleAt, id string) *scriptCall {
@@ -144,8 +158,7 @@ func scheduleCall(part int, a *redis.XAddArgs, at *scheduleAt, id string) *scrip
 	if at.abs {
 		argv = append(argv, id, at.at.UnixMilli(), 0)
 	} else {
-		ms := (at.delay + time.Millisecond - 1) / time.Millisecond
-		argv = append(argv, id, "", int64(ms))
+		argv = append(argv, id, "", delayMillis(at.delay))
 	}
 	argv = append(argv, values...)
 	return &scriptCall{
@@ -221,7 +234,11 @@ func ListScheduled(ctx context.Context, rdb redis.UniversalClient, stream string
 	if n <= 0 || offset < 0 {
 		return nil, fmt.Errorf("%w: ListScheduled(offset %d, n %d): need n > 0 and offset >= 0", ErrInvalidOption, offset, n)
 	}
-	reply, err := scripts.ListScheduled.Run(ctx, rdb, []string{scheduledKey(stream), scheduledDataKey(stream)}, offset, n).Slice()
+	stop := -1 // the last: offset+n-1 would overflow
+	if n <= math.MaxInt-offset {
+		stop = offset + n - 1
+	}
+	reply, err := scripts.ListScheduled.Run(ctx, rdb, []string{scheduledKey(stream), scheduledDataKey(stream)}, offset, stop).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redstream: list scheduled of %s: %w", stream, err)
 	}

@@ -303,9 +303,9 @@ func (r *runner) settle(handlerCtx context.Context, e *entry, err error, lost, v
 func (r *runner) retryDelay(attempts int64, err error) time.Duration {
 	var retryErr *RetryError
 	if errors.As(err, &retryErr) {
-		return retryErr.Delay
+		return min(retryErr.Delay, MaxDelay)
 	}
-	return r.retry.Delay(int(attempts))
+	return min(r.retry.Delay(int(attempts)), MaxDelay)
 }
 
 // countFailure records one failed handler attempt of e in Redis and returns
