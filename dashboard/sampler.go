@@ -118,12 +118,12 @@ func (d *Dashboard) sampleOnce(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, max(d.cfg.sampleInterval, time.Second))
 	defer cancel()
 	sv, err := d.survey(ctx)
-	d.noteSampleErr(err)
-	if err != nil {
-		return
+	if err == nil {
+		d.hist.record(sv.at, sv.rows)
+		d.share(sv)
 	}
-	d.hist.record(sv.at, sv.rows)
-	d.share(sv)
+	// Last: a page that no longer shows the failure shows the sample.
+	d.noteSampleErr(err)
 }
 
 func (d *Dashboard) noteSampleErr(err error) {
