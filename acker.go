@@ -92,6 +92,9 @@ func (r *runner) ack(ctx, runCtx context.Context) {
 		if err := r.flushAcks(ctx, runCtx, round); err != nil {
 			r.acksGivenUp += len(round.entries)
 			r.ackErr = err
+			for _, e := range round.entries {
+				r.acksLeft[e.heldKey()] = struct{}{}
+			}
 		}
 		r.held.forget(round.entries...)
 		clear(round.entries)

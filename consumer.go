@@ -165,7 +165,9 @@ func Handle[T any](c *Consumer, stream string, fn HandlerFunc[T], opts ...Handle
 //
 // When ctx ends, Run stops reading (a read in progress finishes within the
 // block time, [WithBlock]), lets in-flight handlers finish, sends the last
-// acknowledgements, hands what is left (failures waiting for a retry) over
+// acknowledgements, hands what is left pending under its name (failures
+// waiting for a retry, messages let go while paused or behind a key's
+// message taken over, on streams not read as exclusive partitions) over
 // to the group, and returns nil. When it could not finish what it took in,
 // it returns a [*ShutdownError] that says what and how many: handlers
 // still running after the shutdown timeout had their contexts cancelled
@@ -273,10 +275,12 @@ type runner struct {
 
 	names *nameLease
 
-	// running counts the handlers running now. acksGivenUp and ackErr are
-	// the acknowledger's, read once it has returned.
+	// running counts the handlers running now. acksGivenUp, acksLeft (the
+	// entries of those acknowledgements, for the hand-off to leave alone)
+	// and ackErr are the acknowledger's, read once it has returned.
 	running     atomic.Int64
 	acksGivenUp int
+	acksLeft    map[heldKey]struct{}
 	ackErr      error
 }
 
@@ -295,6 +299,7 @@ func newRunner(c *Consumer, routes []*route) *runner {
 		leftRoutes: make(chan *route, len(routes)),
 		owned:      make(map[*route]*owned),
 		drainedAll: make(chan struct{}),
+		acksLeft:   make(map[heldKey]struct{}),
 	}
 	for _, rt := range routes {
 		if !rt.exclusive {

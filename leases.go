@@ -175,15 +175,21 @@ func renewLeases(ctx context.Context, rdb redis.UniversalClient, stream, group, 
 // now minus it).
 const handOffIdle = 365 * 24 * time.Hour
 
-// handOff marks every entry this Run leaves pending unfinished (waiting
-// for a retry, held back behind its key, let go at the shutdown timeout)
-// idle for a year, so that another consumer's reaper takes them on its next
-// round instead of after MinIdle. The script marks only entries still this
-// consumer's. It runs once, when the workers are done and the last
-// acknowledgements sent, and returns how many it handed over and how many
-// it could not, with the last error.
+// handOff marks every entry this Run leaves pending unfinished idle for a
+// year, so that another consumer's reaper takes them on its next round
+// instead of after MinIdle: those it holds (waiting for a retry, held back
+// behind its key), those let go at the shutdown timeout, and every other
+// entry pending under its name on a stream the group shares (ownPending):
+// let go while the stream was paused, behind a key's entry taken over by
+// another consumer, delivered by a read whose reply was lost, claimed by
+// a reaper round that failed, or left by an earlier run of the name. The
+// script marks only entries still this consumer's. It runs once, when the
+// workers are done and the last acknowledgements sent, and returns how
+// many it handed over and how many it could not, with the last error.
 func (r *runner) handOff() (handedOver, notHandedOver int, lastErr error) {
-	for rt, ids := range r.held.unfinished() {
+	left := r.held.unfinished()
+	r.ownPending(left)
+	for rt, ids := range left {
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
 		handed := 0
@@ -208,6 +214,62 @@ func (r *runner) handOff() (handedOver, notHandedOver int, lastErr error) {
 		handedOver += handed
 	}
 	return handedOver, notHandedOver, lastErr
+}
+
+// ownPending adds to byRoute the IDs pending under this consumer's name
+// on each stream the group shares, but those whose acknowledgement was
+// given up (counted as such, and handled already). Exclusive partitions
+// are left out: their next owner claims whatever is pending on them,
+// however idle. It runs once every reader and the reaper have stopped, so
+// nothing is read under the name meanwhile; the first page of every
+// stream comes in one pipeline. A stream it cannot list keeps what it has
+// under the name pending until MinIdle, as before the hand-off: reported,
+// not counted as not handed over (its count is unknown).
+func (r *runner) ownPending(byRoute map[*route][]string) {
+	var shared []*route
+	for _, rt := range r.routes {
+		if !rt.exclusive {
+			shared = append(shared, rt)
+		}
+	}
+	if len(shared) == 0 {
+		return
+	}
+	page := func(ctx context.Context, pipe redis.Cmdable, rt *route, start string) *redis.XPendingExtCmd {
+		return pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: rt.stream, Group: r.c.group, Consumer: r.c.cfg.name, Start: start, End: "+", Count: leaseBatch})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
+	cmds := make([]*redis.XPendingExtCmd, len(shared))
+	_, _ = r.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, rt := range shared {
+			cmds[i] = page(ctx, pipe, rt, "-")
+		}
+		return nil
+	})
+	cancel()
+	for i, rt := range shared {
+		cmd := cmds[i]
+		for {
+			pending, err := cmd.Result()
+			if err != nil {
+				if !redis.HasErrorPrefix(err, "NOGROUP") { // no group, nothing pending
+					r.report(&OpError{Op: "hand-off", Stream: rt.stream, Group: r.c.group, Err: err})
+				}
+				break
+			}
+			for _, p := range pending {
+				if _, given := r.acksLeft[heldKey{rt, p.ID}]; !given {
+					byRoute[rt] = append(byRoute[rt], p.ID)
+				}
+			}
+			if len(pending) < leaseBatch {
+				break
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), ackFlushTimeout)
+			cmd = page(ctx, r.c.rdb, rt, "("+pending[len(pending)-1].ID)
+			cancel()
+		}
+	}
 }
 
 // stringList converts a script's array reply of strings.
