@@ -226,6 +226,12 @@ func (r *runner) handOff() (handedOver, notHandedOver int, lastErr error) {
 // under the name pending until MinIdle, as before the hand-off: reported,
 // not counted as not handed over (its count is unknown).
 func (r *runner) ownPending(byRoute map[*route][]string) {
+	if r.ackErr != nil {
+		// Acknowledgements were just given up: Redis is likely out of
+		// reach, and the sweep would only add its timeout to the
+		// shutdown. What is pending waits for MinIdle, as before.
+		return
+	}
 	var shared []*route
 	for _, rt := range r.routes {
 		if !rt.exclusive {
