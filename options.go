@@ -368,9 +368,11 @@ func WithHandlerTimeout(d time.Duration) RouteOption {
 // WithShutdownTimeout sets how long [Consumer.Run] lets in-flight handlers
 // finish after its context ends. When it passes, their contexts are
 // cancelled, Run waits for them to return and returns a [*ShutdownError]
-// wrapping [ErrShutdownTimeout]; the messages they held stay pending. The default is
-// [DefaultShutdownTimeout]; zero cancels handlers at once; negative is an
-// error.
+// wrapping [ErrShutdownTimeout]; the messages they held stay pending. It
+// bounds the wait only for handlers that watch their context: redstream
+// cannot stop a goroutine, so one that ignores it keeps Run waiting until
+// it returns. The default is [DefaultShutdownTimeout]; zero cancels
+// handlers at once; negative is an error.
 func WithShutdownTimeout(d time.Duration) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) error {
 		if d < 0 {
